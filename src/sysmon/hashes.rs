@@ -1,0 +1,182 @@
+//! File hashes from every place Splunk may put them.
+//!
+//! Sysmon writes one `Hashes` value (`SHA1=…,MD5=…,SHA256=…,IMPHASH=…`, any
+//! subset in the order of the config's `HashAlgorithms`); image-load and
+//! file events call it `Hash`; the add-ons also split it into `MD5`, `SHA1`,
+//! `SHA256`, `IMPHASH`, and CIM copies the whole string into `process_hash`.
+//! All of them end up as one [`FileHashes`] of validated lower-case hex, so a
+//! malformed value can never reach a reputation provider or the cache key.
+
+/// A hex digest of `N` characters, stored lower-case, always valid hex.
+#[derive(Copy, Clone, Eq, PartialEq, Hash, Ord, PartialOrd)]
+pub struct Digest<const N: usize>([u8; N]);
+
+/// 32 hex characters: MD5 and IMPHASH.
+pub type Md5 = Digest<32>;
+/// 40 hex characters.
+pub type Sha1 = Digest<40>;
+/// 64 hex characters.
+pub type Sha256 = Digest<64>;
+
+impl<const N: usize> Digest<N> {
+    /// Accepts exactly `N` hex characters (any case, surrounding white space
+    /// ignored). Anything else is not a hash of this kind.
+    pub fn parse(text: &[u8]) -> Option<Self> {
+        let t = text.trim_ascii();
+        if t.len() != N {
+            return None;
+        }
+        let mut out = [0u8; N];
+        for (o, &b) in out.iter_mut().zip(t) {
+            *o = match b {
+                b'0'..=b'9' | b'a'..=b'f' => b,
+                b'A'..=b'F' => b + 32,
+                _ => return None,
+            };
+        }
+        Some(Digest(out))
+    }
+
+    /// The lower-case hex text.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII hex digits are ever stored (see `parse`).
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    /// The lower-case hex bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl<const N: usize> std::fmt::Display for Digest<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl<const N: usize> std::fmt::Debug for Digest<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The hashes of one file, each present only when it was valid hex.
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq, Hash)]
+pub struct FileHashes {
+    /// MD5.
+    pub md5: Option<Md5>,
+    /// SHA-1.
+    pub sha1: Option<Sha1>,
+    /// SHA-256.
+    pub sha256: Option<Sha256>,
+    /// PE import hash (same width as MD5).
+    pub imphash: Option<Md5>,
+}
+
+/// Which algorithm a `NAME=` token of a `Hashes` value names.
+enum Algorithm {
+    Md5,
+    Sha1,
+    Sha256,
+    Imphash,
+}
+
+fn algorithm(name: &[u8]) -> Option<Algorithm> {
+    let name = name.trim_ascii();
+    if name.eq_ignore_ascii_case(b"MD5") {
+        Some(Algorithm::Md5)
+    } else if name.eq_ignore_ascii_case(b"SHA1") || name.eq_ignore_ascii_case(b"SHA-1") {
+        Some(Algorithm::Sha1)
+    } else if name.eq_ignore_ascii_case(b"SHA256") || name.eq_ignore_ascii_case(b"SHA-256") {
+        Some(Algorithm::Sha256)
+    } else if name.eq_ignore_ascii_case(b"IMPHASH") {
+        Some(Algorithm::Imphash)
+    } else {
+        None
+    }
+}
+
+impl FileHashes {
+    /// Parses a Sysmon `Hashes`/`Hash` value (or CIM `process_hash`, which is
+    /// the same string). Tokens are `NAME=hex` separated by commas (the old
+    /// community TA's multivalue form separates by newlines, accepted too);
+    /// unknown algorithms (`SHA384`, `CRC32`…) and invalid hex are skipped.
+    /// The first valid value of each algorithm wins.
+    pub fn parse_sysmon(value: &[u8]) -> FileHashes {
+        let mut out = FileHashes::default();
+        for token in value.split(|&b| b == b',' || b == b'\n' || b == b';') {
+            let Some(eq) = memchr::memchr(b'=', token) else {
+                continue;
+            };
+            let (name, hex) = (&token[..eq], &token[eq + 1..]);
+            match algorithm(name) {
+                Some(Algorithm::Md5) if out.md5.is_none() => out.md5 = Md5::parse(hex),
+                Some(Algorithm::Sha1) if out.sha1.is_none() => out.sha1 = Sha1::parse(hex),
+                Some(Algorithm::Sha256) if out.sha256.is_none() => out.sha256 = Sha256::parse(hex),
+                Some(Algorithm::Imphash) if out.imphash.is_none() => {
+                    out.imphash = Md5::parse(hex)
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// True when no algorithm produced a valid digest.
+    pub fn is_empty(&self) -> bool {
+        self.md5.is_none() && self.sha1.is_none() && self.sha256.is_none() && self.imphash.is_none()
+    }
+
+    /// Fills each algorithm still missing here from `other`; what is already
+    /// known is never overwritten (first source wins).
+    pub fn fill_from(&mut self, other: &FileHashes) {
+        self.md5 = self.md5.or(other.md5);
+        self.sha1 = self.sha1.or(other.sha1);
+        self.sha256 = self.sha256.or(other.sha256);
+        self.imphash = self.imphash.or(other.imphash);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHA1: &str = "8C5437CB7F4B7B4E3F0D5DB7C6D4B3A7E5A14B0B";
+    const MD5: &str = "975B4BD9B9D3B0A9C7D6E5F4A3B2C1D0";
+    const SHA256: &str = "36562B23E3CF2F5BDE5A5B0A84DDE0AC04A4E0D4E1BB2C7C47B4B5D8CFA3A5F2";
+    const IMP: &str = "272245E2988E1E430500B852C4FB5E18";
+
+    #[test]
+    fn full_sysmon_value_any_order() {
+        let v = format!("SHA1={SHA1},MD5={MD5},SHA256={SHA256},IMPHASH={IMP}");
+        let h = FileHashes::parse_sysmon(v.as_bytes());
+        assert_eq!(h.md5.unwrap().as_str(), MD5.to_ascii_lowercase());
+        assert_eq!(h.sha1.unwrap().as_str(), SHA1.to_ascii_lowercase());
+        assert_eq!(h.sha256.unwrap().as_str(), SHA256.to_ascii_lowercase());
+        assert_eq!(h.imphash.unwrap().as_str(), IMP.to_ascii_lowercase());
+        let v2 = format!("IMPHASH={IMP},MD5={MD5}");
+        let h2 = FileHashes::parse_sysmon(v2.as_bytes());
+        assert_eq!(h2.md5, h.md5);
+        assert_eq!(h2.imphash, h.imphash);
+        assert!(h2.sha1.is_none() && h2.sha256.is_none());
+    }
+
+    #[test]
+    fn invalid_hex_is_not_a_hash() {
+        let h = FileHashes::parse_sysmon(b"MD5=XYZ,SHA1=12,SHA256=,IMPHASH=272245E2988E1E430500B852C4FB5E1");
+        assert!(h.is_empty());
+        assert!(Md5::parse(b"975B4BD9B9D3B0A9C7D6E5F4A3B2C1DG").is_none());
+    }
+
+    #[test]
+    fn fill_keeps_first_source() {
+        let mut a = FileHashes::parse_sysmon(format!("MD5={MD5}").as_bytes());
+        let b = FileHashes::parse_sysmon(
+            b"MD5=00000000000000000000000000000000,SHA1=0000000000000000000000000000000000000000",
+        );
+        a.fill_from(&b);
+        assert_eq!(a.md5.unwrap().as_str(), MD5.to_ascii_lowercase());
+        assert!(a.sha1.is_some());
+    }
+}
