@@ -18,8 +18,10 @@
 //! is nothing to overlap at that level. Work that waits on the network
 //! (reputation, backfill) is bounded by time budgets per chunk.
 
+pub mod cli;
 pub mod command;
 pub mod config;
 pub mod lineage;
+pub mod logging;
 pub mod protocol;
 pub mod sysmon;

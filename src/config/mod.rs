@@ -1,0 +1,3 @@
+//! Settings from the app's `default/` and `local/` .conf files.
+
+pub mod conf;

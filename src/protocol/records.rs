@@ -105,7 +105,7 @@ impl<'b> RowReader<'b> {
             return Ok(None);
         }
         let header = Header::new(record.iter().map(<[u8]>::to_vec).collect());
-        let mut rows = RowReader {
+        let rows = RowReader {
             body,
             reader,
             header,
@@ -133,8 +133,13 @@ impl<'b> RowReader<'b> {
         }
         self.row += 1;
         self.check_fields(record)?;
-        let start = record.position().map_or(0, |p| p.byte() as usize);
+        let mut start = record.position().map_or(0, |p| p.byte() as usize);
         let mut end = (self.reader.position().byte() as usize).min(self.body.len());
+        // After a CRLF the reader reports the LF as the start of the next
+        // record; an unquoted record cannot begin with CR or LF, so skip them.
+        while start < end && matches!(self.body[start], b'\r' | b'\n') {
+            start += 1;
+        }
         // The reader's position is past the terminator; give it back.
         if end > start && self.body[end - 1] == b'\n' {
             end -= 1;
@@ -222,32 +227,6 @@ pub fn push_quoted(out: &mut Vec<u8>, value: &[u8]) {
     out.push(b'"');
 }
 
-/// Appends the two cells of a possibly multivalued field: `F` (values joined
-/// by `\n`) and `__mv_F` (empty for zero or one value), separated by a comma.
-pub fn push_multivalue<V: AsRef<[u8]>>(out: &mut Vec<u8>, values: &[V], scratch: &mut Vec<u8>) {
-    match values {
-        [] => out.push(b','),
-        [one] => {
-            push_field(out, one.as_ref());
-            out.push(b',');
-        }
-        many => {
-            scratch.clear();
-            for (i, v) in many.iter().enumerate() {
-                if i > 0 {
-                    scratch.push(b'\n');
-                }
-                scratch.extend_from_slice(v.as_ref());
-            }
-            push_quoted(out, scratch);
-            out.push(b',');
-            scratch.clear();
-            super::multivalue::encode_into(many, scratch);
-            push_field(out, scratch);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,9 +286,5 @@ mod tests {
         out.push(b',');
         push_field(&mut out, b"a,\"b\"");
         assert_eq!(out, b"plain,\"a,\"\"b\"\"\"");
-        let mut out = Vec::new();
-        let mut scratch = Vec::new();
-        push_multivalue(&mut out, &[&b"x"[..], b"y$"], &mut scratch);
-        assert_eq!(out, b"\"x\ny$\",$x$;$y$$$");
     }
 }

@@ -1,0 +1,179 @@
+//! The protocol conversation: getinfo, then execute until EOF.
+//!
+//! ```text
+//! read getinfo ─► parse args ─► reply {type: stateful, required_fields}
+//!      └─ bad args: reply with ERROR messages + finished, exit 1
+//! loop: read execute ─► enrich ─► reply {finished: <echo>} + rows
+//!      └─ any failure once a request arrived: error reply, exit 1
+//! EOF between chunks: exit 0
+//! ```
+
+use super::args::{self, Options};
+use super::enrich::Enricher;
+use crate::protocol::metadata::{
+    to_json, CommandType, ExecuteReply, GetInfoReply, Inspector, Level, SearchInfo,
+};
+use crate::protocol::{Action, Channel, Limits, ProtocolError};
+use std::io::{BufRead, Write};
+
+/// How the conversation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// EOF after the work: exit 0.
+    Done,
+    /// An error was reported (or could not even be reported): exit non-zero.
+    Failed,
+}
+
+/// What the command needs besides the streams.
+#[derive(Debug, Clone, Default)]
+pub struct ServeConfig {
+    /// Chunk and field caps.
+    pub limits: Limits,
+    /// Option defaults (from `sysmonenrich.conf`).
+    pub defaults: Options,
+}
+
+/// Runs the whole conversation on `input`/`output`.
+pub fn serve<R: BufRead, W: Write>(input: R, output: W, config: &ServeConfig) -> Outcome {
+    let mut channel = Channel::new(input, output, config.limits);
+    let searchinfo = match channel.read_request() {
+        Ok(None) => {
+            log::info!("stdin closed before getinfo; nothing to do");
+            return Outcome::Done;
+        }
+        Ok(Some((request, _))) if request.action == Action::GetInfo => {
+            request.searchinfo.unwrap_or_default()
+        }
+        Ok(Some((request, _))) => {
+            let text = format!(
+                "protocol error: the first chunk must be getinfo, got action {:?}",
+                request.action
+            );
+            return fail(&mut channel, &text, Inspector::default());
+        }
+        Err(e) => return fail_on(&mut channel, e),
+    };
+    log::info!(
+        "search sid={} app={} user={} splunk={} args={:?}",
+        searchinfo.sid,
+        searchinfo.app,
+        searchinfo.username,
+        searchinfo.splunk_version,
+        searchinfo.args
+    );
+    let options = match args::parse(&searchinfo.args, &config.defaults) {
+        Ok(o) => o,
+        Err(problems) => return refuse(&mut channel, &problems),
+    };
+    let mut enricher = Enricher::new(options, config.limits.max_field);
+    let reply = GetInfoReply {
+        kind: CommandType::Stateful,
+        required_fields: enricher.required_fields(),
+        inspector: None,
+        finished: None,
+        error: None,
+    };
+    if let Err(e) = channel.reply(&to_json(&reply), b"") {
+        log::error!("{e}");
+        return Outcome::Failed;
+    }
+    execute_loop(&mut channel, &mut enricher, &searchinfo)
+}
+
+fn execute_loop<R: BufRead, W: Write>(
+    channel: &mut Channel<R, W>,
+    enricher: &mut Enricher,
+    searchinfo: &SearchInfo,
+) -> Outcome {
+    let mut out = Vec::new();
+    let mut warned_utf8 = false;
+    loop {
+        let request = match channel.read_request() {
+            Ok(None) => {
+                log::info!("sid={} done: {:?}", searchinfo.sid, enricher.stats());
+                return Outcome::Done;
+            }
+            Ok(Some((request, _))) => request,
+            Err(e) => return fail_on(channel, e),
+        };
+        match request.action {
+            Action::Execute => {}
+            other => {
+                let text = format!("protocol error: unexpected action {other:?} (expected execute)");
+                return fail(channel, &text, Inspector::default());
+            }
+        }
+        let chunk_no = channel.requests();
+        let result = enricher.process(channel.body(), &mut out);
+        let mut inspector = Inspector::default();
+        if let Err(e) = result {
+            let text = format!("chunk {chunk_no}: {e}");
+            return fail(channel, &text, inspector);
+        }
+        if enricher.stats().non_utf8_chunks > 0 && !warned_utf8 {
+            warned_utf8 = true;
+            let text = "sysmonenrich: some events are not valid UTF-8; they were passed through unchanged";
+            log::warn!("{text}");
+            inspector.push(Level::Warn, text);
+        }
+        if request.finished {
+            inspector.push(Level::Info, summary(enricher));
+        }
+        let reply = ExecuteReply {
+            finished: request.finished,
+            inspector: (!inspector.is_empty()).then_some(inspector),
+            error: None,
+        };
+        if let Err(e) = channel.reply(&to_json(&reply), &out) {
+            // splunkd went away (cancelled search): nobody to tell.
+            log::warn!("sid={}: {e}", searchinfo.sid);
+            return Outcome::Failed;
+        }
+    }
+}
+
+fn summary(enricher: &Enricher) -> String {
+    let s = enricher.stats();
+    format!(
+        "sysmonenrich: {} rows in {} chunks, {} with hashes",
+        s.rows, s.chunks, s.rows_with_hashes
+    )
+}
+
+/// getinfo reply refusing to run: every argument problem as an ERROR.
+fn refuse<R: BufRead, W: Write>(channel: &mut Channel<R, W>, problems: &[String]) -> Outcome {
+    let mut inspector = Inspector::default();
+    for p in problems {
+        log::warn!("argument error: {p}");
+        inspector.push(Level::Error, p.clone());
+    }
+    let reply = GetInfoReply {
+        kind: CommandType::Stateful,
+        required_fields: Vec::new(),
+        inspector: Some(inspector),
+        finished: Some(true),
+        error: Some(problems.join("; ")),
+    };
+    let _ = channel.reply(&to_json(&reply), b"");
+    Outcome::Failed
+}
+
+fn fail_on<R: BufRead, W: Write>(channel: &mut Channel<R, W>, e: ProtocolError) -> Outcome {
+    fail(channel, &e.to_string(), Inspector::default())
+}
+
+/// The error reply of SCPV2 §8, when a reply is owed; then exit non-zero.
+fn fail<R: BufRead, W: Write>(
+    channel: &mut Channel<R, W>,
+    text: &str,
+    inspector: Inspector,
+) -> Outcome {
+    log::error!("{text}");
+    if channel.reply_owed() {
+        let reply = ExecuteReply::fatal(&format!("sysmonenrich: {text}"), inspector);
+        // The peer may already be gone (EOF mid-chunk); nothing more to do.
+        let _ = channel.reply(&to_json(&reply), b"");
+    }
+    Outcome::Failed
+}

@@ -1,0 +1,1 @@
+//! Placeholder: the Splunk .conf parser is being written.
