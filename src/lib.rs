@@ -24,4 +24,6 @@ pub mod config;
 pub mod lineage;
 pub mod logging;
 pub mod protocol;
+pub mod reputation;
+pub mod state;
 pub mod sysmon;

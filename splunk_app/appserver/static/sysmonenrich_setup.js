@@ -164,6 +164,7 @@ require([
     }
 
     var rows = {};
+    var PROVIDERS_LABEL = {};
 
     function showStatus(provider) {
         var row = rows[provider];
@@ -180,8 +181,6 @@ require([
             }
         );
     }
-
-    var PROVIDERS_LABEL = {};
 
     $.each(PROVIDERS, function (_, p) {
         PROVIDERS_LABEL[p.name] = p.label;

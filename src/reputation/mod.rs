@@ -1,0 +1,1 @@
+//! Hash reputation (being written).
