@@ -1,1 +1,314 @@
-fn main() {}
+//! Throughput and memory of the protocol command, against a bare protocol
+//! pass-through, on one machine in one run (the only comparison that means
+//! anything on a noisy shared host: ratios, medians).
+//!
+//! ```text
+//! cargo bench --bench throughput -- [--rows N] [--chunk N] [--runs K] [--variants a,b]
+//! ```
+//!
+//! The generator (`sysmonenrich::synth`) writes N realistic Sysmon rows in
+//! splunkd's CSV style into execute chunks of `--chunk` rows, once, to a
+//! temporary file. Each variant then runs as its own process, fed through a
+//! pipe exactly as splunkd feeds it (getinfo, then the chunks), its output
+//! drained to /dev/null. Time is wall clock from spawn to exit; peak RSS is
+//! the child's own `VmHWM`, which it reports at exit.
+//!
+//! Variants:
+//! - `passthrough`: this bench binary in child mode: read each chunk, parse
+//!   every CSV row, write the rows back unchanged. The floor any command
+//!   pays for speaking the protocol.
+//! - `hashes`: `sysmonenrich lineage=false reputation=false`.
+//! - `lineage`: `sysmonenrich reputation=false backfill=false`, process
+//!   table warm from a previous run over the same data.
+//! - `full`: `sysmonenrich backfill=false providers=local` (lineage and the
+//!   local reputation list; no network).
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+use sysmonenrich::protocol::chunk::{read_chunk, write_chunk, Chunk, Limits};
+use sysmonenrich::protocol::records::RowReader;
+use sysmonenrich::synth;
+
+struct Args {
+    rows: usize,
+    chunk: usize,
+    runs: usize,
+    variants: Vec<String>,
+    /// Write getinfo (with these args) + the stream to this file and stop:
+    /// the input for a profiler run (`valgrind --tool=callgrind`).
+    save: Option<(PathBuf, String)>,
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        rows: 1_000_000,
+        chunk: 50_000,
+        runs: 3,
+        variants: vec![
+            "passthrough".into(),
+            "hashes".into(),
+            "lineage".into(),
+            "full".into(),
+        ],
+    };
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < argv.len() {
+        let value = argv.get(i + 1).cloned().unwrap_or_default();
+        match argv[i].as_str() {
+            "--rows" => a.rows = value.parse().expect("--rows N"),
+            "--chunk" => a.chunk = value.parse().expect("--chunk N"),
+            "--runs" => a.runs = value.parse().expect("--runs K"),
+            "--variants" => a.variants = value.split(',').map(String::from).collect(),
+            "--save" => {
+                let args = argv.get(i + 2).cloned().unwrap_or_default();
+                a.save = Some((PathBuf::from(value), args));
+                i += 1;
+            }
+            _ => {
+                i += 1;
+                continue; // cargo passes --bench
+            }
+        }
+        i += 2;
+    }
+    a
+}
+
+/// Writes the execute chunks for `rows` rows to `path`; returns body bytes.
+fn write_stream(path: &Path, rows: usize, chunk: usize) -> u64 {
+    let mut out = BufWriter::new(File::create(path).expect("create stream file"));
+    let mut generator = synth::Generator::new(42, 50);
+    let mut pending: Vec<synth::SynthEvent> = Vec::new();
+    let mut written = 0usize;
+    let mut body_bytes = 0u64;
+    while written < rows {
+        let n = chunk.min(rows - written);
+        while pending.len() < n {
+            let mut block = generator.block(200);
+            block.reverse(); // pop() from the end keeps newest-first order
+            pending.splice(0..0, block);
+        }
+        let mut body = Vec::with_capacity(n * 700);
+        synth::splunkd_header(&mut body);
+        for k in 0..n {
+            let e = pending.pop().expect("rows");
+            synth::splunkd_row(&mut body, &e, (written + k) as u64);
+        }
+        written += n;
+        let meta = if written == rows {
+            &b"{\"action\":\"execute\",\"finished\":true}"[..]
+        } else {
+            &b"{\"action\":\"execute\",\"finished\":false}"[..]
+        };
+        body_bytes += body.len() as u64;
+        write_chunk(&mut out, meta, &body).expect("write stream");
+    }
+    out.flush().expect("flush stream");
+    body_bytes
+}
+
+fn getinfo(args: &[&str]) -> Vec<u8> {
+    let args_json: Vec<String> = args.iter().map(|a| format!("\"{a}\"")).collect();
+    let meta = format!(
+        "{{\"action\":\"getinfo\",\"preview\":false,\"streaming_command_will_restart\":false,\"searchinfo\":{{\"args\":[{a}],\"raw_args\":[{a}],\"dispatch_dir\":\"/tmp\",\"sid\":\"bench\",\"app\":\"search\",\"owner\":\"admin\",\"username\":\"admin\",\"session_key\":\"none\",\"splunkd_uri\":\"https://127.0.0.1:1\",\"splunk_version\":\"9.1.0\",\"search\":\"search%20%7C%20sysmonenrich\",\"command\":\"sysmonenrich\",\"maxresultrows\":50000,\"earliest_time\":\"0\",\"latest_time\":\"0\"}}}}",
+        a = args_json.join(",")
+    );
+    let mut out = Vec::new();
+    write_chunk(&mut out, meta.as_bytes(), b"").expect("getinfo");
+    out
+}
+
+struct Measurement {
+    seconds: f64,
+    peak_kb: u64,
+    out_bytes: u64,
+}
+
+fn run_once(mut cmd: Command, stream: &Path, getinfo: &[u8], home: &Path) -> Measurement {
+    let report = home.join("peak_kb");
+    let _ = std::fs::remove_file(&report);
+    cmd.env("SPLUNK_HOME", home)
+        .env("SYSMONENRICH_PEAK_FILE", &report)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let start = Instant::now();
+    let mut child = cmd.spawn().expect("spawn variant");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let getinfo = getinfo.to_vec();
+    let stream = stream.to_path_buf();
+    let feeder = std::thread::spawn(move || {
+        stdin.write_all(&getinfo).expect("feed getinfo");
+        let mut f = File::open(stream).expect("open stream");
+        std::io::copy(&mut f, &mut stdin).expect("feed stream");
+    });
+    let mut sink = File::create("/dev/null").expect("/dev/null");
+    let out_bytes = std::io::copy(&mut stdout, &mut sink).expect("drain output");
+    feeder.join().expect("feeder");
+    let status = child.wait().expect("wait");
+    let seconds = start.elapsed().as_secs_f64();
+    assert!(status.success(), "variant failed: {status}");
+    // The pass-through child writes its peak to `report`; sysmonenrich logs
+    // `peak_rss_kb=` in its end-of-search line.
+    let log =
+        std::fs::read_to_string(home.join("var/log/splunk/sysmonenrich.log")).unwrap_or_default();
+    let from_log = log
+        .lines()
+        .rev()
+        .find_map(|l| l.split("peak_rss_kb=").nth(1))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok());
+    let peak_kb = std::fs::read_to_string(&report)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .or(from_log)
+        .unwrap_or(0);
+    Measurement {
+        seconds,
+        peak_kb,
+        out_bytes,
+    }
+}
+
+/// Child mode: the bare pass-through.
+fn passthrough() {
+    let stdin = std::io::stdin().lock();
+    let stdout = std::io::stdout().lock();
+    let mut input = BufReader::with_capacity(1 << 20, stdin);
+    let mut output = BufWriter::with_capacity(1 << 20, stdout);
+    let limits = Limits::default();
+    let mut chunk = Chunk::default();
+    let mut out = Vec::new();
+    let mut rec = csv::ByteRecord::new();
+    let mut first = true;
+    while read_chunk(&mut input, &limits, &mut chunk).expect("chunk") {
+        out.clear();
+        if let Some(mut rows) = RowReader::new(&chunk.body, limits.max_field).expect("body") {
+            let header_end = memchr::memchr(b'\n', &chunk.body).map_or(0, |i| i + 1);
+            out.extend_from_slice(&chunk.body[..header_end]);
+            while let Some(span) = rows.read(&mut rec).expect("row") {
+                out.extend_from_slice(&chunk.body[span]);
+                out.push(b'\n');
+            }
+        }
+        let meta: &[u8] = if first {
+            b"{\"type\":\"stateful\"}"
+        } else {
+            b"{\"finished\":false}"
+        };
+        first = false;
+        write_chunk(&mut output, meta, &out).expect("reply");
+    }
+    write_peak();
+}
+
+fn write_peak() {
+    if let Some(path) = std::env::var_os("SYSMONENRICH_PEAK_FILE") {
+        let kb = sysmonenrich::logging::peak_rss_kb().unwrap_or(0);
+        let _ = std::fs::write(path, kb.to_string());
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--child-passthrough") {
+        passthrough();
+        return;
+    }
+    let args = parse_args();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let stream = dir.path().join("stream.bin");
+    let t = Instant::now();
+    let body_bytes = write_stream(&stream, args.rows, args.chunk);
+    eprintln!(
+        "generated {} rows ({:.1} MB of CSV) in {:.1}s",
+        args.rows,
+        body_bytes as f64 / 1e6,
+        t.elapsed().as_secs_f64()
+    );
+    if let Some((path, command_args)) = &args.save {
+        let list: Vec<&str> = command_args.split_whitespace().collect();
+        let mut out = File::create(path).expect("create --save file");
+        out.write_all(&getinfo(&list)).expect("write getinfo");
+        std::io::copy(&mut File::open(&stream).expect("stream"), &mut out).expect("copy");
+        eprintln!("saved to {}", path.display());
+        return;
+    }
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_sysmonenrich"));
+    let me = std::env::current_exe().expect("current exe");
+    let mut results: Vec<(String, f64, f64, u64)> = Vec::new();
+    for variant in &args.variants {
+        let home = dir.path().join(format!("home-{variant}"));
+        std::fs::create_dir_all(&home).expect("home");
+        let command_args: Vec<&str> = match variant.as_str() {
+            "passthrough" => vec![],
+            "hashes" => vec!["lineage=false", "reputation=false"],
+            "lineage" => vec!["reputation=false", "backfill=false"],
+            "full" => vec!["backfill=false", "providers=local"],
+            other => panic!("unknown variant {other}"),
+        };
+        let make = || {
+            if variant == "passthrough" {
+                let mut c = Command::new(&me);
+                c.arg("--child-passthrough");
+                c
+            } else {
+                Command::new(&exe)
+            }
+        };
+        let gi = getinfo(&command_args);
+        if variant == "lineage" || variant == "full" {
+            // Warm the persistent state (process table, caches) once.
+            run_once(make(), &stream, &gi, &home);
+        }
+        let mut secs = Vec::new();
+        let mut peak = 0;
+        for _ in 0..args.runs.max(1) {
+            let m = run_once(make(), &stream, &gi, &home);
+            eprintln!(
+                "{variant}: {:.2}s, peak {} MB, {:.1} MB out",
+                m.seconds,
+                m.peak_kb / 1024,
+                m.out_bytes as f64 / 1e6
+            );
+            secs.push(m.seconds);
+            peak = peak.max(m.peak_kb);
+        }
+        let s = median(secs);
+        results.push((
+            variant.clone(),
+            args.rows as f64 / s,
+            body_bytes as f64 / 1e6 / s,
+            peak,
+        ));
+    }
+    let base = results
+        .iter()
+        .find(|r| r.0 == "passthrough")
+        .map(|r| r.1)
+        .unwrap_or(f64::NAN);
+    let largest_chunk_mb = body_bytes as f64 / 1e6 / (args.rows as f64 / args.chunk as f64).ceil();
+    println!(
+        "\n{} rows, {} rows/chunk, largest chunk ≈ {:.1} MB, median of {} runs\n",
+        args.rows, args.chunk, largest_chunk_mb, args.runs
+    );
+    println!("| variant | rows/s | MB/s | peak RSS MB | vs passthrough |");
+    println!("|---|---:|---:|---:|---:|");
+    for (name, rps, mbps, peak) in &results {
+        println!(
+            "| {name} | {:.0} | {:.1} | {:.0} | {:.0}% |",
+            rps,
+            mbps,
+            *peak as f64 / 1024.0,
+            100.0 * rps / base
+        );
+    }
+}

@@ -26,4 +26,5 @@ pub mod logging;
 pub mod protocol;
 pub mod reputation;
 pub mod state;
+pub mod synth;
 pub mod sysmon;

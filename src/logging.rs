@@ -64,7 +64,11 @@ impl FileSink {
             }
         }
         // Another search may have rotated the file under us: always reopen.
-        self.file = OpenOptions::new().create(true).append(true).open(&self.path).ok();
+        self.file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .ok();
         self.size = fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0);
     }
 }
@@ -162,6 +166,16 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// This process's peak resident memory in KiB (`VmHWM`), for the
+/// end-of-search log line: memory is a promise we make, so we report it.
+pub fn peak_rss_kb() -> Option<u64> {
+    let status = fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
 /// The log file under a Splunk home.
 pub fn splunk_log_path(splunk_home: &Path) -> PathBuf {
     splunk_home.join("var/log/splunk/sysmonenrich.log")
@@ -195,7 +209,11 @@ pub fn init(splunk_home: Option<&Path>, level: LevelFilter, rotation: Rotation, 
     let logger = Logger {
         sink,
         level,
-        tag: if tag.is_empty() { String::new() } else { format!("{tag} ") },
+        tag: if tag.is_empty() {
+            String::new()
+        } else {
+            format!("{tag} ")
+        },
     };
     if log::set_boxed_logger(Box::new(logger)).is_ok() {
         log::set_max_level(level);
@@ -220,7 +238,10 @@ mod tests {
             path: path.clone(),
             file: None,
             size: 0,
-            rotation: Rotation { max_bytes: 100, keep: 2 },
+            rotation: Rotation {
+                max_bytes: 100,
+                keep: 2,
+            },
         };
         for _ in 0..30 {
             s.write_line(&[b'a'; 30]);

@@ -56,6 +56,18 @@ impl Default for Options {
     }
 }
 
+impl Options {
+    /// Defaults for a run without network: lineage on, reputation from the
+    /// local list only, no backfill.
+    pub fn default_offline() -> Options {
+        Options {
+            backfill: false,
+            providers: vec!["local".to_string()],
+            ..Options::default()
+        }
+    }
+}
+
 /// The options, one line each, for error messages.
 const USAGE: &str = "lineage=<bool> reputation=<bool> backfill=<bool> providers=<name,...> \
 max_lookups=<int> lookup_budget=<duration> max_depth=<int> refresh=<bool> raw=<bool> \
@@ -132,9 +144,8 @@ fn integer(v: &str, min: u64, max: u64) -> Result<u64, String> {
 /// `[[h:]m:]s` as the SDK's Duration validator, or `30s`/`5m`/`2h`/`1d`, or
 /// fractional seconds (`2.5`).
 pub fn duration(v: &str) -> Result<Duration, String> {
-    let err = || {
-        "expected a duration: seconds (10, 2.5), 30s, 5m, 2h, 1d, or [[h:]m:]s".to_string()
-    };
+    let err =
+        || "expected a duration: seconds (10, 2.5), 30s, 5m, 2h, 1d, or [[h:]m:]s".to_string();
     let v = v.trim();
     if v.is_empty() {
         return Err(err());
@@ -178,7 +189,10 @@ fn providers(v: &str) -> Result<Vec<String>, String> {
             continue;
         }
         if !PROVIDERS.contains(&p.as_str()) {
-            return Err(format!("unknown provider \"{p}\"; expected a comma list of {}", PROVIDERS.join(", ")));
+            return Err(format!(
+                "unknown provider \"{p}\"; expected a comma list of {}",
+                PROVIDERS.join(", ")
+            ));
         }
         if !out.contains(&p) {
             out.push(p);
@@ -191,7 +205,11 @@ fn providers(v: &str) -> Result<Vec<String>, String> {
 fn fieldname(v: &str) -> Result<String, String> {
     let ok = !v.is_empty()
         && v.chars().enumerate().all(|(i, c)| {
-            c == '_' || c == '.' || c == '-' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit())
+            c == '_'
+                || c == '.'
+                || c == '-'
+                || c.is_ascii_alphabetic()
+                || (i > 0 && c.is_ascii_digit())
         });
     if ok {
         Ok(v.to_string())
@@ -237,7 +255,13 @@ mod tests {
     #[test]
     fn every_problem_is_reported() {
         let e = parse(
-            &args(&["frobnicate=1", "max_depth=abc", "lineage=maybe", "bare", "providers=vt"]),
+            &args(&[
+                "frobnicate=1",
+                "max_depth=abc",
+                "lineage=maybe",
+                "bare",
+                "providers=vt",
+            ]),
             &Options::default(),
         )
         .unwrap_err();

@@ -115,7 +115,10 @@ impl Enricher {
         let Some(layout) = self.layout.as_ref() else {
             return Ok(());
         };
-        let events: Vec<Event<'_>> = self.records[..n].iter().map(|r| layout.fields.event(r)).collect();
+        let events: Vec<Event<'_>> = self.records[..n]
+            .iter()
+            .map(|r| layout.fields.event(r))
+            .collect();
 
         write_header(out, layout);
         for (i, event) in events.iter().enumerate() {
@@ -235,7 +238,10 @@ mod tests {
         let body = "EventCode,\"Hashes\",\"_chunked_idx\",__mv_EventCode\n1,\"MD5=975B4BD9B9D3B0A9C7D6E5F4A3B2C1D0,IMPHASH=BAD\",0,\n3,,1,\n";
         let out = run(body);
         let mut lines = out.lines();
-        assert!(lines.next().unwrap().starts_with("EventCode,Hashes,_chunked_idx,__mv_EventCode,hash_md5,"));
+        assert!(lines
+            .next()
+            .unwrap()
+            .starts_with("EventCode,Hashes,_chunked_idx,__mv_EventCode,hash_md5,"));
         let row0 = lines.next().unwrap();
         assert!(row0.starts_with("1,\"MD5=975B4BD9B9D3B0A9C7D6E5F4A3B2C1D0,IMPHASH=BAD\",0,,975b4bd9b9d3b0a9c7d6e5f4a3b2c1d0,,,,"), "{row0}");
         assert!(lines.next().unwrap().starts_with("3,,1,,,,,,"));
@@ -249,7 +255,9 @@ mod tests {
         let h = rdr.headers().unwrap().clone();
         assert_eq!(h.iter().filter(|n| *n == "hash_md5").count(), 1);
         let rec = rdr.records().next().unwrap().unwrap();
-        let md5 = rec.get(h.iter().position(|n| n == "hash_md5").unwrap()).unwrap();
+        let md5 = rec
+            .get(h.iter().position(|n| n == "hash_md5").unwrap())
+            .unwrap();
         assert_eq!(md5, "975b4bd9b9d3b0a9c7d6e5f4a3b2c1d0");
     }
 

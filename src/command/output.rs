@@ -165,11 +165,19 @@ mod tests {
         r.multi[index("lineage_parents")] = vec![b"one,two".to_vec()];
         let mut row = Vec::new();
         r.push_row(&mut row, &mut Vec::new());
-        let text = format!("x{}\ny{}\n", String::from_utf8_lossy(&h), String::from_utf8_lossy(&row));
+        let text = format!(
+            "x{}\ny{}\n",
+            String::from_utf8_lossy(&h),
+            String::from_utf8_lossy(&row)
+        );
         let mut rdr = csv::ReaderBuilder::new().from_reader(text.as_bytes());
         let head = rdr.headers().unwrap().clone();
         let rec = rdr.records().next().unwrap().unwrap();
-        let get = |n: &str| rec.get(head.iter().position(|x| x == n).unwrap()).unwrap().to_string();
+        let get = |n: &str| {
+            rec.get(head.iter().position(|x| x == n).unwrap())
+                .unwrap()
+                .to_string()
+        };
         assert_eq!(get("hash_md5"), "abc");
         assert_eq!(get("lineage_guids"), "{A}\n{B}");
         assert_eq!(get("__mv_lineage_guids"), "${A}$;${B}$");

@@ -91,7 +91,12 @@ fn execute_loop<R: BufRead, W: Write>(
     loop {
         let request = match channel.read_request() {
             Ok(None) => {
-                log::info!("sid={} done: {:?}", searchinfo.sid, enricher.stats());
+                log::info!(
+                    "sid={} done: {:?} peak_rss_kb={}",
+                    searchinfo.sid,
+                    enricher.stats(),
+                    crate::logging::peak_rss_kb().unwrap_or(0)
+                );
                 return Outcome::Done;
             }
             Ok(Some((request, _))) => request,
@@ -100,7 +105,8 @@ fn execute_loop<R: BufRead, W: Write>(
         match request.action {
             Action::Execute => {}
             other => {
-                let text = format!("protocol error: unexpected action {other:?} (expected execute)");
+                let text =
+                    format!("protocol error: unexpected action {other:?} (expected execute)");
                 return fail(channel, &text, Inspector::default());
             }
         }
@@ -113,7 +119,8 @@ fn execute_loop<R: BufRead, W: Write>(
         }
         if enricher.stats().non_utf8_chunks > 0 && !warned_utf8 {
             warned_utf8 = true;
-            let text = "sysmonenrich: some events are not valid UTF-8; they were passed through unchanged";
+            let text =
+                "sysmonenrich: some events are not valid UTF-8; they were passed through unchanged";
             log::warn!("{text}");
             inspector.push(Level::Warn, text);
         }
@@ -133,7 +140,8 @@ fn execute_loop<R: BufRead, W: Write>(
     }
 }
 
-fn summary(enricher: &Enricher) -> String {
+/// The one-line summary shown at the end of a search.
+pub fn summary(enricher: &Enricher) -> String {
     let s = enricher.stats();
     format!(
         "sysmonenrich: {} rows in {} chunks, {} with hashes",

@@ -60,7 +60,11 @@ impl Default for FieldNames {
             event_code: names(&["EventCode", "EventID"]),
             guid: names(&["ProcessGuid", "process_guid"]),
             // CIM's parent_process_guid is the *source* process for 8/10.
-            source_guid: names(&["SourceProcessGuid", "SourceProcessGUID", "parent_process_guid"]),
+            source_guid: names(&[
+                "SourceProcessGuid",
+                "SourceProcessGUID",
+                "parent_process_guid",
+            ]),
             parent_guid: names(&["ParentProcessGuid", "parent_process_guid"]),
             image: names(&["Image", "process_path"]),
             source_image: names(&["SourceImage", "parent_process_path"]),
@@ -307,9 +311,21 @@ impl FieldMap {
             code,
             guid,
             parent_guid,
-            image: Cow::Borrowed(if source { get(&self.source_image) } else { get(&self.image) }),
-            parent_image: Cow::Borrowed(if creation { get(&self.parent_image) } else { empty }),
-            command_line: Cow::Borrowed(if creation { get(&self.command_line) } else { empty }),
+            image: Cow::Borrowed(if source {
+                get(&self.source_image)
+            } else {
+                get(&self.image)
+            }),
+            parent_image: Cow::Borrowed(if creation {
+                get(&self.parent_image)
+            } else {
+                empty
+            }),
+            command_line: Cow::Borrowed(if creation {
+                get(&self.command_line)
+            } else {
+                empty
+            }),
             parent_command_line: Cow::Borrowed(if creation {
                 get(&self.parent_command_line)
             } else {
@@ -335,7 +351,10 @@ impl Event<'_> {
     /// Fills what the fields did not give from the parsed `_raw`.
     pub fn fill_from_xml(&mut self, x: &XmlEvent) {
         let get = |names: &[&str]| -> Option<&str> {
-            names.iter().filter_map(|n| x.get(n)).find(|v| !v.is_empty())
+            names
+                .iter()
+                .filter_map(|n| x.get(n))
+                .find(|v| !v.is_empty())
         };
         let owned = |v: Option<&str>| Cow::Owned(v.unwrap_or("").as_bytes().to_vec());
         if self.code.is_none() {
@@ -352,7 +371,8 @@ impl Event<'_> {
             self.guid = get(names).and_then(|v| ProcessGuid::parse(v.as_bytes()));
         }
         if creation && self.parent_guid.is_none() {
-            self.parent_guid = get(&["ParentProcessGuid"]).and_then(|v| ProcessGuid::parse(v.as_bytes()));
+            self.parent_guid =
+                get(&["ParentProcessGuid"]).and_then(|v| ProcessGuid::parse(v.as_bytes()));
         }
         if self.image.is_empty() {
             self.image = owned(get(if source { &["SourceImage"] } else { &["Image"] }));
@@ -394,7 +414,14 @@ mod tests {
     #[test]
     fn process_creation_fields() {
         let e = event_of(
-            &["EventCode", "ProcessGuid", "ParentProcessGuid", "Image", "Hashes", "MD5"],
+            &[
+                "EventCode",
+                "ProcessGuid",
+                "ParentProcessGuid",
+                "Image",
+                "Hashes",
+                "MD5",
+            ],
             &[
                 "1",
                 "{747F3D96-D6ED-5D31-0000-0010C88A2500}",
@@ -407,14 +434,23 @@ mod tests {
         assert!(e.is_process_creation());
         assert!(e.guid.is_some() && e.parent_guid.is_some());
         assert_eq!(&*e.image, b"C:\\cmd.exe");
-        assert_eq!(e.hashes.md5.unwrap().as_str(), "975b4bd9b9d3b0a9c7d6e5f4a3b2c1d0");
+        assert_eq!(
+            e.hashes.md5.unwrap().as_str(),
+            "975b4bd9b9d3b0a9c7d6e5f4a3b2c1d0"
+        );
         assert!(e.hashes.sha256.is_some());
     }
 
     #[test]
     fn process_access_uses_source_not_cim_target() {
         let e = event_of(
-            &["EventCode", "SourceProcessGUID", "SourceImage", "process_guid", "parent_process_guid"],
+            &[
+                "EventCode",
+                "SourceProcessGUID",
+                "SourceImage",
+                "process_guid",
+                "parent_process_guid",
+            ],
             &[
                 "10",
                 "{11111111-1111-1111-1111-111111111111}",
@@ -423,15 +459,25 @@ mod tests {
                 "{11111111-1111-1111-1111-111111111111}",
             ],
         );
-        assert_eq!(e.guid.unwrap().to_string(), "{11111111-1111-1111-1111-111111111111}");
+        assert_eq!(
+            e.guid.unwrap().to_string(),
+            "{11111111-1111-1111-1111-111111111111}"
+        );
         assert_eq!(&*e.image, b"C:\\mimikatz.exe");
         assert!(e.parent_guid.is_none());
         // CIM only: the source is in parent_process_guid.
         let e = event_of(
             &["EventCode", "process_guid", "parent_process_guid"],
-            &["8", "{22222222-2222-2222-2222-222222222222}", "{11111111-1111-1111-1111-111111111111}"],
+            &[
+                "8",
+                "{22222222-2222-2222-2222-222222222222}",
+                "{11111111-1111-1111-1111-111111111111}",
+            ],
         );
-        assert_eq!(e.guid.unwrap().to_string(), "{11111111-1111-1111-1111-111111111111}");
+        assert_eq!(
+            e.guid.unwrap().to_string(),
+            "{11111111-1111-1111-1111-111111111111}"
+        );
     }
 
     #[test]

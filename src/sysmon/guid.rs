@@ -107,7 +107,12 @@ mod tests {
             b"{747F3D96-D6ED-5D31-0000-0010C88A250G}",
             b"747F3D96-D6ED-5D31-0000-0010C88A2500}",
         ] {
-            assert_eq!(ProcessGuid::parse(bad), None, "{:?}", String::from_utf8_lossy(bad));
+            assert_eq!(
+                ProcessGuid::parse(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 

@@ -114,9 +114,7 @@ impl FileHashes {
                 Some(Algorithm::Md5) if out.md5.is_none() => out.md5 = Md5::parse(hex),
                 Some(Algorithm::Sha1) if out.sha1.is_none() => out.sha1 = Sha1::parse(hex),
                 Some(Algorithm::Sha256) if out.sha256.is_none() => out.sha256 = Sha256::parse(hex),
-                Some(Algorithm::Imphash) if out.imphash.is_none() => {
-                    out.imphash = Md5::parse(hex)
-                }
+                Some(Algorithm::Imphash) if out.imphash.is_none() => out.imphash = Md5::parse(hex),
                 _ => {}
             }
         }
@@ -164,7 +162,9 @@ mod tests {
 
     #[test]
     fn invalid_hex_is_not_a_hash() {
-        let h = FileHashes::parse_sysmon(b"MD5=XYZ,SHA1=12,SHA256=,IMPHASH=272245E2988E1E430500B852C4FB5E1");
+        let h = FileHashes::parse_sysmon(
+            b"MD5=XYZ,SHA1=12,SHA256=,IMPHASH=272245E2988E1E430500B852C4FB5E1",
+        );
         assert!(h.is_empty());
         assert!(Md5::parse(b"975B4BD9B9D3B0A9C7D6E5F4A3B2C1DG").is_none());
     }

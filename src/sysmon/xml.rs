@@ -18,6 +18,8 @@ pub struct XmlEvent {
     pub event_id: Option<u32>,
     /// `<System><Computer>`.
     pub computer: Option<String>,
+    /// `<System><Channel>` (`Microsoft-Windows-Sysmon/Operational` for Sysmon).
+    pub channel: Option<String>,
     /// `<EventData><Data Name='…'>…</Data>` in document order.
     pub data: Vec<(String, String)>,
 }
@@ -34,7 +36,14 @@ impl XmlEvent {
 
 /// True when `raw` looks like Windows event XML worth parsing.
 pub fn looks_like_event_xml(raw: &[u8]) -> bool {
-    raw.trim_ascii_start().starts_with(b"<Event")
+    let mut t = raw.trim_ascii_start();
+    // `.evtx` renderers put an XML declaration first; Splunk's `_raw` does not.
+    if t.starts_with(b"<?xml") {
+        if let Some(end) = memchr::memmem::find(t, b"?>") {
+            t = t[end + 2..].trim_ascii_start();
+        }
+    }
+    t.starts_with(b"<Event")
 }
 
 /// What the parser is collecting text for.
@@ -42,6 +51,7 @@ enum Capture {
     None,
     EventId,
     Computer,
+    Channel,
     Data(String),
 }
 
@@ -67,6 +77,7 @@ pub fn parse_event_xml(raw: &[u8]) -> Option<XmlEvent> {
                 capture = match e.local_name().as_ref() {
                     b"EventID" => Capture::EventId,
                     b"Computer" => Capture::Computer,
+                    b"Channel" => Capture::Channel,
                     b"Data" => Capture::Data(data_name(&e)),
                     _ => Capture::None,
                 };
@@ -95,6 +106,7 @@ pub fn parse_event_xml(raw: &[u8]) -> Option<XmlEvent> {
                 match std::mem::replace(&mut capture, Capture::None) {
                     Capture::EventId => out.event_id = text.trim().parse().ok(),
                     Capture::Computer => out.computer = Some(text.trim().to_string()),
+                    Capture::Channel => out.channel = Some(text.trim().to_string()),
                     Capture::Data(name) => out.data.push((name, std::mem::take(&mut text))),
                     Capture::None => {}
                 }
@@ -147,7 +159,10 @@ mod tests {
         assert_eq!(e.event_id, Some(1));
         assert_eq!(e.computer.as_deref(), Some("MSEDGEWIN10"));
         assert_eq!(e.get("RuleName"), Some(""));
-        assert_eq!(e.get("ProcessGuid"), Some("{747F3D96-D6ED-5D31-0000-0010C88A2500}"));
+        assert_eq!(
+            e.get("ProcessGuid"),
+            Some("{747F3D96-D6ED-5D31-0000-0010C88A2500}")
+        );
         assert_eq!(e.get("CommandLine"), Some("cmd /c \"a & b\" > out\r\nnext"));
         assert_eq!(e.get("ParentImage"), Some("<unknown process>"));
     }
