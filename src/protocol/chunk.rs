@@ -47,7 +47,9 @@ impl Default for Limits {
 #[derive(Debug, thiserror::Error)]
 pub enum ChunkError {
     /// The header line is not `chunked 1.0,<n>,<n>`.
-    #[error("malformed chunk header {line:?} (expected \"chunked 1.0,<metadata bytes>,<body bytes>\")")]
+    #[error(
+        "malformed chunk header {line:?} (expected \"chunked 1.0,<metadata bytes>,<body bytes>\")"
+    )]
     MalformedHeader {
         /// The offending line, shortened for display.
         line: String,
@@ -149,7 +151,12 @@ pub fn read_chunk<R: BufRead>(
     }
     let line = read_header_line(input)?;
     let header = ChunkHeader::parse(&line)?;
-    let meta_len = check_len("metadata", header.metadata_len, limits.max_metadata, "max_metadata_bytes")?;
+    let meta_len = check_len(
+        "metadata",
+        header.metadata_len,
+        limits.max_metadata,
+        "max_metadata_bytes",
+    )?;
     let body_len = check_len("body", header.body_len, limits.max_body, "max_chunk_bytes")?;
     if meta_len == 0 {
         return Err(ChunkError::EmptyMetadata);
@@ -299,7 +306,11 @@ mod tests {
             b"splunkVersion:6.3",
             b"chunked 1.0,99999999999999999999,1",
         ] {
-            assert!(ChunkHeader::parse(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                ChunkHeader::parse(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 
@@ -313,7 +324,11 @@ mod tests {
 
     #[test]
     fn eof_inside_chunk_is_an_error() {
-        for cut in ["chunked 1.0,2", "chunked 1.0,2,3\n{", "chunked 1.0,2,3\n{}ab"] {
+        for cut in [
+            "chunked 1.0,2",
+            "chunked 1.0,2,3\n{",
+            "chunked 1.0,2,3\n{}ab",
+        ] {
             let err = read_all(cut.as_bytes()).unwrap_err();
             assert!(matches!(err, ChunkError::Truncated { .. }), "{cut}: {err}");
         }

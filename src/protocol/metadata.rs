@@ -79,13 +79,19 @@ impl Secret {
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_empty() { "Secret(<empty>)" } else { "Secret(<redacted>)" })
+        f.write_str(if self.0.is_empty() {
+            "Secret(<empty>)"
+        } else {
+            "Secret(<redacted>)"
+        })
     }
 }
 
 impl<'de> Deserialize<'de> for Secret {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(Secret(Option::<String>::deserialize(d)?.unwrap_or_default()))
+        Ok(Secret(
+            Option::<String>::deserialize(d)?.unwrap_or_default(),
+        ))
     }
 }
 
@@ -295,7 +301,8 @@ mod tests {
     fn execute_forms() {
         let r = Request::from_slice(br#"{"action":"execute"}"#).unwrap();
         assert!(!r.finished);
-        let r = Request::from_slice(br#"{"action":"execute","finished":true,"new_key":[1]}"#).unwrap();
+        let r =
+            Request::from_slice(br#"{"action":"execute","finished":true,"new_key":[1]}"#).unwrap();
         assert!(r.finished);
         let r = Request::from_slice(br#"{"action":"frobnicate"}"#).unwrap();
         assert_eq!(r.action, Action::Other("frobnicate".into()));

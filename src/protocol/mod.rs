@@ -148,13 +148,20 @@ mod tests {
 
     #[test]
     fn lock_step_is_enforced() {
-        let input = b"chunked 1.0,20,0\n{\"action\":\"getinfo\"}chunked 1.0,20,0\n{\"action\":\"execute\"}";
+        let input =
+            b"chunked 1.0,20,0\n{\"action\":\"getinfo\"}chunked 1.0,20,0\n{\"action\":\"execute\"}";
         let mut out = Vec::new();
         let mut ch = Channel::new(&input[..], &mut out, Limits::default());
-        assert!(matches!(ch.reply(b"{}", b""), Err(ProtocolError::NoRequest)));
+        assert!(matches!(
+            ch.reply(b"{}", b""),
+            Err(ProtocolError::NoRequest)
+        ));
         let (r, _) = ch.read_request().unwrap().unwrap();
         assert_eq!(r.action, Action::GetInfo);
-        assert!(matches!(ch.read_request(), Err(ProtocolError::ReplyOwed(1))));
+        assert!(matches!(
+            ch.read_request(),
+            Err(ProtocolError::ReplyOwed(1))
+        ));
         ch.reply(b"{}", b"").unwrap();
         let (r, _) = ch.read_request().unwrap().unwrap();
         assert_eq!(r.action, Action::Execute);

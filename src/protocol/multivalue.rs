@@ -72,7 +72,10 @@ mod tests {
     #[test]
     fn spec_examples() {
         assert_eq!(decode(b"$a$$b$"), vec![b"a$b".to_vec()]);
-        assert_eq!(decode(b"$x$;$$;$y$"), vec![b"x".to_vec(), b"".to_vec(), b"y".to_vec()]);
+        assert_eq!(
+            decode(b"$x$;$$;$y$"),
+            vec![b"x".to_vec(), b"".to_vec(), b"y".to_vec()]
+        );
         assert_eq!(
             decode(b"$FIREFLY-WIN$;$beatles$"),
             vec![b"FIREFLY-WIN".to_vec(), b"beatles".to_vec()]
@@ -80,7 +83,10 @@ mod tests {
         let mut out = Vec::new();
         encode_into(&[&b"x"[..], b"", b"y$z"], &mut out);
         assert_eq!(out, b"$x$;$$;$y$$z$");
-        assert_eq!(decode(&out), vec![b"x".to_vec(), b"".to_vec(), b"y$z".to_vec()]);
+        assert_eq!(
+            decode(&out),
+            vec![b"x".to_vec(), b"".to_vec(), b"y$z".to_vec()]
+        );
     }
 
     #[test]

@@ -74,9 +74,9 @@ impl Header {
     /// Index of the `__mv_` companion of column `index`, if present.
     pub fn mv_position(&self, index: usize) -> Option<usize> {
         let name = self.names.get(index)?;
-        self.names
-            .iter()
-            .position(|n| n.len() == MV_PREFIX.len() + name.len() && n.starts_with(MV_PREFIX) && n.ends_with(name))
+        self.names.iter().position(|n| {
+            n.len() == MV_PREFIX.len() + name.len() && n.starts_with(MV_PREFIX) && n.ends_with(name)
+        })
     }
 }
 
@@ -236,7 +236,10 @@ mod tests {
         let mut rec = ByteRecord::new();
         let mut out = Vec::new();
         while let Some(span) = r.read(&mut rec)? {
-            out.push((rec.iter().map(<[u8]>::to_vec).collect(), body[span].to_vec()));
+            out.push((
+                rec.iter().map(<[u8]>::to_vec).collect(),
+                body[span].to_vec(),
+            ));
         }
         Ok((r.header().clone(), out))
     }
