@@ -25,6 +25,7 @@ pub mod lineage;
 pub mod logging;
 pub mod protocol;
 pub mod reputation;
+pub mod splunk;
 pub mod state;
 pub mod synth;
 pub mod sysmon;

@@ -46,8 +46,13 @@ pub fn open(path: &Path) -> std::io::Result<Box<dyn BufRead>> {
         return Ok(Box::new(BufReader::new(std::io::stdin())));
     }
     let file = std::fs::File::open(path)?;
-    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gz")) {
-        Ok(Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(file))))
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gz"))
+    {
+        Ok(Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(
+            file,
+        ))))
     } else {
         Ok(Box::new(BufReader::with_capacity(1 << 20, file)))
     }
@@ -115,7 +120,9 @@ fn body_of(events: &[BTreeMap<String, String>], order: &mut Vec<String>) -> Body
     for e in events {
         write_record(
             &mut body,
-            order.iter().map(|k| e.get(k).map_or(&b""[..], |v| v.as_bytes())),
+            order
+                .iter()
+                .map(|k| e.get(k).map_or(&b""[..], |v| v.as_bytes())),
         );
     }
     body
@@ -192,7 +199,10 @@ pub fn evtx_batches(
         }
         if let Some(c) = &x.computer {
             e.insert("Computer".to_string(), c.clone());
-            e.insert("host".to_string(), c.split('.').next().unwrap_or(c).to_string());
+            e.insert(
+                "host".to_string(),
+                c.split('.').next().unwrap_or(c).to_string(),
+            );
         }
         for (k, v) in &x.data {
             e.entry(k.clone()).or_insert_with(|| v.clone());
@@ -204,7 +214,11 @@ pub fn evtx_batches(
         events.push(e);
     }
     events.sort_by(|a, b| {
-        let t = |e: &BTreeMap<String, String>| e.get("_time").and_then(|t| t.parse::<f64>().ok()).unwrap_or(0.0);
+        let t = |e: &BTreeMap<String, String>| {
+            e.get("_time")
+                .and_then(|t| t.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
         t(b).total_cmp(&t(a))
     });
     let mut order = Vec::new();
@@ -220,7 +234,10 @@ pub fn utc_to_epoch(s: &str) -> Option<f64> {
     let mut d = date.split('-').map(|p| p.parse::<i64>());
     let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
     let mut t = time.split(':');
-    let (h, mi) = (t.next()?.parse::<i64>().ok()?, t.next()?.parse::<i64>().ok()?);
+    let (h, mi) = (
+        t.next()?.parse::<i64>().ok()?,
+        t.next()?.parse::<i64>().ok()?,
+    );
     let sec: f64 = t.next()?.parse().ok()?;
     // Howard Hinnant's days-from-civil.
     let y = if m <= 2 { y - 1 } else { y };
@@ -239,7 +256,10 @@ mod tests {
 
     #[test]
     fn utc_times() {
-        assert_eq!(utc_to_epoch("2019-07-19 14:42:53.277"), Some(1563547373.277));
+        assert_eq!(
+            utc_to_epoch("2019-07-19 14:42:53.277"),
+            Some(1563547373.277)
+        );
         assert_eq!(utc_to_epoch("1970-01-01 00:00:00.000"), Some(0.0));
         assert_eq!(utc_to_epoch("garbage"), None);
     }

@@ -78,7 +78,11 @@ pub fn main(argv: Vec<OsString>) -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     crate::logging::init(None, log::LevelFilter::Warn, Default::default(), "");
@@ -113,11 +117,17 @@ fn options(list: &[String]) -> anyhow::Result<Options> {
     args::parse(list, &Options::default()).map_err(|problems| anyhow::anyhow!(problems.join("\n")))
 }
 
-fn enrich(files: &[PathBuf], format: OutFormat, chunk: usize, opts: &[String]) -> anyhow::Result<()> {
+fn enrich(
+    files: &[PathBuf],
+    format: OutFormat,
+    chunk: usize,
+    opts: &[String],
+) -> anyhow::Result<()> {
     let options = options(opts)?;
     let mut enricher = Enricher::new(options, crate::protocol::Limits::default().max_field);
     let stdout = std::io::stdout();
-    let mut printer = print::Printer::new(format, std::io::BufWriter::new(stdout.lock()), usize::MAX);
+    let mut printer =
+        print::Printer::new(format, std::io::BufWriter::new(stdout.lock()), usize::MAX);
     let mut out = Vec::new();
     for file in files {
         let mut run = |body: &Vec<u8>| -> anyhow::Result<()> {
@@ -156,7 +166,10 @@ fn demo(rows: usize, format: OutFormat, show: usize) -> anyhow::Result<()> {
     for e in &events {
         crate::synth::csv_row(&mut body, e);
     }
-    let mut enricher = Enricher::new(Options::default_offline(), crate::protocol::Limits::default().max_field);
+    let mut enricher = Enricher::new(
+        Options::default_offline(),
+        crate::protocol::Limits::default().max_field,
+    );
     let mut out = Vec::new();
     enricher.process(&body, &mut out)?;
     let stdout = std::io::stdout();

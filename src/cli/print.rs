@@ -44,7 +44,9 @@ impl<W: Write> Printer<W> {
             return Ok(());
         };
         let names = rows.header().names().to_vec();
-        let mv: Vec<Option<usize>> = (0..names.len()).map(|i| rows.header().mv_position(i)).collect();
+        let mv: Vec<Option<usize>> = (0..names.len())
+            .map(|i| rows.header().mv_position(i))
+            .collect();
         if self.header.is_none() {
             self.start(&names)?;
             self.header = Some(names.clone());
@@ -54,7 +56,11 @@ impl<W: Write> Printer<W> {
         while self.left > 0 && rows.read(&mut rec)?.is_some() {
             self.left -= 1;
             let value = |name: &[u8]| -> &[u8] {
-                names.iter().position(|n| n == name).and_then(|i| rec.get(i)).unwrap_or(b"")
+                names
+                    .iter()
+                    .position(|n| n == name)
+                    .and_then(|i| rec.get(i))
+                    .unwrap_or(b"")
             };
             match self.format {
                 OutFormat::Csv => {
@@ -80,11 +86,17 @@ impl<W: Write> Printer<W> {
                             Some(m) => serde_json::Value::Array(
                                 decode(m)
                                     .iter()
-                                    .map(|v| serde_json::Value::String(String::from_utf8_lossy(v).into_owned()))
+                                    .map(|v| {
+                                        serde_json::Value::String(
+                                            String::from_utf8_lossy(v).into_owned(),
+                                        )
+                                    })
                                     .collect(),
                             ),
                             None if plain.is_empty() => continue,
-                            None => serde_json::Value::String(String::from_utf8_lossy(plain).into_owned()),
+                            None => serde_json::Value::String(
+                                String::from_utf8_lossy(plain).into_owned(),
+                            ),
                         };
                         obj.insert(String::from_utf8_lossy(name).into_owned(), v);
                     }

@@ -2,21 +2,33 @@
 //!
 //! The shape of the work per chunk:
 //!
-//! 1. read every row (into reused records) and note its byte span;
-//! 2. turn each row into a [`crate::sysmon::Event`];
-//! 3. run the enrichment stages over all events of the chunk (lineage must
-//!    see every process creation of the chunk before it resolves any row,
-//!    because splunkd sends children before parents);
-//! 4. write each row: its original bytes verbatim, then our cells.
+//! 1. read every row once: note its byte span, its hashes (interned: a
+//!    chunk has few distinct ones), what lineage needs, and the creation
+//!    info of every process creation;
+//! 2. lineage: index all creations of the chunk *before* resolving any row
+//!    (splunkd sends children before parents), then ask the persistent
+//!    table and splunkd for what is still missing, level by level;
+//! 3. write each row: its original bytes verbatim, then our cells.
 //!
-//! Memory is one chunk's rows plus the stages' bounded tables.
+//! Memory per chunk is the body, the output, and about a hundred bytes per
+//! row; the process table is bounded by its own capacity.
 
 use super::args::Options;
-use super::output::{self, RowValues};
+use super::output;
+use super::state_source::{to_stored, StateSource};
+use crate::config::settings::Settings;
+use crate::lineage::{
+    backfill, AncestorSource, Anchor, Engine, LineageSettings, ProcessInfo, Rules, SourceKind,
+    Start,
+};
 use crate::protocol::records::{push_field, BodyError, Header, RowReader};
-use crate::sysmon::{Event, FieldMap, FieldNames, FileHashes};
+use crate::splunk::backfill::SplunkBackfill;
+use crate::state::StateStore;
+use crate::sysmon::{Event, FieldMap, FieldNames, FileHashes, ProcessGuid};
 use csv::ByteRecord;
+use std::collections::HashMap;
 use std::ops::Range;
+use std::sync::Arc;
 
 /// Counters for the per-search summary.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -29,6 +41,16 @@ pub struct Stats {
     pub rows_with_hashes: u64,
     /// Chunks whose body was not valid UTF-8 (passed through as bytes).
     pub non_utf8_chunks: u64,
+    /// Rows that name a process (lineage applies).
+    pub lineage_rows: u64,
+    /// … of which the chain reached a process without parent.
+    pub lineage_complete: u64,
+    /// … of which an ancestor was missing.
+    pub lineage_partial: u64,
+    /// Ancestors found in the persistent table.
+    pub from_state: u64,
+    /// Ancestors found by splunkd backfill.
+    pub from_splunk: u64,
 }
 
 /// How the columns we do not own get into the output.
@@ -49,33 +71,105 @@ struct Layout {
     passthrough: Passthrough,
 }
 
+/// What lineage starts from for one row, owned (the row's record is reused).
+#[derive(Debug)]
+enum RowStart {
+    None,
+    /// Index into the chunk's creations.
+    Creation(u32),
+    /// Acting process and the row's image (interned).
+    Process(ProcessGuid, u32),
+}
+
+/// One row, as much as the writer needs after the record is gone.
+#[derive(Debug)]
+struct RowInfo {
+    span: Range<usize>,
+    /// Index into the chunk's distinct hash sets; `u32::MAX` = none.
+    hashes: u32,
+    start: RowStart,
+    /// Columns kept from the record (slow pass-through path only).
+    kept: Vec<Box<[u8]>>,
+}
+
+const NO_HASHES: u32 = u32::MAX;
+
+/// What the search runs against besides its rows.
+#[derive(Default)]
+pub struct Context {
+    /// Shared state store, when it opened.
+    pub state: Option<Arc<StateStore>>,
+    /// splunkd backfill, when enabled and possible.
+    pub backfill: Option<SplunkBackfill>,
+    /// Lineage rules.
+    pub rules: Option<Rules>,
+}
+
 /// The per-search enrichment engine.
 pub struct Enricher {
     options: Options,
+    settings: Settings,
     names: FieldNames,
-    max_field: usize,
     layout: Option<Layout>,
-    records: Vec<ByteRecord>,
-    spans: Vec<Range<usize>>,
-    values: RowValues,
+    record: ByteRecord,
+    rows: Vec<RowInfo>,
+    creations: Vec<ProcessInfo>,
+    hash_sets: Vec<FileHashes>,
+    hash_index: HashMap<FileHashes, u32>,
+    images: Vec<Box<[u8]>>,
+    image_index: HashMap<Box<[u8]>, u32>,
+    engine: Option<Engine>,
+    rules: Rules,
+    state: Option<Arc<StateStore>>,
+    backfill: Option<SplunkBackfill>,
     scratch: Vec<u8>,
+    warnings: Vec<String>,
     stats: Stats,
 }
 
 impl Enricher {
-    /// A fresh engine for one search.
+    /// A fresh engine for one search with default settings and no state.
     pub fn new(options: Options, max_field: usize) -> Enricher {
+        let mut settings = Settings::builtin();
+        settings.limits.max_field = max_field;
+        Enricher::with_context(options, settings, Context::default())
+    }
+
+    /// A fresh engine for one search.
+    pub fn with_context(options: Options, settings: Settings, context: Context) -> Enricher {
         let names = FieldNames::with_overrides(&options.fields);
+        let engine = options.lineage.then(|| {
+            Engine::new(LineageSettings {
+                capacity: settings.lineage.memory_processes,
+                max_depth: options.max_depth,
+            })
+        });
+        let rules = context
+            .rules
+            .unwrap_or_else(|| Rules::builtin().unwrap_or_else(|_| Rules::empty()));
         Enricher {
-            options,
             names,
-            max_field,
             layout: None,
-            records: Vec::new(),
-            spans: Vec::new(),
-            values: RowValues::default(),
+            record: ByteRecord::new(),
+            rows: Vec::new(),
+            creations: Vec::new(),
+            hash_sets: Vec::new(),
+            hash_index: HashMap::new(),
+            images: Vec::new(),
+            image_index: HashMap::new(),
+            engine,
+            rules,
+            state: context.state,
+            backfill: if options.backfill {
+                context.backfill
+            } else {
+                None
+            },
             scratch: Vec::new(),
+            warnings: Vec::new(),
             stats: Stats::default(),
+            options,
+            settings,
         }
     }
 
@@ -94,6 +188,16 @@ impl Enricher {
         &self.stats
     }
 
+    /// Warnings raised since the last call (each once per search).
+    pub fn take_warnings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.warnings)
+    }
+
+    fn warn_once(&mut self, text: String) {
+        log::warn!("{text}");
+        self.warnings.push(text);
+    }
+
     /// Enriches one body into `out` (cleared first). A body without rows
     /// gives an empty `out`.
     pub fn process(&mut self, body: &[u8], out: &mut Vec<u8>) -> Result<(), BodyError> {
@@ -102,68 +206,278 @@ impl Enricher {
         if std::str::from_utf8(body).is_err() {
             self.stats.non_utf8_chunks += 1;
         }
-        let Some(mut reader) = RowReader::new(body, self.max_field)? else {
+        let Some(mut reader) = RowReader::new(body, self.settings.limits.max_field)? else {
             return Ok(());
         };
         if self.layout.as_ref().map(|l| &l.header) != Some(reader.header()) {
             self.layout = Some(prepare(reader.header().clone(), &self.names));
         }
-        let n = self.read_rows(&mut reader)?;
-        if n == 0 {
+        self.read_rows(&mut reader)?;
+        if self.rows.is_empty() {
             return Ok(());
         }
-        let Some(layout) = self.layout.as_ref() else {
-            return Ok(());
-        };
-        let events: Vec<Event<'_>> = self.records[..n]
-            .iter()
-            .map(|r| layout.fields.event(r))
-            .collect();
-
-        write_header(out, layout);
-        for (i, event) in events.iter().enumerate() {
-            self.values.clear();
-            if !event.hashes.is_empty() {
-                self.stats.rows_with_hashes += 1;
-            }
-            set_hash_fields(&mut self.values, &event.hashes);
-            match &layout.passthrough {
-                Passthrough::Raw => out.extend_from_slice(&body[self.spans[i].clone()]),
-                Passthrough::Columns(cols) => {
-                    for (k, &c) in cols.iter().enumerate() {
-                        if k > 0 {
-                            out.push(b',');
-                        }
-                        push_field(out, self.records[i].get(c).unwrap_or(b""));
-                    }
-                }
-            }
-            self.values.push_row(out, &mut self.scratch);
-            out.push(b'\n');
+        if self.engine.is_some() {
+            self.extend_lineage();
         }
-        self.stats.rows += n as u64;
+        self.write(body, out);
+        self.stats.rows += self.rows.len() as u64;
         Ok(())
     }
 
-    /// Reads all rows into the record pool; returns how many.
-    fn read_rows(&mut self, reader: &mut RowReader<'_>) -> Result<usize, BodyError> {
-        self.spans.clear();
-        let mut n = 0;
-        loop {
-            if n == self.records.len() {
-                self.records.push(ByteRecord::new());
-            }
-            match reader.read(&mut self.records[n])? {
-                Some(span) => {
-                    self.spans.push(span);
-                    n += 1;
+    /// Pass 1: every row once.
+    fn read_rows(&mut self, reader: &mut RowReader<'_>) -> Result<(), BodyError> {
+        self.rows.clear();
+        self.creations.clear();
+        self.hash_sets.clear();
+        self.hash_index.clear();
+        self.images.clear();
+        self.image_index.clear();
+        let Some(layout) = self.layout.as_ref() else {
+            return Ok(());
+        };
+        let lineage = self.engine.is_some();
+        while let Some(span) = reader.read(&mut self.record)? {
+            let event = layout.fields.event(&self.record);
+            let hashes = if event.hashes.is_empty() {
+                NO_HASHES
+            } else {
+                self.stats.rows_with_hashes += 1;
+                let next = self.hash_sets.len() as u32;
+                *self.hash_index.entry(event.hashes).or_insert_with(|| {
+                    self.hash_sets.push(event.hashes);
+                    next
+                })
+            };
+            let start = if lineage {
+                row_start(
+                    &event,
+                    &mut self.creations,
+                    &mut self.images,
+                    &mut self.image_index,
+                )
+            } else {
+                RowStart::None
+            };
+            let kept = match &layout.passthrough {
+                Passthrough::Raw => Vec::new(),
+                Passthrough::Columns(cols) => cols
+                    .iter()
+                    .map(|&c| Box::from(self.record.get(c).unwrap_or(b"")))
+                    .collect(),
+            };
+            self.rows.push(RowInfo {
+                span,
+                hashes,
+                start,
+                kept,
+            });
+        }
+        Ok(())
+    }
+
+    /// Indexes the chunk's creations, asks the other sources for what is
+    /// missing, and remembers what was learnt.
+    fn extend_lineage(&mut self) {
+        let Some(engine) = self.engine.as_mut() else {
+            return;
+        };
+        for c in &self.creations {
+            engine.insert(c, SourceKind::Results);
+        }
+        let mut anchors: Vec<Anchor> = Vec::with_capacity(self.rows.len());
+        for r in &self.rows {
+            match r.start {
+                RowStart::None => {}
+                RowStart::Creation(i) => {
+                    let c = &self.creations[i as usize];
+                    anchors.push(Anchor::Created {
+                        guid: c.guid,
+                        parent: c.parent_guid,
+                    });
                 }
-                None => break,
+                RowStart::Process(guid, _) => anchors.push(Anchor::Acting(guid)),
             }
         }
-        // Keep the pool's size bounded by the largest chunk, not by history.
-        self.records.truncate(n + 1);
-        Ok(n)
+        anchors.sort_unstable_by_key(anchor_key);
+        anchors.dedup();
+        let mut recorder = Recorder {
+            inner: self.backfill.as_mut(),
+            found: Vec::new(),
+        };
+        let mut state_source = self.state.as_deref().map(StateSource);
+        let mut sources: Vec<&mut dyn AncestorSource> = Vec::new();
+        if let Some(s) = state_source.as_mut() {
+            sources.push(s);
+        }
+        if recorder.inner.is_some() {
+            sources.push(&mut recorder);
+        }
+        let mut new_warnings = Vec::new();
+        if !sources.is_empty() {
+            let report = backfill(
+                engine,
+                &anchors,
+                &mut sources,
+                self.settings.lineage.max_rounds,
+            );
+            self.stats.from_state += report.found_from(SourceKind::State) as u64;
+            self.stats.from_splunk += report.found_from(SourceKind::Splunk) as u64;
+            for w in report.warnings {
+                new_warnings.push((w.kind, w.error.to_string()));
+            }
+        }
+        drop(sources);
+        let found = std::mem::take(&mut recorder.found);
+        for (kind, text) in new_warnings {
+            if kind == SourceKind::State {
+                // A broken store is not retried for every chunk.
+                self.state = None;
+            }
+            self.warn_once(format!(
+                "sysmonenrich: lineage source {kind} failed: {text}; affected rows are marked partial"
+            ));
+        }
+        self.persist(&found);
+    }
+
+    /// Stores this chunk's creations (and what backfill found) so later
+    /// searches find them without asking splunkd.
+    fn persist(&mut self, found: &[ProcessInfo]) {
+        let Some(state) = self.state.clone() else {
+            return;
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let stored: Vec<_> = self
+            .creations
+            .iter()
+            .chain(found)
+            .map(|p| to_stored(p, now))
+            .collect();
+        if let Err(e) = state.put_processes(&stored) {
+            self.state = None;
+            self.warn_once(format!(
+                "sysmonenrich: cannot write the process table ({e}); continuing without it"
+            ));
+        }
+    }
+
+    /// Pass 2: write every row.
+    fn write(&mut self, body: &[u8], out: &mut Vec<u8>) {
+        let Some(layout) = self.layout.as_ref() else {
+            return;
+        };
+        write_header(out, layout);
+        let rules = &self.rules;
+        let mut resolver = self
+            .engine
+            .as_mut()
+            .map(|e| e.resolver(rules, |_: &FileHashes| false));
+        let mut stats = std::mem::take(&mut self.stats);
+        for row in &self.rows {
+            match &layout.passthrough {
+                Passthrough::Raw => out.extend_from_slice(&body[row.span.clone()]),
+                Passthrough::Columns(_) => {
+                    for (k, v) in row.kept.iter().enumerate() {
+                        if k > 0 {
+                            out.push(b',');
+                        }
+                        push_field(out, v);
+                    }
+                }
+            }
+            let hashes = (row.hashes != NO_HASHES).then(|| &self.hash_sets[row.hashes as usize]);
+            let chain = match (&mut resolver, &row.start) {
+                (Some(r), RowStart::Creation(i)) => {
+                    let c = &self.creations[*i as usize];
+                    Some(r.resolve(&Start::creation(&c.as_ref())))
+                }
+                (Some(r), RowStart::Process(guid, image)) => Some(r.resolve(&Start::Process {
+                    guid: *guid,
+                    image: &self.images[*image as usize],
+                })),
+                _ => None,
+            };
+            if let Some(c) = &chain {
+                stats.lineage_rows += 1;
+                match c.status() {
+                    crate::lineage::Status::Complete => stats.lineage_complete += 1,
+                    crate::lineage::Status::Partial => stats.lineage_partial += 1,
+                    _ => {}
+                }
+            }
+            output::push_cells(out, hashes, chain.as_deref(), &mut self.scratch);
+            out.push(b'\n');
+        }
+        self.stats = stats;
+    }
+}
+
+fn anchor_key(a: &Anchor) -> (u8, u128, u128) {
+    match *a {
+        Anchor::Created { guid, parent } => (0, guid.as_u128(), parent.map_or(0, |p| p.as_u128())),
+        Anchor::Acting(guid) => (1, guid.as_u128(), 0),
+    }
+}
+
+/// What lineage needs from one row.
+fn row_start(
+    event: &Event<'_>,
+    creations: &mut Vec<ProcessInfo>,
+    images: &mut Vec<Box<[u8]>>,
+    image_index: &mut HashMap<Box<[u8]>, u32>,
+) -> RowStart {
+    let Some(guid) = event.guid else {
+        return RowStart::None;
+    };
+    if event.is_process_creation() {
+        let mut p = ProcessInfo::new(guid);
+        p.parent_guid = event.parent_guid;
+        p.image = Box::from(&*event.image);
+        p.command_line = Box::from(&*event.command_line);
+        p.parent_image = Box::from(&*event.parent_image);
+        p.parent_command_line = Box::from(&*event.parent_command_line);
+        p.host = Box::from(&*event.host);
+        p.time = event.time;
+        p.hashes = event.hashes;
+        creations.push(p);
+        return RowStart::Creation(creations.len() as u32 - 1);
+    }
+    let image: &[u8] = &event.image;
+    let id = match image_index.get(image) {
+        Some(&id) => id,
+        None => {
+            let id = images.len() as u32;
+            images.push(Box::from(image));
+            image_index.insert(Box::from(image), id);
+            id
+        }
+    };
+    RowStart::Process(guid, id)
+}
+
+/// Wraps the splunkd source to keep what it found, for the process table.
+struct Recorder<'a> {
+    inner: Option<&'a mut SplunkBackfill>,
+    found: Vec<ProcessInfo>,
+}
+
+impl AncestorSource for Recorder<'_> {
+    fn kind(&self) -> SourceKind {
+        SourceKind::Splunk
+    }
+
+    fn fetch(
+        &mut self,
+        guids: &[ProcessGuid],
+    ) -> Result<Vec<ProcessInfo>, crate::lineage::SourceError> {
+        let Some(inner) = self.inner.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let got = inner.fetch(guids)?;
+        self.found.extend(got.iter().cloned());
+        Ok(got)
     }
 }
 
@@ -203,34 +517,24 @@ fn write_header(out: &mut Vec<u8>, layout: &Layout) {
     out.push(b'\n');
 }
 
-fn set_hash_fields(values: &mut RowValues, h: &FileHashes) {
-    const MD5: usize = output::index("hash_md5");
-    const SHA1: usize = output::index("hash_sha1");
-    const SHA256: usize = output::index("hash_sha256");
-    const IMPHASH: usize = output::index("hash_imphash");
-    if let Some(d) = &h.md5 {
-        values.set(MD5, d.as_bytes());
-    }
-    if let Some(d) = &h.sha1 {
-        values.set(SHA1, d.as_bytes());
-    }
-    if let Some(d) = &h.sha256 {
-        values.set(SHA256, d.as_bytes());
-    }
-    if let Some(d) = &h.imphash {
-        values.set(IMPHASH, d.as_bytes());
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn run(body: &str) -> String {
-        let mut e = Enricher::new(Options::default(), 1 << 20);
+        let mut e = Enricher::new(Options::default_offline(), 1 << 20);
         let mut out = Vec::new();
         e.process(body.as_bytes(), &mut out).unwrap();
         String::from_utf8(out).unwrap()
+    }
+
+    fn column(out: &str, row: usize, name: &str) -> String {
+        let mut rdr = csv::Reader::from_reader(out.as_bytes());
+        let h = rdr.headers().unwrap().clone();
+        let rec = rdr.records().nth(row).unwrap().unwrap();
+        rec.get(h.iter().position(|n| n == name).unwrap())
+            .unwrap()
+            .to_string()
     }
 
     #[test]
@@ -254,16 +558,36 @@ mod tests {
         let mut rdr = csv::Reader::from_reader(out.as_bytes());
         let h = rdr.headers().unwrap().clone();
         assert_eq!(h.iter().filter(|n| *n == "hash_md5").count(), 1);
-        let rec = rdr.records().next().unwrap().unwrap();
-        let md5 = rec
-            .get(h.iter().position(|n| n == "hash_md5").unwrap())
-            .unwrap();
-        assert_eq!(md5, "975b4bd9b9d3b0a9c7d6e5f4a3b2c1d0");
+        assert_eq!(
+            column(&out, 0, "hash_md5"),
+            "975b4bd9b9d3b0a9c7d6e5f4a3b2c1d0"
+        );
     }
 
     #[test]
     fn header_only_and_empty() {
         assert_eq!(run(""), "");
         assert_eq!(run("EventCode,_chunked_idx\n"), "");
+    }
+
+    #[test]
+    fn children_before_parents_in_one_chunk() {
+        let body = "EventCode,ProcessGuid,ParentProcessGuid,Image,ParentImage,_chunked_idx\n\
+3,{00000000-0000-0000-0000-000000000003},,C:\\w\\ping.exe,,0\n\
+1,{00000000-0000-0000-0000-000000000003},{00000000-0000-0000-0000-000000000002},C:\\w\\ping.exe,C:\\w\\cmd.exe,1\n\
+1,{00000000-0000-0000-0000-000000000002},{00000000-0000-0000-0000-000000000001},C:\\w\\cmd.exe,C:\\o\\WINWORD.EXE,2\n";
+        let out = run(body);
+        assert_eq!(
+            column(&out, 0, "lineage"),
+            "WINWORD.EXE > cmd.exe > ping.exe"
+        );
+        assert_eq!(column(&out, 0, "lineage_depth"), "2");
+        assert_eq!(column(&out, 0, "lineage_status"), "partial");
+        assert_eq!(
+            column(&out, 1, "__mv_lineage_guids"),
+            "${00000000-0000-0000-0000-000000000002}$;${00000000-0000-0000-0000-000000000001}$"
+        );
+        assert_eq!(column(&out, 2, "lineage_parents"), "C:\\o\\WINWORD.EXE");
+        assert_eq!(column(&out, 2, "lineage_source"), "results");
     }
 }

@@ -9,6 +9,8 @@ pub mod args;
 pub mod enrich;
 pub mod output;
 pub mod serve;
+pub mod session;
+pub mod state_source;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -32,13 +34,23 @@ pub fn splunk_home() -> Option<PathBuf> {
 
 fn run_protocol() -> ExitCode {
     let home = splunk_home();
+    let app_dir = crate::config::settings::app_dir();
+    let (settings, loaded) = crate::config::settings::Settings::load(app_dir.as_deref());
     crate::logging::init(
         home.as_deref(),
-        log::LevelFilter::Info,
-        crate::logging::Rotation::default(),
+        settings.log_level,
+        settings.log_rotation,
         "",
     );
-    let config = serve::ServeConfig::default();
+    for w in &loaded.warnings {
+        log::warn!("{w}");
+    }
+    let config = serve::ServeConfig {
+        settings,
+        app_dir,
+        splunk_home: home,
+        warnings: loaded.warnings,
+    };
     let stdin = std::io::stdin().lock();
     let stdout = std::io::stdout().lock();
     let outcome = serve::serve(

@@ -6,8 +6,10 @@
 //! fields get a `__mv_` companion column; all `__mv_` columns follow the
 //! plain ones, as splunkd orders its own.
 
+use crate::lineage::Chain;
 use crate::protocol::multivalue::MV_PREFIX;
 use crate::protocol::records::push_field;
+use crate::sysmon::FileHashes;
 
 /// Output fields in column order, with whether each is multivalue.
 pub const FIELDS: &[(&str, bool)] = &[
@@ -58,97 +60,113 @@ pub fn push_header(out: &mut Vec<u8>) {
     }
 }
 
-/// One row's output values, filled by the enrichment stages. Multivalue
-/// fields hold their values; the writer encodes them.
-#[derive(Debug, Default, Clone)]
-pub struct RowValues {
-    /// Single-valued cells by `FIELDS` index (multivalue slots unused).
-    pub single: [Vec<u8>; FIELDS.len()],
-    /// Multivalue cells by `FIELDS` index (single slots unused).
-    pub multi: [Vec<Vec<u8>>; FIELDS.len()],
+/// Appends a multivalue's plain cell: the values joined by LF.
+fn push_joined<'v>(
+    out: &mut Vec<u8>,
+    values: impl Iterator<Item = &'v [u8]>,
+    scratch: &mut Vec<u8>,
+) {
+    scratch.clear();
+    for (n, v) in values.enumerate() {
+        if n > 0 {
+            scratch.push(b'\n');
+        }
+        scratch.extend_from_slice(v);
+    }
+    push_field(out, scratch);
 }
 
-/// Index of a field in [`FIELDS`]; a typo is a compile-time-visible panic
-/// in tests, never at run time on data.
-pub const fn index(name: &str) -> usize {
-    let mut i = 0;
-    while i < FIELDS.len() {
-        if const_eq(FIELDS[i].0, name) {
-            return i;
+/// Appends a multivalue's `__mv_` cell (empty for fewer than two values).
+fn push_mv<'v>(
+    out: &mut Vec<u8>,
+    values: impl ExactSizeIterator<Item = &'v [u8]>,
+    scratch: &mut Vec<u8>,
+) {
+    if values.len() < 2 {
+        return;
+    }
+    scratch.clear();
+    for (n, v) in values.enumerate() {
+        if n > 0 {
+            scratch.push(b';');
         }
-        i += 1;
-    }
-    panic!("not an output field")
-}
-
-const fn const_eq(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    if a.len() != b.len() {
-        return false;
-    }
-    let mut i = 0;
-    while i < a.len() {
-        if a[i] != b[i] {
-            return false;
-        }
-        i += 1;
-    }
-    true
-}
-
-impl RowValues {
-    /// Empties every cell, keeping allocations for the next row.
-    pub fn clear(&mut self) {
-        for s in &mut self.single {
-            s.clear();
-        }
-        for m in &mut self.multi {
-            m.clear();
-        }
-    }
-
-    /// Sets a single-valued cell.
-    pub fn set(&mut self, field: usize, value: &[u8]) {
-        let cell = &mut self.single[field];
-        cell.clear();
-        cell.extend_from_slice(value);
-    }
-
-    /// Appends our cells to a row (leading comma included).
-    pub fn push_row(&self, out: &mut Vec<u8>, scratch: &mut Vec<u8>) {
-        for (i, (_, mv)) in FIELDS.iter().enumerate() {
-            out.push(b',');
-            if *mv {
-                match self.multi[i].as_slice() {
-                    [] => {}
-                    [one] => push_field(out, one),
-                    many => {
-                        // The plain cell of a multivalue: values joined by LF.
-                        scratch.clear();
-                        for (n, v) in many.iter().enumerate() {
-                            if n > 0 {
-                                scratch.push(b'\n');
-                            }
-                            scratch.extend_from_slice(v);
-                        }
-                        push_field(out, scratch);
-                    }
-                }
-            } else {
-                push_field(out, &self.single[i]);
+        scratch.push(b'$');
+        for &b in v {
+            if b == b'$' {
+                scratch.push(b'$');
             }
+            scratch.push(b);
         }
-        for (i, (_, mv)) in FIELDS.iter().enumerate() {
-            if *mv {
-                out.push(b',');
-                if self.multi[i].len() > 1 {
-                    scratch.clear();
-                    crate::protocol::multivalue::encode_into(&self.multi[i], scratch);
-                    push_field(out, scratch);
-                }
-            }
-        }
+        scratch.push(b'$');
     }
+    push_field(out, scratch);
+}
+
+fn push_digest(out: &mut Vec<u8>, d: Option<&[u8]>) {
+    out.push(b',');
+    if let Some(d) = d {
+        out.extend_from_slice(d); // hex: never needs quoting
+    }
+}
+
+/// Appends one row's cells in [`FIELDS`] order (leading comma included),
+/// straight into the output: no per-row allocation.
+pub fn push_cells(
+    out: &mut Vec<u8>,
+    hashes: Option<&FileHashes>,
+    chain: Option<&Chain>,
+    scratch: &mut Vec<u8>,
+) {
+    let h = hashes.copied().unwrap_or_default();
+    push_digest(out, h.md5.as_ref().map(|d| d.as_bytes()));
+    push_digest(out, h.sha1.as_ref().map(|d| d.as_bytes()));
+    push_digest(out, h.sha256.as_ref().map(|d| d.as_bytes()));
+    push_digest(out, h.imphash.as_ref().map(|d| d.as_bytes()));
+    // rep_verdict … rep_error: reputation not wired yet.
+    out.extend_from_slice(b",,,,,,,,,");
+    let Some(c) = chain else {
+        // lineage … lineage_malicious_ancestor, then the six __mv_ cells.
+        out.extend_from_slice(b",,,,,,,,,,,,,,,,");
+        return;
+    };
+    out.push(b',');
+    scratch.clear();
+    c.write_lineage(scratch);
+    push_field(out, scratch);
+    out.push(b',');
+    c.write_depth(out);
+    out.push(b',');
+    push_joined(out, c.parents(), scratch);
+    let guids: Vec<[u8; 38]> = c.guids().collect();
+    out.push(b',');
+    push_joined(out, guids.iter().map(|g| &g[..]), scratch);
+    out.push(b',');
+    push_joined(out, c.cmdlines(), scratch);
+    out.push(b',');
+    push_field(out, c.root().unwrap_or(b""));
+    out.push(b',');
+    out.extend_from_slice(c.status().as_str().as_bytes());
+    let sources: Vec<&[u8]> = c.sources().iter().map(|k| k.as_str().as_bytes()).collect();
+    out.push(b',');
+    push_joined(out, sources.iter().copied(), scratch);
+    out.push(b',');
+    push_joined(out, c.flags().iter().map(|f| f.as_bytes()), scratch);
+    out.push(b',');
+    if let Some(a) = c.malicious_ancestor() {
+        push_field(out, a.image);
+    }
+    // __mv_ cells: rep_sources, lineage_parents, _guids, _cmdlines, _source, _flags.
+    out.push(b',');
+    out.push(b',');
+    push_mv(out, c.parents(), scratch);
+    out.push(b',');
+    push_mv(out, guids.iter().map(|g| &g[..]), scratch);
+    out.push(b',');
+    push_mv(out, c.cmdlines(), scratch);
+    out.push(b',');
+    push_mv(out, sources.iter().copied(), scratch);
+    out.push(b',');
+    push_mv(out, c.flags().iter().map(|f| f.as_bytes()), scratch);
 }
 
 #[cfg(test)]
@@ -156,33 +174,41 @@ mod tests {
     use super::*;
 
     #[test]
-    fn header_and_row_line_up() {
-        let mut h = Vec::new();
+    fn header_and_empty_row_line_up() {
+        let mut h = b"x".to_vec();
         push_header(&mut h);
-        let mut r = RowValues::default();
-        r.set(index("hash_md5"), b"abc");
-        r.multi[index("lineage_guids")] = vec![b"{A}".to_vec(), b"{B}".to_vec()];
-        r.multi[index("lineage_parents")] = vec![b"one,two".to_vec()];
-        let mut row = Vec::new();
-        r.push_row(&mut row, &mut Vec::new());
+        let mut row = b"y".to_vec();
+        let hashes = FileHashes::parse_sysmon(b"MD5=975B4BD9B9D3B0A9C7D6E5F4A3B2C1D0");
+        push_cells(&mut row, Some(&hashes), None, &mut Vec::new());
         let text = format!(
-            "x{}\ny{}\n",
+            "{}\n{}\n",
             String::from_utf8_lossy(&h),
             String::from_utf8_lossy(&row)
         );
         let mut rdr = csv::ReaderBuilder::new().from_reader(text.as_bytes());
         let head = rdr.headers().unwrap().clone();
         let rec = rdr.records().next().unwrap().unwrap();
+        assert_eq!(head.len(), rec.len());
         let get = |n: &str| {
             rec.get(head.iter().position(|x| x == n).unwrap())
                 .unwrap()
                 .to_string()
         };
-        assert_eq!(get("hash_md5"), "abc");
-        assert_eq!(get("lineage_guids"), "{A}\n{B}");
-        assert_eq!(get("__mv_lineage_guids"), "${A}$;${B}$");
-        assert_eq!(get("lineage_parents"), "one,two");
-        assert_eq!(get("__mv_lineage_parents"), "");
+        assert_eq!(get("hash_md5"), "975b4bd9b9d3b0a9c7d6e5f4a3b2c1d0");
+        assert_eq!(get("lineage"), "");
         assert!(is_owned(b"__mv_rep_sources") && is_owned(b"lineage") && !is_owned(b"Image"));
+    }
+
+    #[test]
+    fn multivalue_cells() {
+        let mut out = Vec::new();
+        push_joined(&mut out, [&b"a,b"[..], b"c"].into_iter(), &mut Vec::new());
+        assert_eq!(out, b"\"a,b\nc\"");
+        let mut out = Vec::new();
+        push_mv(&mut out, [&b"x$"[..], b"y"].into_iter(), &mut Vec::new());
+        assert_eq!(out, b"$x$$$;$y$");
+        let mut out = Vec::new();
+        push_mv(&mut out, [&b"only"[..]].into_iter(), &mut Vec::new());
+        assert!(out.is_empty());
     }
 }

@@ -8,13 +8,16 @@
 //! EOF between chunks: exit 0
 //! ```
 
-use super::args::{self, Options};
+use super::args;
 use super::enrich::Enricher;
+use super::session;
+use crate::config::settings::Settings;
 use crate::protocol::metadata::{
     to_json, CommandType, ExecuteReply, GetInfoReply, Inspector, Level, SearchInfo,
 };
-use crate::protocol::{Action, Channel, Limits, ProtocolError};
+use crate::protocol::{Action, Channel, ProtocolError};
 use std::io::{BufRead, Write};
+use std::path::PathBuf;
 
 /// How the conversation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,17 +29,32 @@ pub enum Outcome {
 }
 
 /// What the command needs besides the streams.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ServeConfig {
-    /// Chunk and field caps.
-    pub limits: Limits,
-    /// Option defaults (from `sysmonenrich.conf`).
-    pub defaults: Options,
+    /// Everything from `sysmonenrich.conf`.
+    pub settings: Settings,
+    /// The app folder (for `lineage_rules.conf`), when known.
+    pub app_dir: Option<PathBuf>,
+    /// `$SPLUNK_HOME`, when running under Splunk (state store location).
+    pub splunk_home: Option<PathBuf>,
+    /// Problems found while loading the settings, shown once.
+    pub warnings: Vec<String>,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            settings: Settings::builtin(),
+            app_dir: None,
+            splunk_home: None,
+            warnings: Vec::new(),
+        }
+    }
 }
 
 /// Runs the whole conversation on `input`/`output`.
 pub fn serve<R: BufRead, W: Write>(input: R, output: W, config: &ServeConfig) -> Outcome {
-    let mut channel = Channel::new(input, output, config.limits);
+    let mut channel = Channel::new(input, output, config.settings.limits);
     let searchinfo = match channel.read_request() {
         Ok(None) => {
             log::info!("stdin closed before getinfo; nothing to do");
@@ -62,11 +80,14 @@ pub fn serve<R: BufRead, W: Write>(input: R, output: W, config: &ServeConfig) ->
         searchinfo.splunk_version,
         searchinfo.args
     );
-    let options = match args::parse(&searchinfo.args, &config.defaults) {
+    let options = match args::parse(&searchinfo.args, &config.settings.options) {
         Ok(o) => o,
         Err(problems) => return refuse(&mut channel, &problems),
     };
-    let mut enricher = Enricher::new(options, config.limits.max_field);
+    let (context, mut warnings) = session::context(config, &options, &searchinfo);
+    warnings.extend(config.warnings.iter().cloned());
+    let state = context.state.clone();
+    let mut enricher = Enricher::with_context(options, config.settings.clone(), context);
     let reply = GetInfoReply {
         kind: CommandType::Stateful,
         required_fields: enricher.required_fields(),
@@ -78,13 +99,18 @@ pub fn serve<R: BufRead, W: Write>(input: R, output: W, config: &ServeConfig) ->
         log::error!("{e}");
         return Outcome::Failed;
     }
-    execute_loop(&mut channel, &mut enricher, &searchinfo)
+    let outcome = execute_loop(&mut channel, &mut enricher, &searchinfo, warnings);
+    if let Some(state) = state {
+        session::maintain(&state, &config.settings);
+    }
+    outcome
 }
 
 fn execute_loop<R: BufRead, W: Write>(
     channel: &mut Channel<R, W>,
     enricher: &mut Enricher,
     searchinfo: &SearchInfo,
+    mut warnings: Vec<String>,
 ) -> Outcome {
     let mut out = Vec::new();
     let mut warned_utf8 = false;
@@ -124,6 +150,10 @@ fn execute_loop<R: BufRead, W: Write>(
             log::warn!("{text}");
             inspector.push(Level::Warn, text);
         }
+        warnings.extend(enricher.take_warnings());
+        for w in warnings.drain(..) {
+            inspector.push(Level::Warn, w);
+        }
         if request.finished {
             inspector.push(Level::Info, summary(enricher));
         }
@@ -143,10 +173,23 @@ fn execute_loop<R: BufRead, W: Write>(
 /// The one-line summary shown at the end of a search.
 pub fn summary(enricher: &Enricher) -> String {
     let s = enricher.stats();
-    format!(
+    let mut text = format!(
         "sysmonenrich: {} rows in {} chunks, {} with hashes",
         s.rows, s.chunks, s.rows_with_hashes
-    )
+    );
+    if enricher.options().lineage {
+        text.push_str(&format!(
+            "; lineage for {} rows: {} complete, {} partial",
+            s.lineage_rows, s.lineage_complete, s.lineage_partial
+        ));
+        if s.from_state + s.from_splunk > 0 {
+            text.push_str(&format!(
+                " (ancestors from the process table: {}, from splunkd backfill: {})",
+                s.from_state, s.from_splunk
+            ));
+        }
+    }
+    text
 }
 
 /// getinfo reply refusing to run: every argument problem as an ERROR.

@@ -1,3 +1,4 @@
 //! Settings from the app's `default/` and `local/` .conf files.
 
 pub mod conf;
+pub mod settings;

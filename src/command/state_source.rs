@@ -1,0 +1,75 @@
+//! The persistent process table as an ancestor source, and the conversion
+//! between the engine's `ProcessInfo` and the store's `StoredProcess`.
+
+use crate::lineage::{AncestorSource, ProcessInfo, SourceError, SourceKind};
+use crate::state::{StateStore, StoredProcess};
+use crate::sysmon::hashes::{Md5, Sha1, Sha256};
+use crate::sysmon::{FileHashes, ProcessGuid};
+
+/// Reads ancestors from the state store.
+pub struct StateSource<'a>(pub &'a StateStore);
+
+impl AncestorSource for StateSource<'_> {
+    fn kind(&self) -> SourceKind {
+        SourceKind::State
+    }
+
+    fn fetch(&mut self, guids: &[ProcessGuid]) -> Result<Vec<ProcessInfo>, SourceError> {
+        let keys: Vec<u128> = guids.iter().map(|g| g.as_u128()).collect();
+        let rows = self
+            .0
+            .get_processes(&keys)
+            .map_err(|e| SourceError::with_source(format!("process table: {e}"), e))?;
+        Ok(rows.iter().map(from_stored).collect())
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Engine → store.
+pub fn to_stored(p: &ProcessInfo, seen_at: i64) -> StoredProcess {
+    StoredProcess {
+        guid: p.guid.as_u128(),
+        parent_guid: p
+            .parent_guid
+            .filter(|g| !g.is_zero())
+            .map(ProcessGuid::as_u128),
+        image: text(&p.image),
+        command_line: text(&p.command_line),
+        parent_image: text(&p.parent_image),
+        parent_command_line: text(&p.parent_command_line),
+        host: text(&p.host),
+        time: p.time,
+        md5: p.hashes.md5.map(|d| d.to_string()),
+        sha1: p.hashes.sha1.map(|d| d.to_string()),
+        sha256: p.hashes.sha256.map(|d| d.to_string()),
+        imphash: p.hashes.imphash.map(|d| d.to_string()),
+        seen_at,
+    }
+}
+
+/// Store → engine. The store keeps Sysmon's all-zero "no parent" as NULL;
+/// it comes back as the zero GUID so chains end exactly as from results.
+pub fn from_stored(s: &StoredProcess) -> ProcessInfo {
+    let mut p = ProcessInfo::new(ProcessGuid::from_u128(s.guid));
+    p.parent_guid = Some(ProcessGuid::from_u128(s.parent_guid.unwrap_or(0)));
+    let b = |s: &str| s.as_bytes().to_vec().into_boxed_slice();
+    p.image = b(&s.image);
+    p.command_line = b(&s.command_line);
+    p.parent_image = b(&s.parent_image);
+    p.parent_command_line = b(&s.parent_command_line);
+    p.host = b(&s.host);
+    p.time = s.time;
+    fn h(v: &Option<String>) -> Option<&[u8]> {
+        v.as_deref().map(str::as_bytes)
+    }
+    p.hashes = FileHashes {
+        md5: h(&s.md5).and_then(Md5::parse),
+        sha1: h(&s.sha1).and_then(Sha1::parse),
+        sha256: h(&s.sha256).and_then(Sha256::parse),
+        imphash: h(&s.imphash).and_then(Md5::parse),
+    };
+    p
+}

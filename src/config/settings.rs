@@ -1,0 +1,280 @@
+//! `sysmonenrich.conf` → typed settings for every module.
+//!
+//! The app ships every setting with its default in
+//! `default/sysmonenrich.conf` (documented in
+//! `README/sysmonenrich.conf.spec`); admins override in `local/`. The same
+//! defaults are compiled in, so the binary behaves identically when run
+//! outside an app folder (CLI, tests) and a missing or broken conf file
+//! never stops a search: problems become warnings and the default holds.
+
+use super::conf::ConfFile;
+use crate::command::args::{self, Options};
+use crate::logging::Rotation;
+use crate::protocol::Limits;
+use crate::splunk::backfill::BackfillSettings;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The shipped defaults, compiled in.
+pub const DEFAULT_CONF: &str = include_str!("../../default/sysmonenrich.conf");
+
+/// State store settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateSettings {
+    /// Use the SQLite store at all.
+    pub enabled: bool,
+    /// Database path; `None` = `$SPLUNK_HOME/var/lib/sysmonenrich/state.db`.
+    pub path: Option<PathBuf>,
+    /// How long a statement waits for another search's lock.
+    pub busy_timeout: Duration,
+    /// Processes not seen for this long are pruned.
+    pub process_retention: Duration,
+    /// At most this many processes are kept (oldest pruned first).
+    pub process_max_rows: u64,
+}
+
+/// Lineage engine settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LineageConf {
+    /// In-memory process table capacity (entries).
+    pub memory_processes: usize,
+    /// Tree levels backfilled per chunk at most.
+    pub max_rounds: usize,
+}
+
+/// Everything the conf file sets.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Chunk and field caps.
+    pub limits: Limits,
+    /// Defaults of the search options.
+    pub options: Options,
+    /// State store.
+    pub state: StateSettings,
+    /// Lineage engine.
+    pub lineage: LineageConf,
+    /// Splunk backfill.
+    pub backfill: BackfillSettings,
+    /// Accept a loopback splunkd's self-signed certificate.
+    pub splunkd_insecure_loopback: bool,
+    /// Log level.
+    pub log_level: log::LevelFilter,
+    /// Log rotation.
+    pub log_rotation: Rotation,
+}
+
+/// Where the settings came from, and what was wrong with them.
+#[derive(Debug, Clone, Default)]
+pub struct Loaded {
+    /// Problems found (each already names file, stanza and key).
+    pub warnings: Vec<String>,
+}
+
+impl Settings {
+    /// The compiled-in defaults.
+    pub fn builtin() -> Settings {
+        let conf = ConfFile::parse(DEFAULT_CONF).unwrap_or_default();
+        Settings::from_conf(&conf, &mut Vec::new())
+    }
+
+    /// Settings for the app in `app_dir` (`default/` + `local/`), falling
+    /// back to the built-in defaults for anything missing or invalid.
+    pub fn load(app_dir: Option<&Path>) -> (Settings, Loaded) {
+        let mut warnings = Vec::new();
+        let mut conf = ConfFile::parse(DEFAULT_CONF).unwrap_or_default();
+        if let Some(dir) = app_dir {
+            match ConfFile::load(dir, "sysmonenrich") {
+                Ok(file) => conf.overlay(file),
+                Err(e) => warnings.push(format!("sysmonenrich.conf: {e}; using defaults")),
+            }
+        }
+        let s = Settings::from_conf(&conf, &mut warnings);
+        (s, Loaded { warnings })
+    }
+
+    fn from_conf(conf: &ConfFile, warnings: &mut Vec<String>) -> Settings {
+        let mut r = Reader { conf, warnings };
+        let dflt = Options::default();
+        let providers = r
+            .string("defaults", "providers")
+            .map(|s| {
+                s.split(',')
+                    .map(|p| p.trim().to_ascii_lowercase())
+                    .filter(|p| args::PROVIDERS.contains(&p.as_str()))
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or(dflt.providers.clone());
+        let options = Options {
+            lineage: r.bool("defaults", "lineage", dflt.lineage),
+            reputation: r.bool("defaults", "reputation", dflt.reputation),
+            backfill: r.bool("defaults", "backfill", dflt.backfill),
+            providers,
+            max_lookups: r.u64("defaults", "max_lookups", dflt.max_lookups),
+            lookup_budget: r.duration("defaults", "lookup_budget", dflt.lookup_budget),
+            max_depth: r
+                .u64("defaults", "max_depth", dflt.max_depth as u64)
+                .clamp(1, 1000) as usize,
+            refresh: false,
+            raw: r.bool("defaults", "request_raw", dflt.raw),
+            fields: Default::default(),
+        };
+        let lim = Limits::default();
+        let limits = Limits {
+            max_metadata: r.u64("protocol", "max_metadata_bytes", lim.max_metadata as u64) as usize,
+            max_body: r.u64("protocol", "max_chunk_bytes", lim.max_body as u64) as usize,
+            max_field: r.u64("protocol", "max_field_bytes", lim.max_field as u64) as usize,
+        };
+        let state = StateSettings {
+            enabled: r.bool("state", "enabled", true),
+            path: r
+                .string("state", "path")
+                .filter(|p| !p.trim().is_empty())
+                .map(PathBuf::from),
+            busy_timeout: r.duration("state", "busy_timeout", Duration::from_secs(5)),
+            process_retention: r.duration(
+                "state",
+                "process_retention",
+                Duration::from_secs(30 * 86400),
+            ),
+            process_max_rows: r.u64("state", "process_max_rows", 2_000_000),
+        };
+        let lineage = LineageConf {
+            memory_processes: r.u64("lineage", "memory_processes", 200_000).max(1000) as usize,
+            max_rounds: r.u64("lineage", "backfill_max_levels", 16).max(1) as usize,
+        };
+        let b = BackfillSettings::default();
+        let backfill = BackfillSettings {
+            max_searches: r.u64("backfill", "max_searches", u64::from(b.max_searches)) as u32,
+            time_budget: r.duration("backfill", "time_budget", b.time_budget),
+            batch: r.u64("backfill", "guids_per_search", b.batch as u64).max(1) as usize,
+            earliest: r.string("backfill", "earliest").unwrap_or(b.earliest),
+            base_search: r.string("backfill", "base_search").unwrap_or(b.base_search),
+        };
+        let level = match r
+            .string("logging", "level")
+            .unwrap_or_default()
+            .to_ascii_uppercase()
+            .as_str()
+        {
+            "DEBUG" => log::LevelFilter::Debug,
+            "WARN" | "WARNING" => log::LevelFilter::Warn,
+            "ERROR" => log::LevelFilter::Error,
+            "OFF" | "NONE" => log::LevelFilter::Off,
+            _ => log::LevelFilter::Info,
+        };
+        let rot = Rotation::default();
+        Settings {
+            limits,
+            options,
+            state,
+            lineage,
+            backfill,
+            splunkd_insecure_loopback: r.bool("splunkd", "insecure_loopback", true),
+            log_level: level,
+            log_rotation: Rotation {
+                max_bytes: r.u64("logging", "max_bytes", rot.max_bytes),
+                keep: r.u64("logging", "backups", u64::from(rot.keep)) as u32,
+            },
+        }
+    }
+}
+
+/// Typed reads that fall back to a default and record a warning.
+struct Reader<'a> {
+    conf: &'a ConfFile,
+    warnings: &'a mut Vec<String>,
+}
+
+impl Reader<'_> {
+    fn string(&mut self, stanza: &str, key: &str) -> Option<String> {
+        self.conf.get(stanza, key).map(|v| v.trim().to_string())
+    }
+
+    fn warn(&mut self, stanza: &str, key: &str, what: &str) {
+        self.warnings.push(format!(
+            "sysmonenrich.conf [{stanza}] {key}: {what}; using the default"
+        ));
+    }
+
+    fn bool(&mut self, stanza: &str, key: &str, default: bool) -> bool {
+        match self.conf.get_bool(stanza, key) {
+            Ok(v) => v.unwrap_or(default),
+            Err(_) => {
+                self.warn(stanza, key, "not a boolean");
+                default
+            }
+        }
+    }
+
+    fn u64(&mut self, stanza: &str, key: &str, default: u64) -> u64 {
+        match self.conf.get_u64(stanza, key) {
+            Ok(v) => v.unwrap_or(default),
+            Err(_) => {
+                self.warn(stanza, key, "not a whole number");
+                default
+            }
+        }
+    }
+
+    fn duration(&mut self, stanza: &str, key: &str, default: Duration) -> Duration {
+        match self.conf.get(stanza, key) {
+            None => default,
+            Some(v) => match args::duration(v) {
+                Ok(d) => d,
+                Err(_) => {
+                    self.warn(stanza, key, "not a duration (10, 30s, 5m, 2h, 1d)");
+                    default
+                }
+            },
+        }
+    }
+}
+
+/// The app folder this binary runs from: `SYSMONENRICH_APP_DIR` if set, else
+/// the folder above `bin/` or `<platform>/bin/` when it holds `default/`.
+pub fn app_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("SYSMONENRICH_APP_DIR").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(d));
+    }
+    let exe = std::env::current_exe().ok()?;
+    let mut dir = exe.parent()?;
+    if dir.file_name()? == "bin" {
+        dir = dir.parent()?;
+    }
+    if !dir.join("default").is_dir() {
+        // `<app>/linux_x86_64/bin/`: one more level.
+        dir = dir.parent()?;
+    }
+    dir.join("default").is_dir().then(|| dir.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_defaults_parse_cleanly() {
+        let (s, loaded) = Settings::load(None);
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        assert!(s.options.lineage && s.options.reputation);
+        assert_eq!(s.limits, Limits::default());
+        assert_eq!(s.lineage.memory_processes, 200_000);
+    }
+
+    #[test]
+    fn local_overrides_and_bad_values_warn() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("local")).unwrap();
+        std::fs::write(
+            dir.path().join("local/sysmonenrich.conf"),
+            "[defaults]\nmax_depth = 7\nlineage = perhaps\n[backfill]\ntime_budget = 3s\n",
+        )
+        .unwrap();
+        let (s, loaded) = Settings::load(Some(dir.path()));
+        assert_eq!(s.options.max_depth, 7);
+        assert!(s.options.lineage);
+        assert_eq!(s.backfill.time_budget, Duration::from_secs(3));
+        assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+        assert!(loaded.warnings[0].contains("[defaults] lineage"));
+    }
+}

@@ -1,0 +1,400 @@
+//! The in-memory process table: creation info by GUID, bounded, LRU.
+//!
+//! # Why LRU and not "evict on EventCode 5"
+//!
+//! Splunk returns events newest first, so a process's termination
+//! (EventCode 5) arrives *before* its creation and before most of its
+//! children's events. Evicting on termination would drop exactly the
+//! entries about to be needed. Instead the table holds at most `capacity`
+//! entries and, when full, drops the least recently used one; inserting
+//! and being walked through as an ancestor both count as use, so the
+//! ancestors of what the search is currently looking at stay.
+//!
+//! # Memory per entry
+//!
+//! * the slot: 96 bytes (two GUIDs, time, text box, hashes box, 5 offsets,
+//!   LRU links, flags);
+//! * one heap block with all text (image, command line, parent image,
+//!   parent command line, host), plus the allocator's ~16 bytes;
+//! * when the event had hashes, one 172-byte `FileHashes` block (~190 with
+//!   allocator overhead);
+//! * the hash index: a 32-byte bucket plus 1 control byte, at hashbrown's
+//!   load factor (≤ 7/8, ≥ 7/16 after growth) about 38–75 bytes.
+//!
+//! So ≈ 150–190 bytes + ~190 with hashes + the text itself. Measured with
+//! a counting allocator, 200,000 entries built from the EventCode 1 rows of
+//! `evtx_attack_samples` and of `otrf_lsass_campaign_01` (both average 266
+//! bytes of text, all with hashes): 578 bytes requested per entry, about
+//! 610 with malloc's per-block overhead, so the default cap of 200,000
+//! entries is ≈ 120 MB when full. No per-entry `Vec`, at most two
+//! allocations per insert, none per lookup.
+
+use super::hash::{GuidBuildHasher, GuidMap};
+use super::process::{ProcessRef, SourceKind};
+use crate::sysmon::guid::ProcessGuid;
+use crate::sysmon::hashes::FileHashes;
+
+const NIL: u32 = u32::MAX;
+/// Longest text field kept (bytes). Five of them always fit the `u32`
+/// offsets; Sysmon itself caps command lines far below this.
+const MAX_FIELD: usize = 1 << 26;
+
+struct Slot {
+    guid: ProcessGuid,
+    parent: ProcessGuid,
+    time: f64,
+    /// image | command line | parent image | parent command line | host.
+    text: Box<[u8]>,
+    /// Boxed because most of the walk never needs them and many processes
+    /// have none: 8 bytes when absent. (Storing the digests in binary in
+    /// `text` halves their size, but rebuilding `FileHashes` for the
+    /// malicious-ancestor check then cost ~1 µs per row, 4× the walk.)
+    hashes: Option<Box<FileHashes>>,
+    ends: [u32; 5],
+    prev: u32,
+    next: u32,
+    parent_known: bool,
+    source: SourceKind,
+}
+
+/// Read access to one entry.
+#[derive(Clone, Copy)]
+pub(crate) struct Entry<'t> {
+    slot: &'t Slot,
+}
+
+impl<'t> Entry<'t> {
+    fn part(&self, i: usize) -> &'t [u8] {
+        let start = if i == 0 {
+            0
+        } else {
+            self.slot.ends[i - 1] as usize
+        };
+        &self.slot.text[start..self.slot.ends[i] as usize]
+    }
+
+    pub(crate) fn parent(&self) -> Option<ProcessGuid> {
+        self.slot.parent_known.then_some(self.slot.parent)
+    }
+
+    pub(crate) fn image(&self) -> &'t [u8] {
+        self.part(0)
+    }
+
+    pub(crate) fn parent_image(&self) -> &'t [u8] {
+        self.part(2)
+    }
+
+    pub(crate) fn parent_command_line(&self) -> &'t [u8] {
+        self.part(3)
+    }
+
+    pub(crate) fn source(&self) -> SourceKind {
+        self.slot.source
+    }
+
+    /// The hashes of the process's image, when any were known.
+    pub(crate) fn hashes(&self) -> Option<&'t FileHashes> {
+        self.slot.hashes.as_deref()
+    }
+
+    pub(crate) fn to_ref(self) -> ProcessRef<'t> {
+        ProcessRef {
+            guid: self.slot.guid,
+            parent_guid: self.parent(),
+            image: self.part(0),
+            command_line: self.part(1),
+            parent_image: self.part(2),
+            parent_command_line: self.part(3),
+            host: self.part(4),
+            time: self.slot.time,
+            hashes: self.hashes().copied().unwrap_or_default(),
+        }
+    }
+}
+
+/// Creation info by GUID, at most `capacity` entries, least recently used
+/// evicted first. First info inserted for a GUID wins (see
+/// [`ProcessTable::insert`]).
+pub(crate) struct ProcessTable {
+    map: GuidMap<u32>,
+    slots: Vec<Slot>,
+    /// Most recently used.
+    head: u32,
+    /// Least recently used: the next to go.
+    tail: u32,
+    capacity: usize,
+    evictions: u64,
+}
+
+impl ProcessTable {
+    pub(crate) fn new(capacity: usize) -> ProcessTable {
+        // The table may never fill (a short search); grow on demand rather
+        // than reserving the whole cap up front.
+        let capacity = capacity.clamp(1, NIL as usize - 1);
+        let initial = capacity.min(1024);
+        ProcessTable {
+            map: GuidMap::with_capacity_and_hasher(initial, GuidBuildHasher::new()),
+            slots: Vec::with_capacity(initial),
+            head: NIL,
+            tail: NIL,
+            capacity,
+            evictions: 0,
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub(crate) fn evictions(&self) -> u64 {
+        self.evictions
+    }
+
+    /// Index of `guid`'s entry, without counting it as use.
+    #[inline]
+    pub(crate) fn find(&self, guid: ProcessGuid) -> Option<u32> {
+        self.map.get(&guid).copied()
+    }
+
+    #[inline]
+    pub(crate) fn entry(&self, index: u32) -> Entry<'_> {
+        Entry {
+            slot: &self.slots[index as usize],
+        }
+    }
+
+    /// Looks `guid` up and marks it most recently used.
+    #[inline]
+    pub(crate) fn find_touch(&mut self, guid: ProcessGuid) -> Option<u32> {
+        let i = self.find(guid)?;
+        self.touch(i);
+        Some(i)
+    }
+
+    /// Inserts the creation info of `info.guid` unless the GUID is already
+    /// known, in which case the existing entry is kept and only marked as
+    /// used. First-wins keeps the result deterministic (rows are indexed in
+    /// their order) and means a row of this search is never replaced by a
+    /// later backfill answer for the same GUID; real duplicates (the same
+    /// event exported twice) carry the same data anyway. Returns true when
+    /// the entry is new.
+    pub(crate) fn insert(&mut self, info: &ProcessRef<'_>, source: SourceKind) -> bool {
+        if let Some(i) = self.find(info.guid) {
+            self.touch(i);
+            return false;
+        }
+        let slot = build_slot(info, source);
+        let index = if self.slots.len() >= self.capacity {
+            // Full: reuse the least recently used slot for the newcomer.
+            let victim = self.tail;
+            self.unlink(victim);
+            let old = std::mem::replace(&mut self.slots[victim as usize], slot);
+            self.map.remove(&old.guid);
+            self.evictions += 1;
+            victim
+        } else {
+            if self.slots.len() == self.slots.capacity() {
+                // Grow by doubling, but never past the cap: the last
+                // doubling of a large table would otherwise reserve up to
+                // twice the memory the cap promises.
+                let extra = self
+                    .slots
+                    .len()
+                    .max(16)
+                    .min(self.capacity - self.slots.len());
+                self.slots.reserve_exact(extra);
+            }
+            self.slots.push(slot);
+            (self.slots.len() - 1) as u32
+        };
+        self.map.insert(info.guid, index);
+        self.push_front(index);
+        true
+    }
+
+    pub(crate) fn touch(&mut self, index: u32) {
+        if self.head != index {
+            self.unlink(index);
+            self.push_front(index);
+        }
+    }
+
+    fn unlink(&mut self, index: u32) {
+        let (prev, next) = {
+            let s = &self.slots[index as usize];
+            (s.prev, s.next)
+        };
+        match prev {
+            NIL => self.head = next,
+            p => self.slots[p as usize].next = next,
+        }
+        match next {
+            NIL => self.tail = prev,
+            n => self.slots[n as usize].prev = prev,
+        }
+    }
+
+    fn push_front(&mut self, index: u32) {
+        let old_head = self.head;
+        {
+            let s = &mut self.slots[index as usize];
+            s.prev = NIL;
+            s.next = old_head;
+        }
+        match old_head {
+            NIL => self.tail = index,
+            h => self.slots[h as usize].prev = index,
+        }
+        self.head = index;
+    }
+
+    /// GUIDs from most to least recently used (tests and diagnostics).
+    #[cfg(test)]
+    pub(crate) fn lru_order(&self) -> Vec<ProcessGuid> {
+        let mut out = Vec::new();
+        let mut i = self.head;
+        while i != NIL {
+            out.push(self.slots[i as usize].guid);
+            i = self.slots[i as usize].next;
+        }
+        out
+    }
+}
+
+fn build_slot(info: &ProcessRef<'_>, source: SourceKind) -> Slot {
+    let parts = [
+        info.image,
+        info.command_line,
+        info.parent_image,
+        info.parent_command_line,
+        info.host,
+    ];
+    let text_len: usize = parts.iter().map(|p| p.len().min(MAX_FIELD)).sum();
+    let mut text = Vec::with_capacity(text_len);
+    let mut ends = [0u32; 5];
+    for (end, part) in ends.iter_mut().zip(parts) {
+        text.extend_from_slice(&part[..part.len().min(MAX_FIELD)]);
+        *end = text.len() as u32;
+    }
+    let hashes = (!info.hashes.is_empty()).then(|| Box::new(info.hashes));
+    Slot {
+        guid: info.guid,
+        parent: info.parent_guid.unwrap_or(ProcessGuid::from_u128(0)),
+        time: info.time,
+        text: text.into_boxed_slice(),
+        ends,
+        prev: NIL,
+        next: NIL,
+        hashes,
+        parent_known: info.parent_guid.is_some(),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lineage::process::ProcessInfo;
+
+    fn g(n: u128) -> ProcessGuid {
+        ProcessGuid::from_u128(n)
+    }
+
+    fn info(n: u128) -> ProcessInfo {
+        let mut p = ProcessInfo::new(g(n));
+        p.parent_guid = Some(g(n + 1000));
+        p.image = format!("C:\\p{n}.exe").into_bytes().into();
+        p
+    }
+
+    #[test]
+    fn slot_stays_small() {
+        assert!(
+            std::mem::size_of::<Slot>() <= 96,
+            "{}",
+            std::mem::size_of::<Slot>()
+        );
+    }
+
+    #[test]
+    fn round_trip_text_and_hashes() {
+        let mut p = ProcessInfo::new(g(7));
+        p.parent_guid = Some(g(0));
+        p.image = b"C:\\a\\b.exe".as_slice().into();
+        p.command_line = b"b.exe /x \xff".as_slice().into();
+        p.parent_image = b"?".as_slice().into();
+        p.parent_command_line = Box::default();
+        p.host = b"HOST".as_slice().into();
+        p.time = 12.5;
+        p.hashes = FileHashes::parse_sysmon(
+            b"SHA1=8C5437CB7F4B7B4E3F0D5DB7C6D4B3A7E5A14B0B,MD5=975B4BD9B9D3B0A9C7D6E5F4A3B2C1D0,IMPHASH=272245E2988E1E430500B852C4FB5E18",
+        );
+        let mut t = ProcessTable::new(10);
+        assert!(t.insert(&p.as_ref(), SourceKind::State));
+        let e = t.entry(t.find(g(7)).unwrap());
+        assert_eq!(e.to_ref().to_info(), p);
+        assert_eq!(e.source(), SourceKind::State);
+        // No parent GUID at all is not the same as the zero GUID.
+        let mut q = ProcessInfo::new(g(8));
+        q.parent_guid = None;
+        t.insert(&q.as_ref(), SourceKind::Results);
+        assert_eq!(t.entry(t.find(g(8)).unwrap()).to_ref().to_info(), q);
+        assert!(t.entry(t.find(g(8)).unwrap()).hashes().is_none());
+    }
+
+    #[test]
+    fn first_info_wins() {
+        let mut t = ProcessTable::new(10);
+        assert!(t.insert(&info(1).as_ref(), SourceKind::Results));
+        let mut other = info(1);
+        other.image = b"other".as_slice().into();
+        assert!(!t.insert(&other.as_ref(), SourceKind::Splunk));
+        let e = t.entry(t.find(g(1)).unwrap());
+        assert_eq!(
+            (e.image(), e.source()),
+            (&b"C:\\p1.exe"[..], SourceKind::Results)
+        );
+    }
+
+    #[test]
+    fn lru_eviction_is_bounded_and_respects_use() {
+        let mut t = ProcessTable::new(3);
+        for n in 1..=3 {
+            t.insert(&info(n).as_ref(), SourceKind::Results);
+        }
+        assert_eq!(t.lru_order(), [g(3), g(2), g(1)]);
+        // Using 1 (e.g. walking through it as an ancestor) saves it.
+        t.find_touch(g(1)).unwrap();
+        t.insert(&info(4).as_ref(), SourceKind::Results);
+        assert_eq!(t.lru_order(), [g(4), g(1), g(3)]);
+        assert!(t.find(g(2)).is_none());
+        assert_eq!((t.len(), t.evictions()), (3, 1));
+        // Re-inserting a known GUID counts as use, evicts nothing.
+        t.insert(&info(3).as_ref(), SourceKind::Results);
+        assert_eq!(t.lru_order(), [g(3), g(4), g(1)]);
+        for n in 10..1000 {
+            t.insert(&info(n).as_ref(), SourceKind::Results);
+            assert!(t.len() <= 3);
+        }
+        assert_eq!(t.lru_order(), [g(999), g(998), g(997)]);
+        for n in [997, 998, 999] {
+            assert_eq!(t.entry(t.find(g(n)).unwrap()).to_ref().to_info(), info(n));
+        }
+        assert_eq!(t.map.len(), 3);
+    }
+
+    #[test]
+    fn growth_never_passes_the_cap() {
+        let mut t = ProcessTable::new(1500);
+        for n in 0..5000 {
+            t.insert(&info(n).as_ref(), SourceKind::Results);
+        }
+        assert_eq!(t.len(), 1500);
+        assert!(t.slots.capacity() <= 1500, "{}", t.slots.capacity());
+    }
+}

@@ -1,0 +1,821 @@
+//! The lookup service: one per search, called once per chunk from the
+//! synchronous protocol loop.
+//!
+//! ```text
+//! lookup_chunk(&[FileHashes])
+//!   │ 1. distinct LookupKeys of the chunk (on the first call, the queued
+//!   │    hashes of earlier searches go first)
+//!   │ 2. local list      — a deny-list hit ends the lookup for that file
+//!   │ 3. cache           — per provider; skipped with refresh=true
+//!   │ 4. providers       — the rest, concurrently, on the service's own
+//!   │                      runtime, under per-provider limits, all inside
+//!   │                      one deadline = what is left of lookup_budget
+//!   │ 5. combine         — one Answer per file (combine.rs)
+//!   │ 6. write back      — cache the answers, queue the postponed hashes,
+//!   ▼                      unqueue the resolved ones, count for summary()
+//! HashMap<LookupKey, Answer>
+//! ```
+//!
+//! Why a runtime of its own: the protocol loop blocks on stdin and splunkd
+//! waits for each reply, so there is nothing to overlap outside a chunk;
+//! inside one, dozens of lookups should overlap. A current-thread runtime
+//! driven by `block_on` gives exactly that (mini-redis's blocking client).
+//! Store calls (SQLite) are made outside the async part, except the quota
+//! booking, which must happen right before each request and therefore runs
+//! on tokio's blocking pool.
+//!
+//! Why a deadline around the whole batch and not only per request: a
+//! provider that accepts the connection and never answers would otherwise
+//! hold the chunk for `request_timeout × (1 + max_retries)`. The batch
+//! deadline is the remaining `lookup_budget`; what is not done by then
+//! becomes `pending(timeout)` and is queued. Only time spent waiting on the
+//! network counts against the budget (cache-only chunks are free).
+
+use super::cache;
+use super::client::{describe_error, provider_client, read_reply, splunkd_client};
+use super::clock::{Clock, SystemClock};
+use super::combine::combine;
+use super::error::ServiceError;
+use super::keys::{fetch_from_splunkd, ApiKey, ApiKeys, Scrubber, REALM};
+use super::limit::{Allowance, Ledger, ProviderLimit};
+use super::lookup::LookupKey;
+use super::providers::local::LocalList;
+use super::providers::{remote, HttpProvider};
+use super::retry::{Backoff, RetryExt};
+use super::settings::{SearchOptions, Settings};
+use super::store::ReputationStore;
+use super::summary::Summary;
+use super::verdict::{Answer, Failure, Outcome, PendingReason, ProviderResult, Verdict};
+use crate::protocol::metadata::Secret;
+use crate::sysmon::hashes::FileHashes;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+/// After a provider answered 429 even after retries, this search leaves it
+/// alone for a minute (VirusTotal's quota window) instead of spending a
+/// request per remaining hash to hear the same.
+const QUOTA_PAUSE_MS: i64 = 60_000;
+
+/// One remote provider of this search.
+struct Slot {
+    provider: Box<dyn HttpProvider>,
+    client: reqwest::Client,
+    limit: ProviderLimit,
+    key: Mutex<Option<ApiKey>>,
+    /// Set once the provider refused our key: the rest of the search gets
+    /// the same answer without asking again.
+    refused: Mutex<Option<Failure>>,
+}
+
+impl Slot {
+    fn key(&self) -> Option<ApiKey> {
+        self.key.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn refused(&self) -> Option<Failure> {
+        self.refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn usable(&self) -> bool {
+        !self.provider.needs_key() || self.key().is_some()
+    }
+}
+
+/// What the lookup tasks share.
+struct Inner {
+    settings: Settings,
+    slots: Vec<Slot>,
+    clock: Arc<dyn Clock>,
+    ledger: Ledger,
+    allowance: Allowance,
+    backoff: Backoff,
+    scrubber: RwLock<Scrubber>,
+    requests: AtomicU64,
+}
+
+impl Inner {
+    fn scrub(&self, text: &str) -> String {
+        self.scrubber
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .scrub(text)
+    }
+}
+
+/// Builds a [`Service`].
+pub struct ServiceBuilder {
+    settings: Settings,
+    search: SearchOptions,
+    store: Arc<dyn ReputationStore>,
+    clock: Arc<dyn Clock>,
+    keys: ApiKeys,
+    local: Option<LocalList>,
+}
+
+impl ServiceBuilder {
+    /// Uses `clock` for cache expiry, the quota ledger and the queue
+    /// (tests move it forward instead of sleeping).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> ServiceBuilder {
+        self.clock = clock;
+        self
+    }
+
+    /// API keys known up front (the CLI's environment or key file).
+    pub fn keys(mut self, keys: ApiKeys) -> ServiceBuilder {
+        self.keys = keys;
+        self
+    }
+
+    /// A local list already loaded (instead of `settings.local_list`).
+    pub fn local_list(mut self, list: LocalList) -> ServiceBuilder {
+        self.local = Some(list);
+        self
+    }
+
+    /// Starts the runtime and the HTTP clients, loads the local list.
+    pub fn build(self) -> Result<Service, ServiceError> {
+        let ServiceBuilder {
+            settings,
+            search,
+            store,
+            clock,
+            keys,
+            local,
+        } = self;
+        let mut names: Vec<String> = Vec::new();
+        for p in &search.providers {
+            let p = p.trim().to_ascii_lowercase();
+            if p != "local" && settings.provider(&p).is_none() {
+                return Err(ServiceError::UnknownProvider(p));
+            }
+            if !names.contains(&p) {
+                names.push(p);
+            }
+        }
+        let mut warnings = Vec::new();
+        let use_local = names.iter().any(|n| n == "local");
+        let local = match (use_local, local, &settings.local_list) {
+            (false, _, _) => None,
+            (true, Some(list), _) => Some(list),
+            (true, None, Some(path)) => match LocalList::from_path(path) {
+                Ok(list) => Some(list),
+                Err(e) => {
+                    let text = format!("local reputation list not used: {e}");
+                    log::warn!("{text}");
+                    warnings.push(text);
+                    None
+                }
+            },
+            (true, None, None) => None,
+        };
+        if let Some(list) = &local {
+            if !list.problems().is_empty() {
+                warnings.push(format!(
+                    "local reputation list: {} bad rows skipped (see sysmonenrich.log)",
+                    list.problems().len()
+                ));
+            }
+        }
+        let mut slots = Vec::new();
+        // One client per distinct configuration: loopback targets bypass
+        // proxies, everything else shares one client (and one pool).
+        let mut clients: HashMap<bool, reqwest::Client> = HashMap::new();
+        for name in names.iter().filter(|n| *n != "local") {
+            let Some(provider) = remote(name, &settings) else {
+                return Err(ServiceError::UnknownProvider(name.clone()));
+            };
+            let ps = settings
+                .provider(name)
+                .cloned()
+                .unwrap_or_else(|| settings.hashlookup.clone());
+            let loopback = super::client::is_loopback(&ps.base_url);
+            let client = match clients.get(&loopback) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = provider_client(&settings, provider.name(), &ps.base_url)?;
+                    clients.insert(loopback, c.clone());
+                    c
+                }
+            };
+            // Validate every base URL, also when its client is shared.
+            provider_base_ok(provider.name(), &ps.base_url)?;
+            slots.push(Slot {
+                provider,
+                client,
+                limit: ProviderLimit::new(&ps),
+                key: Mutex::new(None),
+                refused: Mutex::new(None),
+            });
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(ServiceError::Runtime)?;
+        let mut scrubber = Scrubber::default();
+        if let Some(password) = settings
+            .proxy
+            .as_deref()
+            .and_then(|p| reqwest::Url::parse(p).ok())
+            .and_then(|u| u.password().map(str::to_string))
+        {
+            scrubber.add(&password);
+        }
+        let inner = Inner {
+            backoff: Backoff {
+                base: settings.retry_base_delay,
+                max: settings.retry_max_delay,
+            },
+            allowance: Allowance::new(search.max_lookups),
+            ledger: Ledger::new(store.clone()),
+            settings,
+            slots,
+            clock,
+            scrubber: RwLock::new(scrubber),
+            requests: AtomicU64::new(0),
+        };
+        let mut service = Service {
+            runtime: Some(runtime),
+            inner: Arc::new(inner),
+            store,
+            local,
+            budget_left: search.lookup_budget,
+            search,
+            queue_checked: false,
+            summary: Summary::default(),
+            warnings,
+        };
+        service.set_keys(keys);
+        Ok(service)
+    }
+}
+
+fn provider_base_ok(provider: &'static str, base: &str) -> Result<(), ServiceError> {
+    match reqwest::Url::parse(base) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(()),
+        _ => Err(ServiceError::BaseUrl { provider }),
+    }
+}
+
+/// Hash reputation for one search. Not for use inside an async context:
+/// it drives its own runtime.
+pub struct Service {
+    runtime: Option<tokio::runtime::Runtime>,
+    inner: Arc<Inner>,
+    store: Arc<dyn ReputationStore>,
+    local: Option<LocalList>,
+    search: SearchOptions,
+    budget_left: Duration,
+    queue_checked: bool,
+    summary: Summary,
+    warnings: Vec<String>,
+}
+
+/// One file of a chunk (or of the queue) on its way through the stages.
+struct Work {
+    key: LookupKey,
+    file: FileHashes,
+    in_chunk: bool,
+    from_queue: bool,
+    local: Option<ProviderResult>,
+    /// By slot index; `None` = not asked.
+    results: Vec<Option<ProviderResult>>,
+    /// Nothing can change the verdict any more (a malicious answer).
+    settled: bool,
+}
+
+impl Work {
+    fn new(key: LookupKey, file: FileHashes, slots: usize) -> Work {
+        Work {
+            key,
+            file,
+            in_chunk: false,
+            from_queue: false,
+            local: None,
+            results: vec![None; slots],
+            settled: false,
+        }
+    }
+
+    fn settle_if_malicious(&mut self) {
+        self.settled =
+            self.local.iter().chain(self.results.iter().flatten()).any(
+                |r| matches!(&r.outcome, Outcome::Found(f) if f.verdict == Verdict::Malicious),
+            );
+    }
+}
+
+/// The hashes a queue key stands for.
+fn file_of(key: LookupKey) -> FileHashes {
+    let mut f = FileHashes::default();
+    match key {
+        LookupKey::Sha256(d) => f.sha256 = Some(d),
+        LookupKey::Sha1(d) => f.sha1 = Some(d),
+        LookupKey::Md5(d) => f.md5 = Some(d),
+    }
+    f
+}
+
+impl Service {
+    /// A builder with the system clock, no keys, and the local list from
+    /// `settings.local_list`.
+    pub fn builder(
+        settings: Settings,
+        search: SearchOptions,
+        store: Arc<dyn ReputationStore>,
+    ) -> ServiceBuilder {
+        ServiceBuilder {
+            settings,
+            search,
+            store,
+            clock: Arc::new(SystemClock),
+            keys: ApiKeys::new(),
+            local: None,
+        }
+    }
+
+    /// Adds API keys (replacing earlier ones of the same provider).
+    pub fn set_keys(&mut self, keys: ApiKeys) {
+        let mut scrubber = self
+            .inner
+            .scrubber
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        for secret in keys.secrets() {
+            scrubber.add(secret);
+        }
+        drop(scrubber);
+        for slot in &self.inner.slots {
+            if let Some(k) = keys.get(slot.provider.name()) {
+                *slot.key.lock().unwrap_or_else(|e| e.into_inner()) = Some(k.clone());
+            }
+        }
+    }
+
+    /// Reads the API keys from splunkd's credential store (realm
+    /// `sysmonenrich`, user = provider name) with the search's session key.
+    /// Returns a warning for the user when that is not possible (the
+    /// key-less providers still run). Call once, before the first chunk.
+    pub fn load_splunkd_keys(&mut self, splunkd_uri: &str, session_key: &Secret) -> Option<String> {
+        if !self.inner.slots.iter().any(|s| s.provider.needs_key()) {
+            return None;
+        }
+        self.inner
+            .scrubber
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .add(session_key.expose());
+        let client = match splunkd_client(&self.inner.settings, splunkd_uri) {
+            Ok(c) => c,
+            Err(e) => {
+                return Some(self.warn(format!(
+                    "cannot read API keys: {e}; key-less providers still run"
+                )))
+            }
+        };
+        let limit = self.inner.settings.request_timeout + Duration::from_secs(1);
+        let runtime = self.runtime.as_ref()?;
+        let fetched = runtime.block_on(async {
+            tokio::time::timeout(limit, fetch_from_splunkd(&client, splunkd_uri, session_key)).await
+        });
+        match fetched {
+            Ok(Ok(keys)) => {
+                log::info!(
+                    "API keys read from splunkd for: {}",
+                    keys.providers().collect::<Vec<_>>().join(", ")
+                );
+                self.set_keys(keys);
+                None
+            }
+            Ok(Err(w)) => Some(self.warn(w)),
+            Err(_) => Some(self.warn(
+                "cannot read API keys: splunkd did not answer in time; key-less providers still run".into(),
+            )),
+        }
+    }
+
+    fn warn(&mut self, text: String) -> String {
+        let text = self.inner.scrub(&text);
+        log::warn!("{text}");
+        self.warnings.push(text.clone());
+        text
+    }
+
+    /// Things the user should know before the results (a WARN inspector
+    /// message each): unreadable key store, keyed providers without a key,
+    /// a local list that could not be used or had bad rows.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = self.warnings.clone();
+        for slot in self.inner.slots.iter().filter(|s| !s.usable()) {
+            let name = slot.provider.name();
+            out.push(format!(
+                "{name}: no API key (store one in storage/passwords, realm {REALM}, user {name}); its lookups are skipped"
+            ));
+        }
+        out
+    }
+
+    /// Counts for the per-search inspector line (cumulative over chunks).
+    pub fn summary(&self) -> Summary {
+        let mut s = self.summary.clone();
+        s.requests = self.inner.requests.load(Ordering::Relaxed);
+        s.store_errors += self.inner.ledger.errors.load(Ordering::Relaxed);
+        s
+    }
+
+    /// The network time this search has left.
+    pub fn budget_left(&self) -> Duration {
+        self.budget_left
+    }
+
+    /// The reputation of every file of a chunk, by its [`LookupKey`] (see
+    /// [`LookupKey::from_hashes`] to find a row's answer). Files with only
+    /// an IMPHASH (or nothing) get no entry. Never fails and never waits
+    /// longer than the remaining `lookup_budget`.
+    pub fn lookup_chunk(&mut self, hashes: &[FileHashes]) -> HashMap<LookupKey, Answer> {
+        let now = self.inner.clock.now_secs();
+        let slots = self.inner.slots.len();
+        let mut work: Vec<Work> = Vec::new();
+        let mut index: HashMap<LookupKey, usize> = HashMap::new();
+        if !self.queue_checked {
+            self.queue_checked = true;
+            self.take_queue(&mut work, &mut index);
+        }
+        for h in hashes {
+            let Some(key) = LookupKey::from_hashes(h) else {
+                continue;
+            };
+            let i = *index.entry(key).or_insert_with(|| {
+                work.push(Work::new(key, FileHashes::default(), slots));
+                work.len() - 1
+            });
+            work[i].file.fill_from(h);
+            work[i].in_chunk = true;
+        }
+        self.summary.hashes += work.iter().filter(|w| w.in_chunk).count() as u64;
+
+        self.check_local(&mut work, now);
+        if !self.search.refresh {
+            self.check_cache(&mut work, now);
+        }
+        // Everything not settled and not answered yet goes to the network
+        // (or gets NoKey at once: no request can help).
+        let mut pairs: Vec<(usize, usize)> = Vec::new();
+        for (wi, w) in work.iter_mut().enumerate().filter(|(_, w)| !w.settled) {
+            for (si, slot) in self.inner.slots.iter().enumerate() {
+                if w.results[si].is_some() {
+                    continue;
+                }
+                if slot.usable() {
+                    pairs.push((wi, si));
+                } else {
+                    w.results[si] = Some(fresh(
+                        slot.provider.name(),
+                        Outcome::Failed(Failure::NoKey),
+                        now,
+                    ));
+                }
+            }
+        }
+        let keys: Vec<(LookupKey, usize)> =
+            pairs.iter().map(|&(wi, si)| (work[wi].key, si)).collect();
+        for ((wi, si), outcome) in pairs.iter().zip(self.run(&keys)) {
+            let name = self.inner.slots[*si].provider.name();
+            work[*wi].results[*si] = Some(fresh(name, outcome, now));
+        }
+        self.finish(work, now)
+    }
+
+    /// Queued hashes of earlier searches, oldest first, ahead of the chunk.
+    fn take_queue(&mut self, work: &mut Vec<Work>, index: &mut HashMap<LookupKey, usize>) {
+        let entries = match self.store.pending_take(self.inner.settings.pending_batch) {
+            Ok(e) => e,
+            Err(e) => {
+                self.store_error(&e.to_string());
+                return;
+            }
+        };
+        for e in entries {
+            let key = LookupKey::parse_tagged(&e.key);
+            let give_up = e.attempts >= self.inner.settings.pending_max_attempts;
+            match key {
+                Some(key) if !give_up => {
+                    if let std::collections::hash_map::Entry::Vacant(v) = index.entry(key) {
+                        v.insert(work.len());
+                        let mut w = Work::new(key, file_of(key), self.inner.slots.len());
+                        w.from_queue = true;
+                        work.push(w);
+                    }
+                }
+                _ => {
+                    log::warn!(
+                        "reputation queue: giving up on {} after {} attempts (queued at {}, last reason {})",
+                        e.key,
+                        e.attempts,
+                        e.queued_at,
+                        e.reason
+                    );
+                    self.summary.queue_dropped += 1;
+                    if let Err(err) = self.store.pending_remove(&e.key) {
+                        self.store_error(&err.to_string());
+                    }
+                }
+            }
+        }
+    }
+
+    fn check_local(&self, work: &mut [Work], now: i64) {
+        let Some(list) = &self.local else {
+            return;
+        };
+        for w in work.iter_mut() {
+            if let Some(f) = list.lookup(&w.file) {
+                w.local = Some(fresh("local", Outcome::Found(f), now));
+                w.settle_if_malicious();
+            }
+        }
+    }
+
+    fn check_cache(&mut self, work: &mut [Work], now: i64) {
+        for si in 0..self.inner.slots.len() {
+            let name = self.inner.slots[si].provider.name();
+            let wanted: Vec<(usize, String)> = work
+                .iter()
+                .enumerate()
+                .filter(|(_, w)| !w.settled)
+                .map(|(i, w)| (i, w.key.tagged()))
+                .collect();
+            if wanted.is_empty() {
+                return;
+            }
+            let keys: Vec<&str> = wanted.iter().map(|(_, k)| k.as_str()).collect();
+            let hits = match self.store.cache_get_many(name, &keys, now) {
+                Ok(h) => h,
+                Err(e) => {
+                    self.store_error(&e.to_string());
+                    continue;
+                }
+            };
+            for (wi, key) in &wanted {
+                let Some(entry) = hits.get(key) else {
+                    continue;
+                };
+                match cache::decode(&entry.json) {
+                    Some(outcome) => {
+                        work[*wi].results[si] = Some(ProviderResult {
+                            provider: name,
+                            outcome,
+                            checked_at: entry.checked_at,
+                            cached: true,
+                        });
+                        work[*wi].settle_if_malicious();
+                    }
+                    None => {
+                        log::warn!(
+                            "{name} {key}: cache entry does not decode; looking it up again"
+                        );
+                        if let Err(e) = self.store.cache_delete(name, key) {
+                            self.store_error(&e.to_string());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs the lookups `(hash, slot)` concurrently within the remaining
+    /// budget; one outcome per pair, in order.
+    fn run(&mut self, pairs: &[(LookupKey, usize)]) -> Vec<Outcome> {
+        let timeout = Outcome::Failed(Failure::Pending(PendingReason::Timeout));
+        let mut out = vec![timeout; pairs.len()];
+        let Some(runtime) = self.runtime.as_ref() else {
+            return out;
+        };
+        if pairs.is_empty() || self.budget_left.is_zero() {
+            return out;
+        }
+        let started = std::time::Instant::now();
+        let budget = self.budget_left;
+        let inner = self.inner.clone();
+        runtime.block_on(async {
+            let deadline = Instant::now() + budget;
+            let mut set = JoinSet::new();
+            let mut ids = HashMap::new();
+            for (i, &(key, si)) in pairs.iter().enumerate() {
+                let inner = inner.clone();
+                let handle = set.spawn(async move { (i, lookup(&inner, si, key, deadline).await) });
+                ids.insert(handle.id(), i);
+            }
+            loop {
+                match tokio::time::timeout_at(deadline, set.join_next()).await {
+                    Ok(Some(Ok((i, outcome)))) => out[i] = outcome,
+                    Ok(Some(Err(e))) => {
+                        log::error!("reputation lookup task failed: {e}");
+                        if let Some(&i) = ids.get(&e.id()) {
+                            out[i] = Outcome::Failed(Failure::Error("internal error".into()));
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(_) => {
+                        log::warn!(
+                            "reputation: lookup budget used up with {} lookups unfinished; they are queued",
+                            set.len()
+                        );
+                        set.abort_all();
+                        break;
+                    }
+                }
+            }
+        });
+        self.budget_left = self.budget_left.saturating_sub(started.elapsed());
+        out
+    }
+
+    /// Combines, caches, (un)queues and counts; returns the chunk's answers.
+    fn finish(&mut self, work: Vec<Work>, now: i64) -> HashMap<LookupKey, Answer> {
+        let mut answers = HashMap::new();
+        for w in work {
+            let tagged = w.key.tagged();
+            for r in w.results.iter().flatten().filter(|r| !r.cached) {
+                if let Some((json, ttl)) = cache::entry(&r.outcome, &self.inner.settings) {
+                    if let Err(e) =
+                        self.store
+                            .cache_put(r.provider, &tagged, &json, r.checked_at, ttl)
+                    {
+                        self.store_error(&e.to_string());
+                    }
+                }
+            }
+            let postponed = w.results.iter().flatten().find_map(|r| match r.outcome {
+                Outcome::Failed(Failure::Pending(reason)) => Some(reason),
+                _ => None,
+            });
+            let queued = match postponed {
+                Some(reason) => self.store.pending_add(&tagged, reason.as_str(), now),
+                None if w.from_queue => self.store.pending_remove(&tagged),
+                None => Ok(()),
+            };
+            if let Err(e) = queued {
+                self.store_error(&e.to_string());
+            }
+            if w.from_queue && postponed.is_none() {
+                self.summary.queue_resolved += 1;
+            }
+            if !w.in_chunk {
+                continue;
+            }
+            let results: Vec<ProviderResult> = w
+                .local
+                .into_iter()
+                .chain(w.results.into_iter().flatten())
+                .collect();
+            let mut answer = combine(&results, now);
+            answer.error = answer.error.map(|e| self.inner.scrub(&e));
+            answer.label = answer.label.map(|l| self.inner.scrub(&l));
+            self.summary.count(&results, &answer, postponed.is_some());
+            answers.insert(w.key, answer);
+        }
+        answers
+    }
+
+    fn store_error(&mut self, text: &str) {
+        if self.summary.store_errors == 0 {
+            log::warn!("reputation: {text}; continuing without it (no cache, no queue)");
+        }
+        self.summary.store_errors += 1;
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        // Aborted lookups and a store call stuck on a lock must not hold the
+        // command at exit.
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(Duration::from_millis(100));
+        }
+    }
+}
+
+fn fresh(provider: &'static str, outcome: Outcome, now: i64) -> ProviderResult {
+    ProviderResult {
+        provider,
+        outcome,
+        checked_at: now,
+        cached: false,
+    }
+}
+
+/// One hash at one provider: limits, request, retries.
+async fn lookup(inner: &Inner, si: usize, hash: LookupKey, deadline: Instant) -> Outcome {
+    let slot = &inner.slots[si];
+    let name = slot.provider.name();
+    // Held across retries: a provider that struggles gets fewer requests.
+    let _permit = slot.limit.semaphore.acquire().await;
+    if let Some(refused) = slot.refused() {
+        return Outcome::Failed(refused);
+    }
+    if slot.limit.is_blocked(inner.clock.now_ms()) || !inner.allowance.take() {
+        return Outcome::Failed(Failure::Pending(PendingReason::Quota));
+    }
+    let key = slot.key();
+    let mut retry = 0;
+    let mut sent = false;
+    loop {
+        if let Err(reason) = slot
+            .limit
+            .book(name, &inner.ledger, &*inner.clock, deadline)
+            .await
+        {
+            if !sent {
+                inner.allowance.give_back();
+            }
+            log::debug!("{name} {hash}: postponed ({})", reason.as_str());
+            return Outcome::Failed(Failure::Pending(reason));
+        }
+        slot.limit.pace().await;
+        sent = true;
+        inner.requests.fetch_add(1, Ordering::Relaxed);
+        let reply = match slot
+            .provider
+            .request(&slot.client, key.as_ref(), &hash)
+            .send()
+            .await
+        {
+            Ok(resp) => read_reply(resp).await,
+            Err(e) => Err(e),
+        };
+        let (transient, outcome, retry_after) = match reply {
+            Ok(reply) => (
+                reply.should_retry(),
+                slot.provider.interpret(&hash, &reply),
+                reply.retry_after,
+            ),
+            Err(e) => {
+                let outcome = if e.is_timeout() {
+                    Outcome::Failed(Failure::Pending(PendingReason::Timeout))
+                } else {
+                    Outcome::Failed(Failure::Error(inner.scrub(&describe_error(&e))))
+                };
+                (e.should_retry(), outcome, None)
+            }
+        };
+        if transient && retry < inner.settings.max_retries {
+            let delay = inner.backoff.delay(retry, retry_after);
+            if Instant::now() + delay < deadline {
+                log::debug!(
+                    "{name} {hash}: {}; retry {} in {delay:?}",
+                    brief(&outcome, name),
+                    retry + 1
+                );
+                tokio::time::sleep(delay).await;
+                retry += 1;
+                continue;
+            }
+        }
+        match &outcome {
+            Outcome::Failed(f @ Failure::KeyRejected { .. }) => {
+                let mut refused = slot.refused.lock().unwrap_or_else(|e| e.into_inner());
+                if refused.is_none() {
+                    log::warn!(
+                        "{}; its lookups are skipped for the rest of this search",
+                        f.describe(name)
+                    );
+                    *refused = Some(f.clone());
+                }
+            }
+            Outcome::Failed(Failure::Pending(PendingReason::Quota)) => {
+                log::warn!(
+                    "{name}: still refused for quota after {} attempts; pausing it",
+                    retry + 1
+                );
+                slot.limit
+                    .block_until(inner.clock.now_ms().saturating_add(QUOTA_PAUSE_MS));
+            }
+            Outcome::Failed(f) => log::warn!(
+                "{name} {hash}: {} (after {} attempts)",
+                f.describe(name),
+                retry + 1
+            ),
+            _ => log::debug!("{name} {hash}: {}", brief(&outcome, name)),
+        }
+        return outcome;
+    }
+}
+
+/// A log-line description of an outcome.
+fn brief(outcome: &Outcome, provider: &str) -> String {
+    match outcome {
+        Outcome::Found(f) => match (f.detections, f.engines) {
+            (Some(d), Some(e)) => format!("{} ({d}/{e})", f.verdict),
+            _ => f.verdict.to_string(),
+        },
+        Outcome::NotFound => "not found".into(),
+        Outcome::Failed(f) => f.describe(provider),
+    }
+}
