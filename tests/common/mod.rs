@@ -1,0 +1,15 @@
+//! Helpers shared by the integration tests.
+//!
+//! - [`splunkd`]: a splunkd stand-in written from `protocol/SCPV2.md` that
+//!   drives the real binary over stdin/stdout and checks every reply the way
+//!   splunkd would depend on it (plus a raw mode for hostile input).
+//! - [`datasets`]: the shared Sysmon data sets (skipped with a printed reason
+//!   when `../shared` is absent) and a self-made generator so that some
+//!   end-to-end tests always run.
+//!
+//! Every test crate includes this module with `mod common;` and uses a
+//! different subset of it, so unused-item warnings here would be noise.
+#![allow(dead_code)]
+
+pub mod datasets;
+pub mod splunkd;
