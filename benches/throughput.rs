@@ -53,6 +53,7 @@ fn parse_args() -> Args {
             "lineage".into(),
             "full".into(),
         ],
+        save: None,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;

@@ -108,6 +108,7 @@ impl SynthEvent {
 #[derive(Debug, Clone)]
 struct Proc {
     guid: String,
+    depth: u32,
     pid: u32,
     image: &'static str,
     command_line: String,
@@ -178,6 +179,7 @@ impl Generator {
         let mut events = Vec::with_capacity(processes * 6 + 16);
         let root = Proc {
             guid: "{00000000-0000-0000-0000-000000000000}".into(),
+            depth: 0,
             pid: 4,
             image: "System",
             command_line: String::new(),
@@ -202,9 +204,16 @@ impl Generator {
             live.push(p);
         }
         for _ in 0..processes {
-            // Prefer recent processes as parents: trees get deep, as real ones do.
-            let pick = live.len() - 1 - self.rng.below(live.len().min(6));
-            let parent = live[pick].clone();
+            // Real trees are shallow and bushy (the datasets top out at
+            // depth 6): most new processes hang off explorer.exe or a
+            // recent shell, rarely deeper.
+            let explorer = live[3].clone();
+            let recent: Vec<&Proc> = live.iter().rev().take(16).filter(|p| p.depth < 7).collect();
+            let parent = if recent.is_empty() || self.rng.chance(0.4) {
+                explorer
+            } else {
+                recent[self.rng.below(recent.len())].clone()
+            };
             let (image, cmd) = CHILDREN[self.rng.below(CHILDREN.len())];
             let p = self.spawn(&host, host_i, &parent, image, cmd.to_string(), &mut events);
             self.activity(&host, &p, &live, &mut events);
@@ -244,6 +253,7 @@ impl Generator {
     ) -> Proc {
         let p = Proc {
             guid: self.guid(host_i),
+            depth: parent.depth + 1,
             pid: 1000 + self.rng.below(60000) as u32,
             image,
             command_line,
@@ -420,24 +430,36 @@ pub fn csv_row(out: &mut Vec<u8>, e: &SynthEvent) {
 mod tests {
     use super::*;
     use crate::sysmon::ProcessGuid;
-    use std::collections::HashSet;
 
     #[test]
     fn children_come_before_parents_and_body_parses() {
         let mut g = Generator::new(7, 3);
         let events = g.block(200);
-        let mut seen: HashSet<ProcessGuid> = HashSet::new();
-        let mut created_after_child = 0;
-        for e in &events {
-            if e.get("EventCode") == "1" {
-                let me = ProcessGuid::parse(e.get("ProcessGuid").as_bytes()).unwrap();
-                if seen.contains(&me) {
-                    created_after_child += 1;
-                }
-                seen.insert(ProcessGuid::parse(e.get("ParentProcessGuid").as_bytes()).unwrap());
+        let created: std::collections::HashMap<ProcessGuid, usize> = events
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.get("EventCode") == "1")
+            .map(|(i, e)| (ProcessGuid::parse(e.get("ProcessGuid").as_bytes()).unwrap(), i))
+            .collect();
+        let mut with_parent = 0;
+        let mut max_depth = 0;
+        for (i, e) in events.iter().enumerate().filter(|(_, e)| e.get("EventCode") == "1") {
+            let parent = ProcessGuid::parse(e.get("ParentProcessGuid").as_bytes()).unwrap();
+            if let Some(&p) = created.get(&parent) {
+                assert!(p > i, "parent created at {p} before child at {i}");
+                with_parent += 1;
             }
+            let mut depth = 1;
+            let mut cur = parent;
+            while let Some(&p) = created.get(&cur) {
+                cur = ProcessGuid::parse(events[p].get("ParentProcessGuid").as_bytes()).unwrap();
+                depth += 1;
+            }
+            max_depth = max_depth.max(depth);
         }
-        assert!(created_after_child > 100, "{created_after_child}");
+        assert!(with_parent >= 200, "{with_parent}");
+        // Shallow, like real trees: System > smss > winlogon > userinit > explorer > … ≤ 8.
+        assert!((5..=9).contains(&max_depth), "{max_depth}");
         let mut body = Vec::new();
         splunkd_header(&mut body);
         for (i, e) in events.iter().enumerate() {

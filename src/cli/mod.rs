@@ -144,6 +144,12 @@ fn enrich(
     }
     printer.finish()?;
     eprintln!("{}", crate::command::serve::summary(&enricher));
+    if let Some((_, text)) = enricher.reputation_summary() {
+        eprintln!("{text}");
+    }
+    for w in enricher.take_warnings() {
+        eprintln!("{w}");
+    }
     Ok(())
 }
 

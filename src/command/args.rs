@@ -144,8 +144,9 @@ fn integer(v: &str, min: u64, max: u64) -> Result<u64, String> {
 /// `[[h:]m:]s` as the SDK's Duration validator, or `30s`/`5m`/`2h`/`1d`, or
 /// fractional seconds (`2.5`).
 pub fn duration(v: &str) -> Result<Duration, String> {
-    let err =
-        || "expected a duration: seconds (10, 2.5), 30s, 5m, 2h, 1d, or [[h:]m:]s".to_string();
+    let err = || {
+        "expected a duration: seconds (10, 2.5), 500ms, 30s, 5m, 2h, 1d, or [[h:]m:]s".to_string()
+    };
     let v = v.trim();
     if v.is_empty() {
         return Err(err());
@@ -168,6 +169,7 @@ pub fn duration(v: &str) -> Result<Duration, String> {
         };
         let n: f64 = num.trim().parse().map_err(|_| err())?;
         let mult = match unit.to_ascii_lowercase().as_str() {
+            "ms" => 0.001,
             "s" | "sec" | "secs" => 1.0,
             "m" | "min" | "mins" => 60.0,
             "h" | "hr" | "hrs" => 3600.0,

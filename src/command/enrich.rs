@@ -14,7 +14,7 @@
 //! row; the process table is bounded by its own capacity.
 
 use super::args::Options;
-use super::output;
+use super::output::{self, RepCells};
 use super::state_source::{to_stored, StateSource};
 use crate::config::settings::Settings;
 use crate::lineage::{
@@ -22,6 +22,7 @@ use crate::lineage::{
     Start,
 };
 use crate::protocol::records::{push_field, BodyError, Header, RowReader};
+use crate::reputation::{LookupKey, Service, Verdict};
 use crate::splunk::backfill::SplunkBackfill;
 use crate::state::StateStore;
 use crate::sysmon::{Event, FieldMap, FieldNames, FileHashes, ProcessGuid};
@@ -93,6 +94,8 @@ struct RowInfo {
 }
 
 const NO_HASHES: u32 = u32::MAX;
+/// Verdicts remembered per search for ancestor flags.
+const MAX_VERDICTS: usize = 200_000;
 
 /// What the search runs against besides its rows.
 #[derive(Default)]
@@ -103,6 +106,8 @@ pub struct Context {
     pub backfill: Option<SplunkBackfill>,
     /// Lineage rules.
     pub rules: Option<Rules>,
+    /// Reputation service.
+    pub reputation: Option<Service>,
 }
 
 /// The per-search enrichment engine.
@@ -122,6 +127,11 @@ pub struct Enricher {
     rules: Rules,
     state: Option<Arc<StateStore>>,
     backfill: Option<SplunkBackfill>,
+    reputation: Option<Service>,
+    /// Pre-rendered `rep_*` cells per distinct hash set of the chunk.
+    rep_cells: Vec<RepCells>,
+    /// Malicious verdicts seen in this search (for `lineage_malicious_ancestor`).
+    malicious: HashMap<LookupKey, bool>,
     scratch: Vec<u8>,
     warnings: Vec<String>,
     stats: Stats,
@@ -165,6 +175,13 @@ impl Enricher {
             } else {
                 None
             },
+            reputation: if options.reputation {
+                context.reputation
+            } else {
+                None
+            },
+            rep_cells: Vec::new(),
+            malicious: HashMap::new(),
             scratch: Vec::new(),
             warnings: Vec::new(),
             stats: Stats::default(),
@@ -216,6 +233,7 @@ impl Enricher {
         if self.rows.is_empty() {
             return Ok(());
         }
+        self.look_up_reputation();
         if self.engine.is_some() {
             self.extend_lineage();
         }
@@ -273,6 +291,39 @@ impl Enricher {
             });
         }
         Ok(())
+    }
+
+    /// Looks up the chunk's distinct hashes and renders their cells once.
+    fn look_up_reputation(&mut self) {
+        self.rep_cells.clear();
+        let Some(svc) = self.reputation.as_mut() else {
+            return;
+        };
+        let answers = svc.lookup_chunk(&self.hash_sets);
+        if self.malicious.len() > MAX_VERDICTS {
+            // Bounded memory; forgetting only costs a missed ancestor flag.
+            self.malicious.clear();
+        }
+        for h in &self.hash_sets {
+            let key = LookupKey::from_hashes(h);
+            let answer = key.as_ref().and_then(|k| answers.get(k));
+            if let (Some(k), Some(a)) = (key, answer) {
+                self.malicious.insert(k, a.verdict == Verdict::Malicious);
+            }
+            self.rep_cells
+                .push(answer.map(output::render_answer).unwrap_or_default());
+        }
+        for w in svc.warnings() {
+            if !self.warnings.contains(&w) {
+                self.warnings.push(w);
+            }
+        }
+    }
+
+    /// The reputation summary line, if reputation ran.
+    pub fn reputation_summary(&self) -> Option<(bool, String)> {
+        let s = self.reputation.as_ref()?.summary();
+        Some((s.is_warning(), s.to_string()))
     }
 
     /// Indexes the chunk's creations, asks the other sources for what is
@@ -407,7 +458,10 @@ impl Enricher {
                     _ => {}
                 }
             }
-            output::push_cells(out, hashes, chain.as_deref(), &mut self.scratch);
+            let rep = (row.hashes != NO_HASHES)
+                .then(|| self.rep_cells.get(row.hashes as usize))
+                .flatten();
+            output::push_cells(out, hashes, rep, chain.as_deref(), &mut self.scratch);
             out.push(b'\n');
         }
         self.stats = stats;

@@ -8,6 +8,7 @@
 pub mod args;
 pub mod enrich;
 pub mod output;
+pub mod rep_store;
 pub mod serve;
 pub mod session;
 pub mod state_source;

@@ -9,6 +9,7 @@
 use crate::lineage::Chain;
 use crate::protocol::multivalue::MV_PREFIX;
 use crate::protocol::records::push_field;
+use crate::reputation::Answer;
 use crate::sysmon::FileHashes;
 
 /// Output fields in column order, with whether each is multivalue.
@@ -109,11 +110,36 @@ fn push_digest(out: &mut Vec<u8>, d: Option<&[u8]>) {
     }
 }
 
+/// The `rep_*` cells of one answer, rendered once per distinct file of a
+/// chunk: `plain` is the nine cells (each with its leading comma), `mv` the
+/// `__mv_rep_sources` cell.
+#[derive(Debug, Clone, Default)]
+pub struct RepCells {
+    plain: Vec<u8>,
+    mv: Vec<u8>,
+}
+
+/// Renders an answer's cells.
+pub fn render_answer(a: &Answer) -> RepCells {
+    let mut cells = RepCells::default();
+    let mut scratch = Vec::new();
+    for (name, values) in a.field_values() {
+        cells.plain.push(b',');
+        let values: Vec<&[u8]> = values.iter().map(|v| v.as_bytes()).collect();
+        push_joined(&mut cells.plain, values.iter().copied(), &mut scratch);
+        if name == "rep_sources" {
+            push_mv(&mut cells.mv, values.iter().copied(), &mut scratch);
+        }
+    }
+    cells
+}
+
 /// Appends one row's cells in [`FIELDS`] order (leading comma included),
 /// straight into the output: no per-row allocation.
 pub fn push_cells(
     out: &mut Vec<u8>,
     hashes: Option<&FileHashes>,
+    rep: Option<&RepCells>,
     chain: Option<&Chain>,
     scratch: &mut Vec<u8>,
 ) {
@@ -122,11 +148,17 @@ pub fn push_cells(
     push_digest(out, h.sha1.as_ref().map(|d| d.as_bytes()));
     push_digest(out, h.sha256.as_ref().map(|d| d.as_bytes()));
     push_digest(out, h.imphash.as_ref().map(|d| d.as_bytes()));
-    // rep_verdict … rep_error: reputation not wired yet.
-    out.extend_from_slice(b",,,,,,,,,");
+    match rep {
+        Some(r) if !r.plain.is_empty() => out.extend_from_slice(&r.plain),
+        _ => out.extend_from_slice(b",,,,,,,,,"),
+    }
+    let rep_mv = rep.map_or(&b""[..], |r| &r.mv[..]);
     let Some(c) = chain else {
-        // lineage … lineage_malicious_ancestor, then the six __mv_ cells.
-        out.extend_from_slice(b",,,,,,,,,,,,,,,,");
+        // lineage … lineage_malicious_ancestor (10), then the six __mv_ cells.
+        out.extend_from_slice(b",,,,,,,,,,");
+        out.push(b',');
+        out.extend_from_slice(rep_mv);
+        out.extend_from_slice(b",,,,,");
         return;
     };
     out.push(b',');
@@ -157,6 +189,7 @@ pub fn push_cells(
     }
     // __mv_ cells: rep_sources, lineage_parents, _guids, _cmdlines, _source, _flags.
     out.push(b',');
+    out.extend_from_slice(rep_mv);
     out.push(b',');
     push_mv(out, c.parents(), scratch);
     out.push(b',');
@@ -179,7 +212,7 @@ mod tests {
         push_header(&mut h);
         let mut row = b"y".to_vec();
         let hashes = FileHashes::parse_sysmon(b"MD5=975B4BD9B9D3B0A9C7D6E5F4A3B2C1D0");
-        push_cells(&mut row, Some(&hashes), None, &mut Vec::new());
+        push_cells(&mut row, Some(&hashes), None, None, &mut Vec::new());
         let text = format!(
             "{}\n{}\n",
             String::from_utf8_lossy(&h),

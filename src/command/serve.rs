@@ -156,6 +156,9 @@ fn execute_loop<R: BufRead, W: Write>(
         }
         if request.finished {
             inspector.push(Level::Info, summary(enricher));
+            if let Some((warn, text)) = enricher.reputation_summary() {
+                inspector.push(if warn { Level::Warn } else { Level::Info }, text);
+            }
         }
         let reply = ExecuteReply {
             finished: request.finished,

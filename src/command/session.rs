@@ -5,11 +5,13 @@
 
 use super::args::Options;
 use super::enrich::Context;
+use super::rep_store::SharedState;
 use super::serve::ServeConfig;
 use crate::config::conf::ConfFile;
 use crate::config::settings::Settings;
 use crate::lineage::Rules;
 use crate::protocol::metadata::SearchInfo;
+use crate::reputation::{ApiKeys, MemoryStore, ReputationStore, SearchOptions, Service};
 use crate::splunk::backfill::SplunkBackfill;
 use crate::splunk::{Client, Splunkd};
 use crate::state::{StateOptions, StateStore};
@@ -44,6 +46,9 @@ pub fn context(config: &ServeConfig, options: &Options, si: &SearchInfo) -> (Con
             }
         }
     }
+    if options.reputation {
+        ctx.reputation = reputation(config, options, si, ctx.state.clone(), &mut warnings);
+    }
     if options.lineage {
         ctx.rules = Some(rules(config, &mut warnings));
         if options.backfill && !si.splunkd_uri.is_empty() && !si.session_key.is_empty() {
@@ -66,6 +71,63 @@ pub fn context(config: &ServeConfig, options: &Options, si: &SearchInfo) -> (Con
         }
     }
     (ctx, warnings)
+}
+
+/// The reputation service of one search: shared store, local list, keys.
+pub fn reputation(
+    config: &ServeConfig,
+    options: &Options,
+    si: &SearchInfo,
+    state: Option<Arc<StateStore>>,
+    warnings: &mut Vec<String>,
+) -> Option<Service> {
+    let store: Arc<dyn ReputationStore> = match state {
+        Some(s) => Arc::new(SharedState(s)),
+        None => {
+            if options.providers.iter().any(|p| p != "local") {
+                warnings.push(
+                    "sysmonenrich: no state store: reputation answers are not cached and quotas are counted for this search only"
+                        .to_string(),
+                );
+            }
+            Arc::new(MemoryStore::new())
+        }
+    };
+    let mut settings = config.settings.reputation.clone();
+    if settings.local_list.is_none() {
+        settings.local_list = config
+            .app_dir
+            .as_ref()
+            .map(|d| d.join("lookups/sysmonenrich_reputation_local.csv"))
+            .filter(|p| p.is_file());
+    }
+    let search = SearchOptions {
+        providers: options.providers.clone(),
+        max_lookups: options.max_lookups,
+        lookup_budget: options.lookup_budget,
+        refresh: options.refresh,
+    };
+    let mut builder = Service::builder(settings, search, store);
+    if si.splunkd_uri.is_empty() {
+        // Outside Splunk (CLI): keys from the environment.
+        builder = builder.keys(ApiKeys::from_env());
+    }
+    match builder.build() {
+        Ok(mut svc) => {
+            if !si.splunkd_uri.is_empty() && !si.session_key.is_empty() {
+                if let Some(w) = svc.load_splunkd_keys(&si.splunkd_uri, &si.session_key) {
+                    warnings.push(w);
+                }
+            }
+            Some(svc)
+        }
+        Err(e) => {
+            warnings.push(format!(
+                "sysmonenrich: reputation disabled for this search: {e}"
+            ));
+            None
+        }
+    }
 }
 
 fn rules(config: &ServeConfig, warnings: &mut Vec<String>) -> Rules {

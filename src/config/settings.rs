@@ -61,6 +61,8 @@ pub struct Settings {
     pub log_level: log::LevelFilter,
     /// Log rotation.
     pub log_rotation: Rotation,
+    /// Reputation providers, cache and quotas.
+    pub reputation: crate::reputation::Settings,
 }
 
 /// Where the settings came from, and what was wrong with them.
@@ -163,7 +165,9 @@ impl Settings {
             _ => log::LevelFilter::Info,
         };
         let rot = Rotation::default();
+        let reputation = reputation_settings(&mut r);
         Settings {
+            reputation,
             limits,
             options,
             state,
@@ -176,6 +180,56 @@ impl Settings {
                 keep: r.u64("logging", "backups", u64::from(rot.keep)) as u32,
             },
         }
+    }
+}
+
+fn reputation_settings(r: &mut Reader<'_>) -> crate::reputation::Settings {
+    let d = crate::reputation::Settings::default();
+    let mut provider = |name: &str, p: &crate::reputation::ProviderSettings| {
+        let stanza = format!("provider:{name}");
+        crate::reputation::ProviderSettings {
+            base_url: r
+                .string(&stanza, "base_url")
+                .filter(|u| !u.is_empty())
+                .unwrap_or(p.base_url.clone()),
+            concurrency: r
+                .u64(&stanza, "concurrency", p.concurrency as u64)
+                .clamp(1, 64) as usize,
+            per_minute: r.u64(&stanza, "requests_per_minute", u64::from(p.per_minute)) as u32,
+            per_day: r.u64(&stanza, "requests_per_day", u64::from(p.per_day)) as u32,
+            min_interval: r.duration(&stanza, "min_interval", p.min_interval),
+        }
+    };
+    let virustotal = provider("virustotal", &d.virustotal);
+    let hashlookup = provider("hashlookup", &d.hashlookup);
+    let malwarebazaar = provider("malwarebazaar", &d.malwarebazaar);
+    let s = "reputation";
+    crate::reputation::Settings {
+        virustotal,
+        hashlookup,
+        malwarebazaar,
+        vt_malicious_threshold: r
+            .u64(
+                s,
+                "vt_malicious_threshold",
+                u64::from(d.vt_malicious_threshold),
+            )
+            .max(1) as u32,
+        request_timeout: r.duration(s, "request_timeout", d.request_timeout),
+        max_retries: r.u64(s, "max_retries", u64::from(d.max_retries)).min(10) as u32,
+        retry_base_delay: r.duration(s, "retry_base_delay", d.retry_base_delay),
+        retry_max_delay: r.duration(s, "retry_max_delay", d.retry_max_delay),
+        cache_ttl_found: r.duration(s, "cache_ttl_found", d.cache_ttl_found),
+        cache_ttl_not_found: r.duration(s, "cache_ttl_not_found", d.cache_ttl_not_found),
+        proxy: r.string("proxy", "url").filter(|u| !u.is_empty()),
+        splunkd_insecure_loopback: r.bool("splunkd", "insecure_loopback", true),
+        local_list: r
+            .string(s, "local_list")
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from),
+        pending_batch: r.u64(s, "pending_batch", d.pending_batch as u64) as usize,
+        pending_max_attempts: r.u64(s, "pending_max_attempts", u64::from(d.pending_max_attempts))
+            as u32,
     }
 }
 

@@ -14,9 +14,9 @@
 
 use super::error::ServiceError;
 use super::settings::Settings;
+use crate::splunk::is_loopback;
 use reqwest::{Client, Response, Url};
 use std::error::Error as _;
-use std::net::IpAddr;
 use std::time::Duration;
 
 /// The User-Agent of every request.
@@ -48,22 +48,6 @@ impl HttpReply {
     }
 }
 
-/// True when `url`'s host is `localhost`, in 127.0.0.0/8 or `::1`.
-pub fn is_loopback(url: &str) -> bool {
-    let Ok(url) = Url::parse(url) else {
-        return false;
-    };
-    let Some(host) = url.host_str() else {
-        return false;
-    };
-    // IPv6 hosts come bracketed (`[::1]`).
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    match bare.parse::<IpAddr>() {
-        Ok(ip) => ip.is_loopback(),
-        Err(_) => bare.eq_ignore_ascii_case("localhost"),
-    }
-}
-
 fn base(settings: &Settings) -> reqwest::ClientBuilder {
     Client::builder()
         .use_rustls_tls()
@@ -72,16 +56,18 @@ fn base(settings: &Settings) -> reqwest::ClientBuilder {
         .connect_timeout(settings.request_timeout.min(Duration::from_secs(5)))
 }
 
-/// The client for one provider at `base_url`.
-pub(crate) fn provider_client(
-    settings: &Settings,
-    provider: &'static str,
-    base_url: &str,
-) -> Result<Client, ServiceError> {
+/// A provider base URL must be http(s).
+pub(crate) fn check_base_url(provider: &'static str, base_url: &str) -> Result<(), ServiceError> {
     match Url::parse(base_url) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") => {}
-        _ => return Err(ServiceError::BaseUrl { provider }),
+        Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(()),
+        _ => Err(ServiceError::BaseUrl { provider }),
     }
+}
+
+/// The client for providers at `base_url` (already checked): a loopback
+/// target bypasses proxies, others use the `proxy` setting or the
+/// environment's.
+pub(crate) fn provider_client(settings: &Settings, base_url: &str) -> Result<Client, ServiceError> {
     let mut b = base(settings);
     if is_loopback(base_url) {
         b = b.no_proxy();
@@ -164,32 +150,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn loopback_hosts() {
-        for u in [
-            "https://127.0.0.1:8089",
-            "https://127.9.0.1:8089",
-            "http://localhost:1/x",
-            "https://LOCALHOST:8089",
-            "https://[::1]:8089",
-        ] {
-            assert!(is_loopback(u), "{u}");
-        }
-        for u in [
-            "https://splunk.example:8089",
-            "https://10.0.0.1:8089",
-            "not a url",
-            "https://[::2]:1",
-        ] {
-            assert!(!is_loopback(u), "{u}");
-        }
-    }
-
-    #[test]
     fn clients_build_with_rustls_and_reject_bad_settings() {
         let s = Settings::default();
-        assert!(provider_client(&s, "virustotal", "https://www.virustotal.com").is_ok());
+        assert!(provider_client(&s, "https://www.virustotal.com").is_ok());
+        assert!(check_base_url("virustotal", "https://www.virustotal.com").is_ok());
         assert!(matches!(
-            provider_client(&s, "virustotal", "ftp://x"),
+            check_base_url("virustotal", "ftp://x"),
             Err(ServiceError::BaseUrl {
                 provider: "virustotal"
             })
@@ -198,7 +164,7 @@ mod tests {
             proxy: Some("::not a proxy::".into()),
             ..Settings::default()
         };
-        let err = provider_client(&bad, "hashlookup", "https://hashlookup.circl.lu").unwrap_err();
+        let err = provider_client(&bad, "https://hashlookup.circl.lu").unwrap_err();
         assert!(matches!(err, ServiceError::Proxy));
         assert!(!err.to_string().contains("not a proxy"));
         assert!(splunkd_client(&s, "https://127.0.0.1:8089").is_ok());

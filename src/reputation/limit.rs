@@ -223,6 +223,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_minute_window_that_frees_within_the_deadline_is_waited_for() {
+        use crate::reputation::clock::SystemClock;
+        let mem = Arc::new(MemoryStore::new());
+        let now = SystemClock.now_ms();
+        // Another search booked the only slot 59.9 s ago: it frees in 100 ms.
+        assert_eq!(
+            mem.quota_acquire("vt", now - 59_900, 1, 0).unwrap(),
+            QuotaDecision::Granted
+        );
+        let ledger = Ledger::new(mem);
+        let l = limit(1);
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(2);
+        assert_eq!(l.book("vt", &ledger, &SystemClock, deadline).await, Ok(()));
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(50) && waited < Duration::from_secs(1),
+            "{waited:?}"
+        );
+    }
+
+    #[tokio::test]
     async fn failing_store_falls_back_to_local_counting() {
         let mem = Arc::new(MemoryStore::new());
         mem.set_failing(true);

@@ -6,6 +6,7 @@
 //!        └► local allow/deny list                          providers/local.rs
 //!        └► cache (per provider; found / not-found TTLs)   cache.rs, store.rs
 //!        └► providers over HTTP, concurrently              providers/*.rs
+//!             one hash at one provider                      fetch.rs
 //!             per-provider cap, pacing, shared quota        limit.rs
 //!             retries with backoff                          retry.rs
 //!             one deadline: the search's lookup_budget      service.rs
@@ -24,16 +25,17 @@
 //! ([`ReputationStore`]) and resolved by a later search.
 //!
 //! This module never sees CSV or the protocol; it takes [`FileHashes`]
-//! and returns [`Answer`]s. (It borrows the protocol's `Secret` type for
-//! the splunkd session key, nothing else.)
+//! and returns [`Answer`]s. It borrows two leaf items: the protocol's
+//! `Secret` (the splunkd session key) and `splunk::is_loopback`.
 //!
 //! [`FileHashes`]: crate::sysmon::hashes::FileHashes
 
-mod cache;
+pub mod cache;
 pub mod client;
 pub mod clock;
 pub mod combine;
 pub mod error;
+mod fetch;
 pub mod keys;
 mod limit;
 pub mod lookup;

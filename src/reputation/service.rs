@@ -6,7 +6,8 @@
 //!   │ 1. distinct LookupKeys of the chunk (on the first call, the queued
 //!   │    hashes of earlier searches go first)
 //!   │ 2. local list      — a deny-list hit ends the lookup for that file
-//!   │ 3. cache           — per provider; skipped with refresh=true
+//!   │ 3. cache           — per provider; with refresh=true only answers
+//!   │                      written since this search started count
 //!   │ 4. providers       — the rest, concurrently, on the service's own
 //!   │                      runtime, under per-provider limits, all inside
 //!   │                      one deadline = what is left of lookup_budget
@@ -32,21 +33,23 @@
 //! network counts against the budget (cache-only chunks are free).
 
 use super::cache;
-use super::client::{describe_error, provider_client, read_reply, splunkd_client};
+use super::client::{check_base_url, provider_client, splunkd_client};
 use super::clock::{Clock, SystemClock};
 use super::combine::combine;
 use super::error::ServiceError;
-use super::keys::{fetch_from_splunkd, ApiKey, ApiKeys, Scrubber, REALM};
+use super::fetch::{lookup, Inner, Slot};
+use super::keys::{fetch_from_splunkd, ApiKeys, Scrubber, REALM};
 use super::limit::{Allowance, Ledger, ProviderLimit};
 use super::lookup::LookupKey;
 use super::providers::local::LocalList;
-use super::providers::{remote, HttpProvider};
-use super::retry::{Backoff, RetryExt};
+use super::providers::remote;
+use super::retry::Backoff;
 use super::settings::{SearchOptions, Settings};
 use super::store::ReputationStore;
 use super::summary::Summary;
 use super::verdict::{Answer, Failure, Outcome, PendingReason, ProviderResult, Verdict};
 use crate::protocol::metadata::Secret;
+use crate::splunk::is_loopback;
 use crate::sysmon::hashes::FileHashes;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,59 +58,9 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-/// After a provider answered 429 even after retries, this search leaves it
-/// alone for a minute (VirusTotal's quota window) instead of spending a
-/// request per remaining hash to hear the same.
-const QUOTA_PAUSE_MS: i64 = 60_000;
-
-/// One remote provider of this search.
-struct Slot {
-    provider: Box<dyn HttpProvider>,
-    client: reqwest::Client,
-    limit: ProviderLimit,
-    key: Mutex<Option<ApiKey>>,
-    /// Set once the provider refused our key: the rest of the search gets
-    /// the same answer without asking again.
-    refused: Mutex<Option<Failure>>,
-}
-
-impl Slot {
-    fn key(&self) -> Option<ApiKey> {
-        self.key.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    fn refused(&self) -> Option<Failure> {
-        self.refused
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
-    fn usable(&self) -> bool {
-        !self.provider.needs_key() || self.key().is_some()
-    }
-}
-
-/// What the lookup tasks share.
-struct Inner {
-    settings: Settings,
-    slots: Vec<Slot>,
-    clock: Arc<dyn Clock>,
-    ledger: Ledger,
-    allowance: Allowance,
-    backoff: Backoff,
-    scrubber: RwLock<Scrubber>,
-    requests: AtomicU64,
-}
-
-impl Inner {
-    fn scrub(&self, text: &str) -> String {
-        self.scrubber
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .scrub(text)
-    }
-}
+/// Errors remembered per search (see `Service::failed`); beyond this many
+/// a repeated hash is simply asked again.
+const FAILED_MEMO: usize = 10_000;
 
 /// Builds a [`Service`].
 pub struct ServiceBuilder {
@@ -188,28 +141,24 @@ impl ServiceBuilder {
         // proxies, everything else shares one client (and one pool).
         let mut clients: HashMap<bool, reqwest::Client> = HashMap::new();
         for name in names.iter().filter(|n| *n != "local") {
-            let Some(provider) = remote(name, &settings) else {
+            let (Some(provider), Some(ps)) = (remote(name, &settings), settings.provider(name))
+            else {
                 return Err(ServiceError::UnknownProvider(name.clone()));
             };
-            let ps = settings
-                .provider(name)
-                .cloned()
-                .unwrap_or_else(|| settings.hashlookup.clone());
-            let loopback = super::client::is_loopback(&ps.base_url);
+            check_base_url(provider.name(), &ps.base_url)?;
+            let loopback = is_loopback(&ps.base_url);
             let client = match clients.get(&loopback) {
                 Some(c) => c.clone(),
                 None => {
-                    let c = provider_client(&settings, provider.name(), &ps.base_url)?;
+                    let c = provider_client(&settings, &ps.base_url)?;
                     clients.insert(loopback, c.clone());
                     c
                 }
             };
-            // Validate every base URL, also when its client is shared.
-            provider_base_ok(provider.name(), &ps.base_url)?;
             slots.push(Slot {
                 provider,
                 client,
-                limit: ProviderLimit::new(&ps),
+                limit: ProviderLimit::new(ps),
                 key: Mutex::new(None),
                 refused: Mutex::new(None),
             });
@@ -227,6 +176,7 @@ impl ServiceBuilder {
         {
             scrubber.add(&password);
         }
+        let started_at = clock.now_secs();
         let inner = Inner {
             backoff: Backoff {
                 base: settings.retry_base_delay,
@@ -248,18 +198,14 @@ impl ServiceBuilder {
             budget_left: search.lookup_budget,
             search,
             queue_checked: false,
+            started_at,
+            failed: HashMap::new(),
             summary: Summary::default(),
             warnings,
+            keys_unreadable: false,
         };
         service.set_keys(keys);
         Ok(service)
-    }
-}
-
-fn provider_base_ok(provider: &'static str, base: &str) -> Result<(), ServiceError> {
-    match reqwest::Url::parse(base) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") => Ok(()),
-        _ => Err(ServiceError::BaseUrl { provider }),
     }
 }
 
@@ -273,8 +219,21 @@ pub struct Service {
     search: SearchOptions,
     budget_left: Duration,
     queue_checked: bool,
+    /// Epoch seconds when the search started: with `refresh`, cache
+    /// entries older than this are ignored, newer ones (written by this
+    /// search's earlier chunks, or a concurrent search) are used, so a hash
+    /// is refreshed once per search, not once per chunk.
+    started_at: i64,
+    /// Provider errors of this search by (slot, hash). Errors are not
+    /// cached, so without this a hash that fails at a provider would be
+    /// asked again in every chunk it appears in, hammering a failing
+    /// service; the retries already happened.
+    failed: HashMap<(usize, LookupKey), Failure>,
     summary: Summary,
     warnings: Vec<String>,
+    /// The credential store could not be read: that one warning explains
+    /// every missing key.
+    keys_unreadable: bool,
 }
 
 /// One file of a chunk (or of the queue) on its way through the stages.
@@ -374,7 +333,7 @@ impl Service {
         let client = match splunkd_client(&self.inner.settings, splunkd_uri) {
             Ok(c) => c,
             Err(e) => {
-                return Some(self.warn(format!(
+                return Some(self.key_warning(format!(
                     "cannot read API keys: {e}; key-less providers still run"
                 )))
             }
@@ -393,14 +352,16 @@ impl Service {
                 self.set_keys(keys);
                 None
             }
-            Ok(Err(w)) => Some(self.warn(w)),
-            Err(_) => Some(self.warn(
+            Ok(Err(w)) => Some(self.key_warning(w)),
+            Err(_) => Some(self.key_warning(
                 "cannot read API keys: splunkd did not answer in time; key-less providers still run".into(),
             )),
         }
     }
 
-    fn warn(&mut self, text: String) -> String {
+    /// Records (scrubbed) and returns a key-loading warning.
+    fn key_warning(&mut self, text: String) -> String {
+        self.keys_unreadable = true;
         let text = self.inner.scrub(&text);
         log::warn!("{text}");
         self.warnings.push(text.clone());
@@ -412,7 +373,8 @@ impl Service {
     /// a local list that could not be used or had bad rows.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = self.warnings.clone();
-        for slot in self.inner.slots.iter().filter(|s| !s.usable()) {
+        let missing = self.inner.slots.iter().filter(|s| !s.usable());
+        for slot in missing.filter(|_| !self.keys_unreadable) {
             let name = slot.provider.name();
             out.push(format!(
                 "{name}: no API key (store one in storage/passwords, realm {REALM}, user {name}); its lookups are skipped"
@@ -461,9 +423,7 @@ impl Service {
         self.summary.hashes += work.iter().filter(|w| w.in_chunk).count() as u64;
 
         self.check_local(&mut work, now);
-        if !self.search.refresh {
-            self.check_cache(&mut work, now);
-        }
+        self.check_cache(&mut work, now);
         // Everything not settled and not answered yet goes to the network
         // (or gets NoKey at once: no request can help).
         let mut pairs: Vec<(usize, usize)> = Vec::new();
@@ -472,7 +432,10 @@ impl Service {
                 if w.results[si].is_some() {
                     continue;
                 }
-                if slot.usable() {
+                if let Some(f) = self.failed.get(&(si, w.key)) {
+                    w.results[si] =
+                        Some(fresh(slot.provider.name(), Outcome::Failed(f.clone()), now));
+                } else if slot.usable() {
                     pairs.push((wi, si));
                 } else {
                     w.results[si] = Some(fresh(
@@ -487,6 +450,11 @@ impl Service {
             pairs.iter().map(|&(wi, si)| (work[wi].key, si)).collect();
         for ((wi, si), outcome) in pairs.iter().zip(self.run(&keys)) {
             let name = self.inner.slots[*si].provider.name();
+            if let Outcome::Failed(f @ Failure::Error(_)) = &outcome {
+                if self.failed.len() < FAILED_MEMO {
+                    self.failed.insert((*si, work[*wi].key), f.clone());
+                }
+            }
             work[*wi].results[*si] = Some(fresh(name, outcome, now));
         }
         self.finish(work, now)
@@ -566,6 +534,9 @@ impl Service {
                 let Some(entry) = hits.get(key) else {
                     continue;
                 };
+                if self.search.refresh && entry.checked_at < self.started_at {
+                    continue;
+                }
                 match cache::decode(&entry.json) {
                     Some(outcome) => {
                         work[*wi].results[si] = Some(ProviderResult {
@@ -656,26 +627,35 @@ impl Service {
                 Outcome::Failed(Failure::Pending(reason)) => Some(reason),
                 _ => None,
             });
-            let queued = match postponed {
-                Some(reason) => self.store.pending_add(&tagged, reason.as_str(), now),
-                None if w.from_queue => self.store.pending_remove(&tagged),
-                None => Ok(()),
-            };
-            if let Err(e) = queued {
-                self.store_error(&e.to_string());
-            }
-            if w.from_queue && postponed.is_none() {
-                self.summary.queue_resolved += 1;
-            }
-            if !w.in_chunk {
-                continue;
-            }
             let results: Vec<ProviderResult> = w
                 .local
                 .into_iter()
                 .chain(w.results.into_iter().flatten())
                 .collect();
             let mut answer = combine(&results, now);
+            // Queue what a provider still has to be asked about. A queued
+            // hash leaves the queue only with an answer; one that met an
+            // error stays (one more attempt counted, so that a hash that
+            // never gets through is eventually given up). A hash of the
+            // chunk that met an error is not queued: errors are not cached,
+            // so the next search that sees it asks again anyway.
+            let queued = match postponed {
+                Some(reason) => self.store.pending_add(&tagged, reason.as_str(), now),
+                None if w.from_queue && answer.verdict == Verdict::Error => {
+                    self.store.pending_add(&tagged, "error", now)
+                }
+                None if w.from_queue => {
+                    self.summary.queue_resolved += 1;
+                    self.store.pending_remove(&tagged)
+                }
+                None => Ok(()),
+            };
+            if let Err(e) = queued {
+                self.store_error(&e.to_string());
+            }
+            if !w.in_chunk {
+                continue;
+            }
             answer.error = answer.error.map(|e| self.inner.scrub(&e));
             answer.label = answer.label.map(|l| self.inner.scrub(&l));
             self.summary.count(&results, &answer, postponed.is_some());
@@ -708,114 +688,5 @@ fn fresh(provider: &'static str, outcome: Outcome, now: i64) -> ProviderResult {
         outcome,
         checked_at: now,
         cached: false,
-    }
-}
-
-/// One hash at one provider: limits, request, retries.
-async fn lookup(inner: &Inner, si: usize, hash: LookupKey, deadline: Instant) -> Outcome {
-    let slot = &inner.slots[si];
-    let name = slot.provider.name();
-    // Held across retries: a provider that struggles gets fewer requests.
-    let _permit = slot.limit.semaphore.acquire().await;
-    if let Some(refused) = slot.refused() {
-        return Outcome::Failed(refused);
-    }
-    if slot.limit.is_blocked(inner.clock.now_ms()) || !inner.allowance.take() {
-        return Outcome::Failed(Failure::Pending(PendingReason::Quota));
-    }
-    let key = slot.key();
-    let mut retry = 0;
-    let mut sent = false;
-    loop {
-        if let Err(reason) = slot
-            .limit
-            .book(name, &inner.ledger, &*inner.clock, deadline)
-            .await
-        {
-            if !sent {
-                inner.allowance.give_back();
-            }
-            log::debug!("{name} {hash}: postponed ({})", reason.as_str());
-            return Outcome::Failed(Failure::Pending(reason));
-        }
-        slot.limit.pace().await;
-        sent = true;
-        inner.requests.fetch_add(1, Ordering::Relaxed);
-        let reply = match slot
-            .provider
-            .request(&slot.client, key.as_ref(), &hash)
-            .send()
-            .await
-        {
-            Ok(resp) => read_reply(resp).await,
-            Err(e) => Err(e),
-        };
-        let (transient, outcome, retry_after) = match reply {
-            Ok(reply) => (
-                reply.should_retry(),
-                slot.provider.interpret(&hash, &reply),
-                reply.retry_after,
-            ),
-            Err(e) => {
-                let outcome = if e.is_timeout() {
-                    Outcome::Failed(Failure::Pending(PendingReason::Timeout))
-                } else {
-                    Outcome::Failed(Failure::Error(inner.scrub(&describe_error(&e))))
-                };
-                (e.should_retry(), outcome, None)
-            }
-        };
-        if transient && retry < inner.settings.max_retries {
-            let delay = inner.backoff.delay(retry, retry_after);
-            if Instant::now() + delay < deadline {
-                log::debug!(
-                    "{name} {hash}: {}; retry {} in {delay:?}",
-                    brief(&outcome, name),
-                    retry + 1
-                );
-                tokio::time::sleep(delay).await;
-                retry += 1;
-                continue;
-            }
-        }
-        match &outcome {
-            Outcome::Failed(f @ Failure::KeyRejected { .. }) => {
-                let mut refused = slot.refused.lock().unwrap_or_else(|e| e.into_inner());
-                if refused.is_none() {
-                    log::warn!(
-                        "{}; its lookups are skipped for the rest of this search",
-                        f.describe(name)
-                    );
-                    *refused = Some(f.clone());
-                }
-            }
-            Outcome::Failed(Failure::Pending(PendingReason::Quota)) => {
-                log::warn!(
-                    "{name}: still refused for quota after {} attempts; pausing it",
-                    retry + 1
-                );
-                slot.limit
-                    .block_until(inner.clock.now_ms().saturating_add(QUOTA_PAUSE_MS));
-            }
-            Outcome::Failed(f) => log::warn!(
-                "{name} {hash}: {} (after {} attempts)",
-                f.describe(name),
-                retry + 1
-            ),
-            _ => log::debug!("{name} {hash}: {}", brief(&outcome, name)),
-        }
-        return outcome;
-    }
-}
-
-/// A log-line description of an outcome.
-fn brief(outcome: &Outcome, provider: &str) -> String {
-    match outcome {
-        Outcome::Found(f) => match (f.detections, f.engines) {
-            (Some(d), Some(e)) => format!("{} ({d}/{e})", f.verdict),
-            _ => f.verdict.to_string(),
-        },
-        Outcome::NotFound => "not found".into(),
-        Outcome::Failed(f) => f.describe(provider),
     }
 }

@@ -34,9 +34,11 @@ pub struct Summary {
     /// Nobody to ask: only the local list was selected and it does not
     /// list the file (`unknown`).
     pub unlisted: u64,
-    /// Up to three distinct error texts (no secrets).
+    /// Up to three distinct provider failures behind `error` answers
+    /// (`virustotal: http 503`; no secrets).
     pub error_samples: Vec<String>,
-    /// Queued hashes of earlier searches answered by this one.
+    /// Queued hashes of earlier searches answered by this one (and
+    /// removed from the queue).
     pub queue_resolved: u64,
     /// Queued hashes given up after `pending_max_attempts`.
     pub queue_dropped: u64,
@@ -68,9 +70,15 @@ impl Summary {
             },
             Verdict::Error => {
                 self.errors += 1;
-                if let Some(e) = &answer.error {
-                    if self.error_samples.len() < 3 && !self.error_samples.contains(e) {
-                        self.error_samples.push(e.clone());
+                // One sample per provider failure (an answer's rep_error
+                // joins several), so the line stays readable.
+                for r in results {
+                    let Outcome::Failed(f) = &r.outcome else {
+                        continue;
+                    };
+                    let text = f.describe(r.provider);
+                    if self.error_samples.len() < 3 && !self.error_samples.contains(&text) {
+                        self.error_samples.push(text);
                     }
                 }
             }

@@ -69,7 +69,7 @@ impl StateStore {
                 "SELECT json, checked_at, expires_at FROM reputation_cache \
                  WHERE provider = ?1 AND key = ?2 AND expires_at > ?3",
             )?
-            .query_row(params![provider, key, now], |row| decode(row))
+            .query_row(params![provider, key, now], decode)
             .optional()
         })?;
         Ok(row.flatten())

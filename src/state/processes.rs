@@ -331,7 +331,7 @@ pub(crate) mod tests {
     fn first_write_wins_but_seen_at_moves_forward() {
         let store = StateStore::open_in_memory().unwrap();
         let first = process(9, Some(1));
-        store.put_processes(&[first.clone()]).unwrap();
+        store.put_processes(std::slice::from_ref(&first)).unwrap();
 
         let mut later = process(9, Some(2));
         later.image = "other.exe".into();

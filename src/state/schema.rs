@@ -31,6 +31,12 @@ pub(crate) const TABLES: [&str; 4] = ["processes", "reputation_cache", "quota_ev
 /// chunk of processes), forever.
 const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
+/// Page cache per connection, in KiB (as a negative `cache_size`). Lineage
+/// lookups hit the GUID index and the table in random order; SQLite's
+/// default of 2 MiB makes a 50,000-GUID batch re-read most pages from the
+/// OS. Memory is only used as pages are touched, and it is bounded.
+const CACHE_SIZE_KIB: i64 = -32 * 1024;
+
 /// Statements kept prepared per connection. Every statement the store runs
 /// is a fixed string, so a small cache holds all of them.
 const STATEMENT_CACHE: usize = 64;
@@ -118,6 +124,8 @@ pub(crate) fn prepare(
         conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)
             .map_err(err("setting journal_size_limit"))?;
     }
+    conn.pragma_update(None, "cache_size", CACHE_SIZE_KIB)
+        .map_err(err("setting cache_size"))?;
     conn.pragma_update(None, "temp_store", "MEMORY")
         .map_err(err("setting temp_store"))?;
 

@@ -308,3 +308,17 @@ fn a_panic_while_holding_the_lock_does_not_break_the_store() {
     store.pending_add("y", "quota", 0).unwrap();
     assert_eq!(store.pending_count().unwrap(), 1);
 }
+
+#[test]
+fn unopenable_path_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    // The path is a directory.
+    let err = StateStore::open(dir.path(), &short_timeout()).unwrap_err();
+    assert!(!err.is_locked() && !err.is_corrupt(), "{err}");
+    assert!(err.to_string().contains(&dir.path().display().to_string()));
+    // The parent "directory" is a file.
+    let file = dir.path().join("plain");
+    std::fs::write(&file, b"x").unwrap();
+    let err = StateStore::open(&file.join("state.db"), &short_timeout()).unwrap_err();
+    assert!(matches!(err.kind(), StateErrorKind::Io { .. }), "{err}");
+}

@@ -19,8 +19,7 @@
  */
 require([
     'jquery',
-    'splunk.util',
-    'splunkjs/mvc/simplexml/ready!'
+    'splunk.util'
 ], function ($, splunkUtil) {
     'use strict';
 
@@ -133,134 +132,150 @@ require([
 
     // ---- page ---------------------------------------------------------------
 
-    var $root = $('#sysmonenrich-setup').empty();
-    var $message = $('<div class="sysmonenrich-message" role="status"></div>');
-    var $table = $('<table class="table sysmonenrich-keys"></table>');
-    $table.append(
-        $('<thead></thead>').append(
-            $('<tr></tr>')
-                .append($('<th></th>').text('Provider'))
-                .append($('<th></th>').text('Key'))
-                .append($('<th></th>').text('New key'))
-                .append($('<th></th>'))
-        )
-    );
-    var $tbody = $('<tbody></tbody>').appendTo($table);
-
-    $root.append(
-        $('<p></p>').text(
-            'The local list and CIRCL hashlookup need no key. Keys are optional: a provider ' +
-            'without a key is skipped. Entering a new key replaces the stored one.'
-        )
-    );
-    $root.append($table);
-    $root.append($message);
-
-    var $done = $('<button type="button" class="btn btn-primary"></button>').text('Finish setup');
-    $root.append($('<div class="sysmonenrich-actions"></div>').append($done));
-
-    function say(kind, text) {
-        $message.removeClass('ok error').addClass(kind).text(text);
+    // The dashboard renders its <html> panel after this script has loaded; wait
+    // for the container (up to 30 s) instead of depending on SplunkJS's ready!.
+    function whenPresent(selector, tries, fn) {
+        var $el = $(selector);
+        if ($el.length) {
+            fn($el);
+        } else if (tries > 0) {
+            window.setTimeout(function () { whenPresent(selector, tries - 1, fn); }, 100);
+        }
     }
 
-    var rows = {};
-    var PROVIDERS_LABEL = {};
+    whenPresent('#sysmonenrich-setup', 300, function ($container) {
+        render($container.empty());
+    });
 
-    function showStatus(provider) {
-        var row = rows[provider];
-        row.$status.text('checking…').removeClass('set not-set');
-        return status(provider).then(
-            function (s) {
-                row.isSet = s === 'set';
-                row.$status.text(s).addClass(row.isSet ? 'set' : 'not-set');
-                row.$remove.prop('disabled', !row.isSet);
-            },
-            function (err) {
-                row.$status.text('unknown');
-                say('error', PROVIDERS_LABEL[provider] + ': ' + err.message);
-            }
+    function render($root) {
+        var $message = $('<div class="sysmonenrich-message" role="status"></div>');
+        var $table = $('<table class="table sysmonenrich-keys"></table>');
+        $table.append(
+            $('<thead></thead>').append(
+                $('<tr></tr>')
+                    .append($('<th></th>').text('Provider'))
+                    .append($('<th></th>').text('Key'))
+                    .append($('<th></th>').text('New key'))
+                    .append($('<th></th>'))
+            )
         );
-    }
+        var $tbody = $('<tbody></tbody>').appendTo($table);
 
-    $.each(PROVIDERS, function (_, p) {
-        PROVIDERS_LABEL[p.name] = p.label;
-        var inputId = 'sysmonenrich-key-' + p.name;
-        var row = {
-            isSet: false,
-            $status: $('<span class="sysmonenrich-status"></span>'),
-            $input: $('<input type="password" autocomplete="new-password" spellcheck="false">')
-                .attr('id', inputId)
-                .attr('placeholder', 'paste a new key'),
-            $save: $('<button type="button" class="btn"></button>').text('Save'),
-            $remove: $('<button type="button" class="btn"></button>').text('Remove').prop('disabled', true)
-        };
-        rows[p.name] = row;
-
-        $tbody.append(
-            $('<tr></tr>')
-                .append($('<td></td>')
-                    .append($('<label></label>').attr('for', inputId).text(p.label))
-                    .append($('<div class="help"></div>').text(p.help)))
-                .append($('<td></td>').append(row.$status))
-                .append($('<td></td>').append(row.$input))
-                .append($('<td></td>').append(row.$save).append(' ').append(row.$remove))
+        $root.append(
+            $('<p></p>').text(
+                'The local list and CIRCL hashlookup need no key. Keys are optional: a provider ' +
+                'without a key is skipped. Entering a new key replaces the stored one.'
+            )
         );
+        $root.append($table);
+        $root.append($message);
 
-        row.$save.on('click', function () {
-            var key = $.trim(row.$input.val() || '');
-            if (!key) {
-                say('error', p.label + ': enter a key first.');
-                return;
-            }
-            row.$save.prop('disabled', true);
-            save(p.name, key, row.isSet).then(
-                function () {
-                    row.$input.val('');
-                    say('ok', p.label + ' key saved.');
-                    markConfigured();
-                    return showStatus(p.name);
+        var $done = $('<button type="button" class="btn btn-primary"></button>').text('Finish setup');
+        $root.append($('<div class="sysmonenrich-actions"></div>').append($done));
+
+        function say(kind, text) {
+            $message.removeClass('ok error').addClass(kind).text(text);
+        }
+
+        var rows = {};
+        var PROVIDERS_LABEL = {};
+
+        function showStatus(provider) {
+            var row = rows[provider];
+            row.$status.text('checking…').removeClass('set not-set');
+            return status(provider).then(
+                function (s) {
+                    row.isSet = s === 'set';
+                    row.$status.text(s).addClass(row.isSet ? 'set' : 'not-set');
+                    row.$remove.prop('disabled', !row.isSet);
                 },
                 function (err) {
-                    say('error', p.label + ': ' + err.message);
+                    row.$status.text('unknown');
+                    say('error', PROVIDERS_LABEL[provider] + ': ' + err.message);
                 }
-            ).always(function () {
-                key = null;
-                row.$save.prop('disabled', false);
+            );
+        }
+
+        $.each(PROVIDERS, function (_, p) {
+            PROVIDERS_LABEL[p.name] = p.label;
+            var inputId = 'sysmonenrich-key-' + p.name;
+            var row = {
+                isSet: false,
+                $status: $('<span class="sysmonenrich-status"></span>'),
+                $input: $('<input type="password" autocomplete="new-password" spellcheck="false">')
+                    .attr('id', inputId)
+                    .attr('placeholder', 'paste a new key'),
+                $save: $('<button type="button" class="btn"></button>').text('Save'),
+                $remove: $('<button type="button" class="btn"></button>').text('Remove').prop('disabled', true)
+            };
+            rows[p.name] = row;
+
+            $tbody.append(
+                $('<tr></tr>')
+                    .append($('<td></td>')
+                        .append($('<label></label>').attr('for', inputId).text(p.label))
+                        .append($('<div class="help"></div>').text(p.help)))
+                    .append($('<td></td>').append(row.$status))
+                    .append($('<td></td>').append(row.$input))
+                    .append($('<td></td>').append(row.$save).append(' ').append(row.$remove))
+            );
+
+            row.$save.on('click', function () {
+                var key = $.trim(row.$input.val() || '');
+                if (!key) {
+                    say('error', p.label + ': enter a key first.');
+                    return;
+                }
+                row.$save.prop('disabled', true);
+                save(p.name, key, row.isSet).then(
+                    function () {
+                        row.$input.val('');
+                        say('ok', p.label + ' key saved.');
+                        markConfigured();
+                        return showStatus(p.name);
+                    },
+                    function (err) {
+                        say('error', p.label + ': ' + err.message);
+                    }
+                ).always(function () {
+                    key = null;
+                    row.$save.prop('disabled', false);
+                });
             });
+
+            row.$input.on('keydown', function (e) {
+                if (e.which === 13) {
+                    row.$save.trigger('click');
+                }
+            });
+
+            row.$remove.on('click', function () {
+                if (!window.confirm('Remove the stored ' + p.label + ' key?')) {
+                    return;
+                }
+                rest('DELETE', entryPath(p.name)).then(
+                    function () {
+                        say('ok', p.label + ' key removed.');
+                        return showStatus(p.name);
+                    },
+                    function (err) {
+                        say('error', p.label + ': ' + err.message);
+                    }
+                );
+            });
+
+            showStatus(p.name);
         });
 
-        row.$input.on('keydown', function (e) {
-            if (e.which === 13) {
-                row.$save.trigger('click');
-            }
-        });
-
-        row.$remove.on('click', function () {
-            if (!window.confirm('Remove the stored ' + p.label + ' key?')) {
-                return;
-            }
-            rest('DELETE', entryPath(p.name)).then(
+        $done.on('click', function () {
+            markConfigured().then(
                 function () {
-                    say('ok', p.label + ' key removed.');
-                    return showStatus(p.name);
+                    window.location.href = splunkUtil.make_url('/app/' + APP + '/sysmonenrich_overview');
                 },
                 function (err) {
-                    say('error', p.label + ': ' + err.message);
+                    say('error', 'Could not mark the app as configured: ' + err.message);
                 }
             );
         });
-
-        showStatus(p.name);
-    });
-
-    $done.on('click', function () {
-        markConfigured().then(
-            function () {
-                window.location.href = splunkUtil.make_url('/app/' + APP + '/sysmonenrich_overview');
-            },
-            function (err) {
-                say('error', 'Could not mark the app as configured: ' + err.message);
-            }
-        );
-    });
+    }
 });

@@ -1,0 +1,291 @@
+#!/usr/bin/env bash
+# package.sh: build the sysmonenrich Splunk app package.
+#
+#   ./package.sh                 release build for glibc 2.17 with cargo-zigbuild,
+#                                then dist/sysmonenrich-<version>.tgz
+#   ./package.sh --native        plain `cargo build --release` instead (the binary
+#                                then needs the build machine's glibc or newer)
+#   ./package.sh --binary PATH   package PATH as the binary; no build at all
+#
+# Environment (same effect as the options):
+#   SYSMONENRICH_NATIVE=1        as --native
+#   SYSMONENRICH_BINARY=PATH     as --binary PATH (e.g. a stand-in executable to
+#                                test the packaging while the code does not build)
+# Other knobs:
+#   SYSMONENRICH_TOOLS_DIR       where the ziglang/cargo-zigbuild venv lives
+#                                (default ~/.cache/sysmonenrich-tools); reused by
+#                                later runs
+#   ZIGLANG_VERSION, CARGO_ZIGBUILD_VERSION   PyPI versions to install
+#   CARGO_TARGET_DIR             honoured as cargo does
+#   SOURCE_DATE_EPOCH            mtime of every file in the tarball (default:
+#                                time of the last git commit)
+#
+# This is the only place that knows how the repository's parts combine into the
+# app folder:
+#   default/                     -> sysmonenrich/default/
+#   bin/                         -> sysmonenrich/bin/
+#   splunk_app/*                 -> sysmonenrich/ (metadata/, lookups/, static/,
+#                                   appserver/, README.md, README/ specs)
+#   the binary                   -> sysmonenrich/linux_x86_64/bin/sysmonenrich
+#   (generated)                  -> sysmonenrich/app.manifest
+# The folder is assembled in build/sysmonenrich/ and packed, with owner and
+# group 0, dirs 0755, files 0644, the binary 0755, into
+# dist/sysmonenrich-<version>.tgz. Running it again gives the same package.
+#
+# Needs: bash, GNU tar, gzip, coreutils, awk; cargo unless --binary; python3
+# (with venv + pip, installed by apt-get when missing) for cargo-zigbuild.
+# Network: PyPI (first zig build only) and crates.io (cargo), nothing else.
+
+set -euo pipefail
+
+APP=sysmonenrich
+ZIG_TARGET=x86_64-unknown-linux-gnu.2.17
+RUST_TARGET=x86_64-unknown-linux-gnu
+ZIGLANG_VERSION=${ZIGLANG_VERSION:-0.17.1}
+CARGO_ZIGBUILD_VERSION=${CARGO_ZIGBUILD_VERSION:-0.24.1}
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cd "$ROOT"
+
+NATIVE=${SYSMONENRICH_NATIVE:-0}
+BINARY=${SYSMONENRICH_BINARY:-}
+TOOLS_DIR=${SYSMONENRICH_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sysmonenrich-tools}
+
+log() { printf 'package.sh: %s\n' "$*" >&2; }
+die() { printf 'package.sh: error: %s\n' "$*" >&2; exit 1; }
+
+usage() { sed -n '2,/^$/{s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --native) NATIVE=1 ;;
+        --binary) [ $# -ge 2 ] || die "--binary needs a path"; BINARY=$2; shift ;;
+        --binary=*) BINARY=${1#--binary=} ;;
+        -h | --help) usage; exit 0 ;;
+        *) die "unknown argument: $1 (see --help)" ;;
+    esac
+    shift
+done
+case "$NATIVE" in 1 | true | yes) NATIVE=1 ;; *) NATIVE=0 ;; esac
+
+# ---- versions ---------------------------------------------------------------
+
+# Value of KEY in [STANZA] of a .conf file (first match; spaces around = trimmed).
+conf_get() {
+    awk -v stanza="[$2]" -v key="$3" '
+        /^[[:space:]]*\[/ { gsub(/[[:space:]]+$/, ""); insec = ($0 == stanza); next }
+        insec && $0 ~ "^[[:space:]]*" key "[[:space:]]*=" {
+            sub(/^[^=]*=[[:space:]]*/, ""); sub(/[[:space:]]+$/, ""); print; exit
+        }' "$1"
+}
+
+[ -f Cargo.toml ] || die "Cargo.toml not found in $ROOT"
+[ -f default/app.conf ] || die "default/app.conf not found"
+VERSION=$(awk -F'"' '
+    /^\[package\]/ { p = 1; next }
+    /^\[/ { p = 0 }
+    p && /^version[[:space:]]*=/ { print $2; exit }' Cargo.toml)
+[ -n "$VERSION" ] || die "no [package] version in Cargo.toml"
+
+for stanza in launcher id; do
+    v=$(conf_get default/app.conf "$stanza" version)
+    [ "$v" = "$VERSION" ] ||
+        die "default/app.conf [$stanza] version = '${v}' but Cargo.toml version = '$VERSION': make them agree"
+done
+pkg_id=$(conf_get default/app.conf package id)
+[ "$pkg_id" = "$APP" ] || die "default/app.conf [package] id = '$pkg_id', expected '$APP'"
+log "version $VERSION"
+
+# ---- binary -----------------------------------------------------------------
+
+need() { command -v "$1" >/dev/null 2>&1; }
+
+apt_install() {
+    need apt-get || die "cannot install $* (no apt-get)"
+    log "apt-get install $*"
+    # update only when the package lists are missing or stale enough to fail
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null 2>&1 || {
+        DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null &&
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >/dev/null
+    }
+}
+
+# cargo-zigbuild finds zig as `zig` on PATH or as `python3 -m ziglang`.
+zig_ok() { need zig || python3 -m ziglang version >/dev/null 2>&1; }
+
+ensure_zigbuild() {
+    if need cargo-zigbuild && zig_ok; then
+        return
+    fi
+    local venv=$TOOLS_DIR/venv
+    if ! [ -x "$venv/bin/cargo-zigbuild" ] || ! "$venv/bin/python3" -m ziglang version >/dev/null 2>&1; then
+        need python3 || apt_install python3
+        if ! python3 -m venv --clear "$venv" >/dev/null 2>&1; then
+            apt_install python3-venv python3-pip
+            python3 -m venv --clear "$venv"
+        fi
+        log "pip install ziglang==$ZIGLANG_VERSION cargo-zigbuild==$CARGO_ZIGBUILD_VERSION into $venv"
+        "$venv/bin/python3" -m pip install -q --disable-pip-version-check \
+            "ziglang==$ZIGLANG_VERSION" "cargo-zigbuild==$CARGO_ZIGBUILD_VERSION"
+    fi
+    # venv first: its python3 has ziglang, its bin has cargo-zigbuild
+    export PATH="$venv/bin:$PATH"
+    if ! need cargo-zigbuild || ! zig_ok; then
+        die "cargo-zigbuild or zig not usable after installing into $venv"
+    fi
+}
+
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+case "$TARGET_DIR" in /*) ;; *) TARGET_DIR=$ROOT/$TARGET_DIR ;; esac
+
+if [ -n "$BINARY" ]; then
+    if ! [ -f "$BINARY" ] || ! [ -x "$BINARY" ]; then
+        die "SYSMONENRICH_BINARY '$BINARY' is not an executable file"
+    fi
+    log "using prebuilt binary $BINARY (no build)"
+    BIN=$BINARY
+else
+    need cargo || die "cargo not found (install Rust, or pass --binary PATH)"
+    # Strip symbols from the shipped binary without touching Cargo.toml.
+    export CARGO_PROFILE_RELEASE_STRIP=${CARGO_PROFILE_RELEASE_STRIP:-symbols}
+    if [ "$NATIVE" = 1 ]; then
+        log "cargo build --release (native: needs this machine's glibc or newer at run time)"
+        cargo build --release --locked --bin "$APP"
+        BIN=$TARGET_DIR/release/$APP
+    else
+        ensure_zigbuild
+        if need rustup && ! rustup target list --installed 2>/dev/null | grep -qx "$RUST_TARGET"; then
+            rustup target add "$RUST_TARGET"
+        fi
+        log "cargo zigbuild --release --target $ZIG_TARGET"
+        cargo zigbuild --release --locked --target "$ZIG_TARGET" --bin "$APP"
+        BIN=$TARGET_DIR/$RUST_TARGET/release/$APP
+    fi
+    [ -x "$BIN" ] || die "build finished but $BIN is missing"
+fi
+
+# ---- assemble build/sysmonenrich/ ------------------------------------------
+
+if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
+    SOURCE_DATE_EPOCH=$(git -C "$ROOT" log -1 --format=%ct 2>/dev/null || date +%s)
+fi
+
+for d in default bin linux_x86_64 local app.manifest; do
+    [ ! -e "splunk_app/$d" ] || die "splunk_app/$d must not exist: it would clash with what package.sh puts there"
+done
+[ -f default/commands.conf ] || die "default/commands.conf not found"
+[ -f splunk_app/metadata/default.meta ] || die "splunk_app/metadata/default.meta not found"
+
+STAGE=$ROOT/build/$APP
+rm -rf "$STAGE"
+mkdir -p "$STAGE"
+cp -R default "$STAGE/default"
+if [ -d bin ]; then cp -R bin "$STAGE/bin"; fi
+cp -R splunk_app/. "$STAGE/"
+mkdir -p "$STAGE/linux_x86_64/bin"
+cp "$BIN" "$STAGE/linux_x86_64/bin/$APP"
+# [install] build: a new number per commit, so Splunk Web reloads static files.
+sed -i "s/^build[[:space:]]*=.*/build = $SOURCE_DATE_EPOCH/" "$STAGE/default/app.conf"
+
+# Never ship: dot files, local/ settings, local.meta, editor and Python leftovers.
+find "$STAGE" -mindepth 1 \( -name '.*' -o -name local -o -name local.meta -o -name '__pycache__' \
+    -o -name '*.pyc' -o -name '*~' -o -name '*.swp' -o -name '*.orig' -o -name '*.rej' \) -prune \
+    -exec rm -rf {} +
+
+# app.manifest (schema 2.0.0, the shape `slim generate-manifest` writes).
+json_str() {
+    local s=$1
+    s=${s//\\/\\\\}
+    s=${s//\"/\\\"}
+    printf '"%s"' "$s"
+}
+title=$(conf_get default/app.conf ui label)
+author=$(conf_get default/app.conf launcher author)
+description=$(conf_get default/app.conf launcher description)
+license=$(awk -F'"' '/^\[package\]/{p=1;next} /^\[/{p=0} p && /^license[[:space:]]*=/{print $2; exit}' Cargo.toml)
+cat >"$STAGE/app.manifest" <<EOF
+{
+  "schemaVersion": "2.0.0",
+  "info": {
+    "title": $(json_str "${title:-$APP}"),
+    "id": {
+      "group": null,
+      "name": $(json_str "$APP"),
+      "version": $(json_str "$VERSION")
+    },
+    "author": [
+      {
+        "name": $(json_str "${author:-$APP}"),
+        "email": null,
+        "company": null
+      }
+    ],
+    "releaseDate": null,
+    "description": $(json_str "$description"),
+    "classification": {
+      "intendedAudience": "Security",
+      "categories": ["Security, Fraud & Compliance"],
+      "developmentStatus": null
+    },
+    "commonInformationModels": null,
+    "license": {
+      "name": $( [ -n "$license" ] && json_str "$license" || echo null ),
+      "text": null,
+      "uri": null
+    },
+    "privacyPolicy": {
+      "name": null,
+      "text": null,
+      "uri": null
+    },
+    "releaseNotes": {
+      "name": null,
+      "text": null,
+      "uri": null
+    }
+  },
+  "dependencies": null,
+  "tasks": null,
+  "inputGroups": null,
+  "incompatibleApps": null,
+  "platformRequirements": null,
+  "supportedDeployments": [
+    "_standalone",
+    "_distributed"
+  ],
+  "targetWorkloads": [
+    "_search_heads"
+  ]
+}
+EOF
+
+# Modes: dirs 0755, files 0644; the binary and files that are executable in
+# the repository's bin/ 0755. Nothing is group- or world-writable.
+find "$STAGE" -type d -exec chmod 0755 {} +
+find "$STAGE" -type f -exec chmod 0644 {} +
+chmod 0755 "$STAGE/linux_x86_64/bin/$APP"
+if [ -d bin ]; then
+    (cd bin && find . -type f -perm -u+x -print) | while IFS= read -r f; do
+        chmod 0755 "$STAGE/bin/$f"
+    done
+fi
+if find "$STAGE" ! -type f ! -type d | grep -q .; then
+    die "build/$APP holds something that is neither a file nor a folder (a symlink?): $(find "$STAGE" ! -type f ! -type d | head -3)"
+fi
+
+# ---- pack -------------------------------------------------------------------
+
+mkdir -p dist
+rm -f dist/"$APP"-*.tgz
+OUT=dist/$APP-$VERSION.tgz
+tmp=$OUT.tmp.$$
+trap 'rm -f "$tmp"' EXIT
+tar --format=gnu --sort=name --owner=0 --group=0 --numeric-owner \
+    --mtime="@$SOURCE_DATE_EPOCH" -C "$ROOT/build" -cf - "$APP" | gzip -9n >"$tmp"
+mv "$tmp" "$OUT"
+trap - EXIT
+
+size=$(wc -c <"$OUT")
+sum=$(sha256sum "$OUT" | cut -d' ' -f1)
+log "wrote $OUT ($size bytes, sha256 $sum, $(tar -tzf "$OUT" | wc -l) entries)"
+echo "$ROOT/$OUT"
