@@ -439,11 +439,20 @@ mod tests {
             .iter()
             .enumerate()
             .filter(|(_, e)| e.get("EventCode") == "1")
-            .map(|(i, e)| (ProcessGuid::parse(e.get("ProcessGuid").as_bytes()).unwrap(), i))
+            .map(|(i, e)| {
+                (
+                    ProcessGuid::parse(e.get("ProcessGuid").as_bytes()).unwrap(),
+                    i,
+                )
+            })
             .collect();
         let mut with_parent = 0;
         let mut max_depth = 0;
-        for (i, e) in events.iter().enumerate().filter(|(_, e)| e.get("EventCode") == "1") {
+        for (i, e) in events
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.get("EventCode") == "1")
+        {
             let parent = ProcessGuid::parse(e.get("ParentProcessGuid").as_bytes()).unwrap();
             if let Some(&p) = created.get(&parent) {
                 assert!(p > i, "parent created at {p} before child at {i}");

@@ -18,15 +18,14 @@ use super::output::{self, RepCells};
 use super::state_source::{to_stored, StateSource};
 use crate::config::settings::Settings;
 use crate::lineage::{
-    backfill, AncestorSource, Anchor, Engine, LineageSettings, ProcessInfo, Rules, SourceKind,
-    Start,
+    backfill, AncestorSource, Anchor, Engine, GuidBuildHasher, LineageSettings, ProcessInfo, Rules,
+    SourceKind, Start,
 };
 use crate::protocol::records::{push_field, BodyError, Header, RowReader};
 use crate::reputation::{LookupKey, Service, Verdict};
 use crate::splunk::backfill::SplunkBackfill;
 use crate::state::StateStore;
 use crate::sysmon::{Event, FieldMap, FieldNames, FileHashes, ProcessGuid};
-use csv::ByteRecord;
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
@@ -72,6 +71,13 @@ struct Layout {
     passthrough: Passthrough,
 }
 
+impl crate::sysmon::event::Row for RowReader<'_> {
+    #[inline]
+    fn get(&self, i: usize) -> Option<&[u8]> {
+        self.field(i)
+    }
+}
+
 /// What lineage starts from for one row, owned (the row's record is reused).
 #[derive(Debug)]
 enum RowStart {
@@ -94,6 +100,8 @@ struct RowInfo {
 }
 
 const NO_HASHES: u32 = u32::MAX;
+/// How often (in chunks) a long search prunes the process table.
+const PRUNE_EVERY_CHUNKS: u64 = 20;
 /// Verdicts remembered per search for ancestor flags.
 const MAX_VERDICTS: usize = 200_000;
 
@@ -116,13 +124,12 @@ pub struct Enricher {
     settings: Settings,
     names: FieldNames,
     layout: Option<Layout>,
-    record: ByteRecord,
     rows: Vec<RowInfo>,
     creations: Vec<ProcessInfo>,
     hash_sets: Vec<FileHashes>,
-    hash_index: HashMap<FileHashes, u32>,
+    hash_index: HashMap<FileHashes, u32, GuidBuildHasher>,
     images: Vec<Box<[u8]>>,
-    image_index: HashMap<Box<[u8]>, u32>,
+    image_index: HashMap<Box<[u8]>, u32, GuidBuildHasher>,
     engine: Option<Engine>,
     rules: Rules,
     state: Option<Arc<StateStore>>,
@@ -134,6 +141,8 @@ pub struct Enricher {
     malicious: HashMap<LookupKey, bool>,
     scratch: Vec<u8>,
     warnings: Vec<String>,
+    /// Every warning text already shown in this search.
+    warned: std::collections::HashSet<String>,
     stats: Stats,
 }
 
@@ -160,13 +169,12 @@ impl Enricher {
         Enricher {
             names,
             layout: None,
-            record: ByteRecord::new(),
             rows: Vec::new(),
             creations: Vec::new(),
             hash_sets: Vec::new(),
-            hash_index: HashMap::new(),
+            hash_index: HashMap::default(),
             images: Vec::new(),
-            image_index: HashMap::new(),
+            image_index: HashMap::default(),
             engine,
             rules,
             state: context.state,
@@ -184,6 +192,7 @@ impl Enricher {
             malicious: HashMap::new(),
             scratch: Vec::new(),
             warnings: Vec::new(),
+            warned: Default::default(),
             stats: Stats::default(),
             options,
             settings,
@@ -211,8 +220,10 @@ impl Enricher {
     }
 
     fn warn_once(&mut self, text: String) {
-        log::warn!("{text}");
-        self.warnings.push(text);
+        if self.warned.insert(text.clone()) {
+            log::warn!("{text}");
+            self.warnings.push(text);
+        }
     }
 
     /// Enriches one body into `out` (cleared first). A body without rows
@@ -220,7 +231,7 @@ impl Enricher {
     pub fn process(&mut self, body: &[u8], out: &mut Vec<u8>) -> Result<(), BodyError> {
         out.clear();
         self.stats.chunks += 1;
-        if std::str::from_utf8(body).is_err() {
+        if !body.is_ascii() && std::str::from_utf8(body).is_err() {
             self.stats.non_utf8_chunks += 1;
         }
         let Some(mut reader) = RowReader::new(body, self.settings.limits.max_field)? else {
@@ -254,8 +265,8 @@ impl Enricher {
             return Ok(());
         };
         let lineage = self.engine.is_some();
-        while let Some(span) = reader.read(&mut self.record)? {
-            let event = layout.fields.event(&self.record);
+        while let Some(span) = reader.next_row()? {
+            let event = layout.fields.event(&*reader);
             let hashes = if event.hashes.is_empty() {
                 NO_HASHES
             } else {
@@ -280,7 +291,7 @@ impl Enricher {
                 Passthrough::Raw => Vec::new(),
                 Passthrough::Columns(cols) => cols
                     .iter()
-                    .map(|&c| Box::from(self.record.get(c).unwrap_or(b"")))
+                    .map(|&c| Box::from(reader.field(c).unwrap_or(b"")))
                     .collect(),
             };
             self.rows.push(RowInfo {
@@ -351,6 +362,9 @@ impl Enricher {
         }
         anchors.sort_unstable_by_key(anchor_key);
         anchors.dedup();
+        if let Some(b) = self.backfill.as_mut() {
+            b.start_chunk();
+        }
         let mut recorder = Recorder {
             inner: self.backfill.as_mut(),
             found: Vec::new(),
@@ -379,13 +393,16 @@ impl Enricher {
         }
         drop(sources);
         let found = std::mem::take(&mut recorder.found);
+        if let Some(notice) = self.backfill.as_mut().and_then(|b| b.take_notice()) {
+            new_warnings.push((SourceKind::Splunk, notice));
+        }
         for (kind, text) in new_warnings {
             if kind == SourceKind::State {
                 // A broken store is not retried for every chunk.
                 self.state = None;
             }
             self.warn_once(format!(
-                "sysmonenrich: lineage source {kind} failed: {text}; affected rows are marked partial"
+                "sysmonenrich: lineage source {kind}: {text}; affected rows are marked partial"
             ));
         }
         self.persist(&found);
@@ -411,6 +428,19 @@ impl Enricher {
             self.warn_once(format!(
                 "sysmonenrich: cannot write the process table ({e}); continuing without it"
             ));
+            return;
+        }
+        // Long searches keep the table within its cap as they go, not only
+        // at the end (a 5M-process search would otherwise hold them all).
+        if self.stats.chunks % PRUNE_EVERY_CHUNKS == 0 {
+            let s = &self.settings.state;
+            if let Err(e) = state.prune_processes(
+                now,
+                s.process_retention.as_secs() as i64,
+                s.process_max_rows,
+            ) {
+                log::warn!("pruning the process table failed: {e}");
+            }
         }
     }
 
@@ -480,9 +510,9 @@ fn row_start(
     event: &Event<'_>,
     creations: &mut Vec<ProcessInfo>,
     images: &mut Vec<Box<[u8]>>,
-    image_index: &mut HashMap<Box<[u8]>, u32>,
+    image_index: &mut HashMap<Box<[u8]>, u32, GuidBuildHasher>,
 ) -> RowStart {
-    let Some(guid) = event.guid else {
+    let Some(guid) = event.guid.filter(|g| !g.is_zero()) else {
         return RowStart::None;
     };
     if event.is_process_creation() {

@@ -61,46 +61,74 @@ pub fn push_header(out: &mut Vec<u8>) {
     }
 }
 
-/// Appends a multivalue's plain cell: the values joined by LF.
-fn push_joined<'v>(
-    out: &mut Vec<u8>,
-    values: impl Iterator<Item = &'v [u8]>,
-    scratch: &mut Vec<u8>,
-) {
-    scratch.clear();
-    for (n, v) in values.enumerate() {
-        if n > 0 {
-            scratch.push(b'\n');
-        }
-        scratch.extend_from_slice(v);
+/// Appends `v` with every `"` doubled (the inside of a quoted cell).
+#[inline]
+fn push_escaped(out: &mut Vec<u8>, mut v: &[u8]) {
+    while let Some(k) = memchr::memchr(b'"', v) {
+        out.extend_from_slice(&v[..=k]);
+        out.push(b'"');
+        v = &v[k + 1..];
     }
-    push_field(out, scratch);
+    out.extend_from_slice(v);
 }
 
-/// Appends a multivalue's `__mv_` cell (empty for fewer than two values).
-fn push_mv<'v>(
-    out: &mut Vec<u8>,
-    values: impl ExactSizeIterator<Item = &'v [u8]>,
-    scratch: &mut Vec<u8>,
-) {
+/// Appends a multivalue's plain cell: the values joined by LF, quoted
+/// whenever there is more than one (the LF forces it). Written straight
+/// into `out`: lineage cells are most of what the command writes.
+fn push_joined<'v, I>(out: &mut Vec<u8>, values: I)
+where
+    I: ExactSizeIterator<Item = &'v [u8]>,
+{
+    let n = values.len();
+    let mut values = values;
+    if n == 1 {
+        if let Some(v) = values.next() {
+            push_field(out, v);
+        }
+        return;
+    }
+    if n == 0 {
+        return;
+    }
+    out.push(b'"');
+    for (k, v) in values.enumerate() {
+        if k > 0 {
+            out.push(b'\n');
+        }
+        push_escaped(out, v);
+    }
+    out.push(b'"');
+}
+
+/// Appends a multivalue's `__mv_` cell (empty for fewer than two values):
+/// `$v1$;$v2$` with `$` doubled inside values, CSV-quoted when a value
+/// needs it (rare: then the cell is written again, quoted).
+fn push_mv<'v, I>(out: &mut Vec<u8>, values: I)
+where
+    I: ExactSizeIterator<Item = &'v [u8]>,
+{
     if values.len() < 2 {
         return;
     }
-    scratch.clear();
-    for (n, v) in values.enumerate() {
-        if n > 0 {
-            scratch.push(b';');
+    let mark = out.len();
+    for (k, mut v) in values.enumerate() {
+        if k > 0 {
+            out.push(b';');
         }
-        scratch.push(b'$');
-        for &b in v {
-            if b == b'$' {
-                scratch.push(b'$');
-            }
-            scratch.push(b);
+        out.push(b'$');
+        while let Some(i) = memchr::memchr(b'$', v) {
+            out.extend_from_slice(&v[..=i]);
+            out.push(b'$');
+            v = &v[i + 1..];
         }
-        scratch.push(b'$');
+        out.extend_from_slice(v);
+        out.push(b'$');
     }
-    push_field(out, scratch);
+    let cell = &out[mark..];
+    if memchr::memchr3(b',', b'"', b'\n', cell).is_some() || memchr::memchr(b'\r', cell).is_some() {
+        let text = out.split_off(mark);
+        crate::protocol::records::push_quoted(out, &text);
+    }
 }
 
 fn push_digest(out: &mut Vec<u8>, d: Option<&[u8]>) {
@@ -122,13 +150,11 @@ pub struct RepCells {
 /// Renders an answer's cells.
 pub fn render_answer(a: &Answer) -> RepCells {
     let mut cells = RepCells::default();
-    let mut scratch = Vec::new();
     for (name, values) in a.field_values() {
         cells.plain.push(b',');
-        let values: Vec<&[u8]> = values.iter().map(|v| v.as_bytes()).collect();
-        push_joined(&mut cells.plain, values.iter().copied(), &mut scratch);
+        push_joined(&mut cells.plain, values.iter().map(|v| v.as_bytes()));
         if name == "rep_sources" {
-            push_mv(&mut cells.mv, values.iter().copied(), &mut scratch);
+            push_mv(&mut cells.mv, values.iter().map(|v| v.as_bytes()));
         }
     }
     cells
@@ -162,27 +188,43 @@ pub fn push_cells(
         return;
     };
     out.push(b',');
-    scratch.clear();
-    c.write_lineage(scratch);
-    push_field(out, scratch);
+    let mark = out.len();
+    c.write_lineage(out);
+    if memchr::memchr3(b',', b'"', b'\n', &out[mark..]).is_some()
+        || memchr::memchr(b'\r', &out[mark..]).is_some()
+    {
+        // Rare (an image name with a comma): redo it quoted.
+        let text = out.split_off(mark);
+        push_field(out, &text);
+    }
     out.push(b',');
     c.write_depth(out);
     out.push(b',');
-    push_joined(out, c.parents(), scratch);
-    let guids: Vec<[u8; 38]> = c.guids().collect();
+    push_joined(out, c.parents());
+    scratch.clear();
+    for g in c.guids() {
+        scratch.extend_from_slice(&g);
+    }
+    let guids = || scratch.chunks_exact(38);
     out.push(b',');
-    push_joined(out, guids.iter().map(|g| &g[..]), scratch);
+    push_joined(out, guids());
     out.push(b',');
-    push_joined(out, c.cmdlines(), scratch);
+    push_joined(out, c.cmdlines());
     out.push(b',');
     push_field(out, c.root().unwrap_or(b""));
     out.push(b',');
     out.extend_from_slice(c.status().as_str().as_bytes());
-    let sources: Vec<&[u8]> = c.sources().iter().map(|k| k.as_str().as_bytes()).collect();
+    let mut sources: [&[u8]; 3] = [b""; 3];
+    let mut n_sources = 0;
+    for k in c.sources().iter().take(3) {
+        sources[n_sources] = k.as_str().as_bytes();
+        n_sources += 1;
+    }
+    let sources = &sources[..n_sources];
     out.push(b',');
-    push_joined(out, sources.iter().copied(), scratch);
+    push_joined(out, sources.iter().copied());
     out.push(b',');
-    push_joined(out, c.flags().iter().map(|f| f.as_bytes()), scratch);
+    push_joined(out, c.flags().iter().map(|f| f.as_bytes()));
     out.push(b',');
     if let Some(a) = c.malicious_ancestor() {
         push_field(out, a.image);
@@ -191,15 +233,15 @@ pub fn push_cells(
     out.push(b',');
     out.extend_from_slice(rep_mv);
     out.push(b',');
-    push_mv(out, c.parents(), scratch);
+    push_mv(out, c.parents());
     out.push(b',');
-    push_mv(out, guids.iter().map(|g| &g[..]), scratch);
+    push_mv(out, guids());
     out.push(b',');
-    push_mv(out, c.cmdlines(), scratch);
+    push_mv(out, c.cmdlines());
     out.push(b',');
-    push_mv(out, sources.iter().copied(), scratch);
+    push_mv(out, sources.iter().copied());
     out.push(b',');
-    push_mv(out, c.flags().iter().map(|f| f.as_bytes()), scratch);
+    push_mv(out, c.flags().iter().map(|f| f.as_bytes()));
 }
 
 #[cfg(test)]
@@ -235,13 +277,16 @@ mod tests {
     #[test]
     fn multivalue_cells() {
         let mut out = Vec::new();
-        push_joined(&mut out, [&b"a,b"[..], b"c"].into_iter(), &mut Vec::new());
+        push_joined(&mut out, [&b"a,b"[..], b"c"].into_iter());
         assert_eq!(out, b"\"a,b\nc\"");
         let mut out = Vec::new();
-        push_mv(&mut out, [&b"x$"[..], b"y"].into_iter(), &mut Vec::new());
+        push_mv(&mut out, [&b"x$"[..], b"y"].into_iter());
         assert_eq!(out, b"$x$$$;$y$");
         let mut out = Vec::new();
-        push_mv(&mut out, [&b"only"[..]].into_iter(), &mut Vec::new());
+        push_mv(&mut out, [&b"a \"q\", b"[..], b"z"].into_iter());
+        assert_eq!(out, b"\"$a \"\"q\"\", b$;$z$\"");
+        let mut out = Vec::new();
+        push_mv(&mut out, [&b"only"[..]].into_iter());
         assert!(out.is_empty());
     }
 }

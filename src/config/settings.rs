@@ -147,6 +147,13 @@ impl Settings {
         let b = BackfillSettings::default();
         let backfill = BackfillSettings {
             max_searches: r.u64("backfill", "max_searches", u64::from(b.max_searches)) as u32,
+            max_searches_per_chunk: r
+                .u64(
+                    "backfill",
+                    "max_searches_per_chunk",
+                    u64::from(b.max_searches_per_chunk),
+                )
+                .max(1) as u32,
             time_budget: r.duration("backfill", "time_budget", b.time_budget),
             batch: r.u64("backfill", "guids_per_search", b.batch as u64).max(1) as usize,
             earliest: r.string("backfill", "earliest").unwrap_or(b.earliest),

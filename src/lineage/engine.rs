@@ -232,7 +232,9 @@ impl Engine {
             let (own, first) = match *anchor {
                 Anchor::Created { guid, parent } => (guid, parent),
                 Anchor::Acting(guid) => {
-                    if !acting_seen.insert(guid) {
+                    // The all-zero GUID names no process (`<unknown
+                    // process>`): nothing to look up anywhere.
+                    if guid.is_zero() || !acting_seen.insert(guid) {
                         continue;
                     }
                     match self.table.find_touch(guid) {

@@ -28,6 +28,8 @@ use std::time::{Duration, Instant};
 pub struct BackfillSettings {
     /// Searches this run may start, in total.
     pub max_searches: u32,
+    /// Searches one chunk may start (one per tree level).
+    pub max_searches_per_chunk: u32,
     /// Wall-clock time this run may spend waiting for them, in total.
     pub time_budget: Duration,
     /// GUIDs per search (SPL gets long; splunkd caps URI/form sizes).
@@ -41,7 +43,8 @@ pub struct BackfillSettings {
 impl Default for BackfillSettings {
     fn default() -> Self {
         BackfillSettings {
-            max_searches: 20,
+            max_searches: 200,
+            max_searches_per_chunk: 8,
             time_budget: Duration::from_secs(30),
             batch: 500,
             earliest: "-30d".to_string(),
@@ -56,9 +59,17 @@ pub struct SplunkBackfill {
     settings: BackfillSettings,
     started: Option<Instant>,
     searches: u32,
+    chunk_searches: u32,
     exhausted: bool,
+    /// splunkd refused the key or kept failing: no more requests this search.
+    disabled: bool,
+    failures: u32,
+    notice: Option<String>,
     found: u64,
 }
+
+/// Consecutive failures after which backfill stops for the search.
+const MAX_FAILURES: u32 = 3;
 
 impl SplunkBackfill {
     /// A backfill for one search run.
@@ -68,7 +79,11 @@ impl SplunkBackfill {
             settings,
             started: None,
             searches: 0,
+            chunk_searches: 0,
             exhausted: false,
+            disabled: false,
+            failures: 0,
+            notice: None,
             found: 0,
         }
     }
@@ -86,6 +101,17 @@ impl SplunkBackfill {
     /// True once the count or time budget ran out.
     pub fn exhausted(&self) -> bool {
         self.exhausted
+    }
+
+    /// A new chunk: its own allowance of searches (one per tree level).
+    pub fn start_chunk(&mut self) {
+        self.chunk_searches = 0;
+    }
+
+    /// A message for the user, once, when the budget ran out or backfill
+    /// was switched off for the search.
+    pub fn take_notice(&mut self) -> Option<String> {
+        self.notice.take()
     }
 
     fn deadline(&mut self) -> Instant {
@@ -111,35 +137,53 @@ impl AncestorSource for SplunkBackfill {
 
     fn fetch(&mut self, guids: &[ProcessGuid]) -> Result<Vec<ProcessInfo>, SourceError> {
         let mut out = Vec::new();
+        if self.disabled {
+            return Ok(out);
+        }
         for batch in guids.chunks(self.settings.batch.max(1)) {
             let deadline = self.deadline();
+            if self.chunk_searches >= self.settings.max_searches_per_chunk {
+                break;
+            }
             if self.searches >= self.settings.max_searches || Instant::now() >= deadline {
                 if !self.exhausted {
-                    log::warn!(
-                        "lineage backfill budget spent ({} searches, {:?}); remaining ancestors stay partial",
-                        self.searches,
-                        self.settings.time_budget
-                    );
+                    self.notice = Some(format!(
+                        "backfill budget spent ({} searches, {:?} per search; [backfill] in sysmonenrich.conf)",
+                        self.searches, self.settings.time_budget
+                    ));
                 }
                 self.exhausted = true;
                 break;
             }
             self.searches += 1;
+            self.chunk_searches += 1;
             let search = self.search_text(batch);
             let started = Instant::now();
             let rows = match self
                 .client
                 .export(&search, &self.settings.earliest, "now", deadline)
             {
-                Ok(rows) => rows,
+                Ok(rows) => {
+                    self.failures = 0;
+                    rows
+                }
                 Err(RestError::Timeout(_)) => {
                     self.exhausted = true;
+                    self.disabled = true;
                     return Err(SourceError::new(format!(
                         "splunkd backfill search did not finish within the backfill budget ({:?})",
                         self.settings.time_budget
                     )));
                 }
-                Err(e) => return Err(SourceError::with_source(format!("backfill: {e}"), e)),
+                Err(e) => {
+                    self.failures += 1;
+                    if matches!(e, RestError::Unauthorized(_)) || self.failures >= MAX_FAILURES {
+                        // A refused key will not work next chunk either;
+                        // a splunkd failing again and again gets a rest.
+                        self.disabled = true;
+                    }
+                    return Err(SourceError::with_source(format!("backfill: {e}"), e));
+                }
             };
             log::info!(
                 "backfill search {} for {} GUIDs: {} results in {:?}",
@@ -176,8 +220,39 @@ fn process_info(row: &serde_json::Map<String, serde_json::Value>) -> Option<Proc
     p.parent_command_line = b("ParentCommandLine");
     p.host = b("Computer");
     p.hashes = FileHashes::parse_sysmon(text(row, "Hashes").as_bytes());
-    p.time = text(row, "_time").parse().unwrap_or(0.0);
+    p.time = export_time(text(row, "_time"));
     Some(p)
+}
+
+/// `_time` of an export result: epoch seconds, or ISO 8601 as splunkd's
+/// JSON output writes it (`2022-02-19T17:35:16.196+00:00`).
+fn export_time(t: &str) -> f64 {
+    if let Ok(v) = t.parse::<f64>() {
+        return v;
+    }
+    let (Some(date), Some(rest)) = (t.get(..10), t.get(11..)) else {
+        return 0.0;
+    };
+    let cut = rest.find(['+', '-', 'Z']).unwrap_or(rest.len());
+    let (clock, zone) = rest.split_at(cut);
+    let Some(base) = crate::sysmon::time::utc_to_epoch(&format!("{date} {clock}")) else {
+        return 0.0;
+    };
+    let offset = match zone.as_bytes().first() {
+        Some(&sign @ (b'+' | b'-')) => {
+            let digits: String = zone[1..].chars().filter(char::is_ascii_digit).collect();
+            let (h, m) = digits.split_at(digits.len().min(2));
+            let secs =
+                h.parse::<f64>().unwrap_or(0.0) * 3600.0 + m.parse::<f64>().unwrap_or(0.0) * 60.0;
+            if sign == b'+' {
+                secs
+            } else {
+                -secs
+            }
+        }
+        _ => 0.0,
+    };
+    base - offset
 }
 
 #[cfg(test)]
@@ -195,5 +270,13 @@ mod tests {
         assert!(p.parent_guid.is_some() && p.hashes.md5.is_some());
         assert_eq!(p.time, 1563547373.277);
         assert!(process_info(&serde_json::Map::new()).is_none());
+    }
+
+    #[test]
+    fn export_times() {
+        assert_eq!(export_time("1563547373.277"), 1563547373.277);
+        assert_eq!(export_time("2019-07-19T14:42:53.277+00:00"), 1563547373.277);
+        assert_eq!(export_time("2019-07-19T16:42:53.277+02:00"), 1563547373.277);
+        assert_eq!(export_time("garbage"), 0.0);
     }
 }

@@ -180,6 +180,19 @@ pub struct FieldMap {
     raw: Vec<usize>,
 }
 
+/// Read access to one row's cells by column index: a parsed body row or a
+/// `csv::ByteRecord`, so this module stays free of any CSV reader.
+pub trait Row {
+    /// Cell `i`, `None` past the end.
+    fn get(&self, i: usize) -> Option<&[u8]>;
+}
+
+impl Row for csv::ByteRecord {
+    fn get(&self, i: usize) -> Option<&[u8]> {
+        csv::ByteRecord::get(self, i)
+    }
+}
+
 /// One event, as far as lineage and reputation care.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Event<'a> {
@@ -274,8 +287,8 @@ impl FieldMap {
         }
     }
 
-    /// Reads one row. `get(i)` returns column `i`'s value.
-    pub fn event<'r>(&self, row: &'r csv::ByteRecord) -> Event<'r> {
+    /// Reads one row.
+    pub fn event<'r, R: Row + ?Sized>(&self, row: &'r R) -> Event<'r> {
         let get = |cols: &[usize]| -> &'r [u8] {
             cols.iter()
                 .filter_map(|&i| row.get(i))
@@ -295,16 +308,34 @@ impl FieldMap {
         } else {
             None
         };
+        // `Hashes`, `Hash` and CIM `process_hash` usually hold the same
+        // string: parse each distinct one once, and only while an
+        // algorithm is still missing.
         let mut hashes = FileHashes::default();
+        let mut parsed: Option<&[u8]> = None;
         for &i in &self.hashes {
+            if hashes.is_complete() {
+                break;
+            }
             if let Some(v) = row.get(i).filter(|v| !v.is_empty()) {
-                hashes.fill_from(&FileHashes::parse_sysmon(v));
+                if parsed != Some(v) {
+                    hashes.fill_from(&FileHashes::parse_sysmon(v));
+                    parsed = Some(v);
+                }
             }
         }
-        hashes.md5 = hashes.md5.or_else(|| Md5::parse(get(&self.md5)));
-        hashes.sha1 = hashes.sha1.or_else(|| Sha1::parse(get(&self.sha1)));
-        hashes.sha256 = hashes.sha256.or_else(|| Sha256::parse(get(&self.sha256)));
-        hashes.imphash = hashes.imphash.or_else(|| Md5::parse(get(&self.imphash)));
+        if hashes.md5.is_none() {
+            hashes.md5 = Md5::parse(get(&self.md5));
+        }
+        if hashes.sha1.is_none() {
+            hashes.sha1 = Sha1::parse(get(&self.sha1));
+        }
+        if hashes.sha256.is_none() {
+            hashes.sha256 = Sha256::parse(get(&self.sha256));
+        }
+        if hashes.imphash.is_none() {
+            hashes.imphash = Md5::parse(get(&self.imphash));
+        }
 
         let empty: &[u8] = b"";
         let mut event = Event {

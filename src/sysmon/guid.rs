@@ -7,6 +7,29 @@
 
 use std::fmt;
 
+/// Positions of the 32 hex digits in `8-4-4-4-12`.
+const DIGITS: [u8; 32] = [
+    0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 14, 15, 16, 17, 19, 20, 21, 22, 24, 25, 26, 27, 28, 29,
+    30, 31, 32, 33, 34, 35,
+];
+
+/// Hex digit → its value; 0x10 marks a non-hex byte.
+static NIBBLE: [u8; 256] = {
+    let mut t = [0x10u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            b'A'..=b'F' => b - b'A' + 10,
+            _ => 0x10,
+        };
+        i += 1;
+    }
+    t
+};
+
 /// A normalised Sysmon `ProcessGuid`.
 #[derive(Copy, Clone, Eq, PartialEq, Hash, Ord, PartialOrd)]
 pub struct ProcessGuid(u128);
@@ -24,23 +47,19 @@ impl ProcessGuid {
         if t.len() != 36 {
             return None;
         }
-        let mut value: u128 = 0;
-        for (i, &b) in t.iter().enumerate() {
-            if matches!(i, 8 | 13 | 18 | 23) {
-                if b != b'-' {
-                    return None;
-                }
-                continue;
-            }
-            let nibble = match b {
-                b'0'..=b'9' => b - b'0',
-                b'a'..=b'f' => b - b'a' + 10,
-                b'A'..=b'F' => b - b'A' + 10,
-                _ => return None,
-            };
-            value = (value << 4) | u128::from(nibble);
+        if t[8] != b'-' || t[13] != b'-' || t[18] != b'-' || t[23] != b'-' {
+            return None;
         }
-        Some(ProcessGuid(value))
+        // Every row carries two or three GUIDs: a table load per digit,
+        // one check at the end.
+        let mut value: u128 = 0;
+        let mut bad = 0u8;
+        for &p in &DIGITS {
+            let n = NIBBLE[t[p as usize] as usize];
+            bad |= n;
+            value = (value << 4) | u128::from(n & 0x0f);
+        }
+        (bad & 0x10 == 0).then_some(ProcessGuid(value))
     }
 
     /// The all-zero GUID Sysmon writes for a parent it does not know

@@ -7,6 +7,22 @@
 //! All of them end up as one [`FileHashes`] of validated lower-case hex, so a
 //! malformed value can never reach a reputation provider or the cache key.
 
+/// Hex digit → its lower-case form; 0 for anything that is not hex.
+static HEX_LOWER: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = match b {
+            b'0'..=b'9' | b'a'..=b'f' => b,
+            b'A'..=b'F' => b + 32,
+            _ => 0,
+        };
+        i += 1;
+    }
+    t
+};
+
 /// A hex digest of `N` characters, stored lower-case, always valid hex.
 #[derive(Copy, Clone, Eq, PartialEq, Hash, Ord, PartialOrd)]
 pub struct Digest<const N: usize>([u8; N]);
@@ -27,14 +43,14 @@ impl<const N: usize> Digest<N> {
             return None;
         }
         let mut out = [0u8; N];
+        let mut bad = 0u8;
         for (o, &b) in out.iter_mut().zip(t) {
-            *o = match b {
-                b'0'..=b'9' | b'a'..=b'f' => b,
-                b'A'..=b'F' => b + 32,
-                _ => return None,
-            };
+            // One table load per byte, no branches: 0 marks a non-hex byte.
+            let l = HEX_LOWER[b as usize];
+            bad |= (l == 0) as u8;
+            *o = l;
         }
-        Some(Digest(out))
+        (bad == 0).then_some(Digest(out))
     }
 
     /// The lower-case hex text.
@@ -62,7 +78,7 @@ impl<const N: usize> std::fmt::Debug for Digest<N> {
 }
 
 /// The hashes of one file, each present only when it was valid hex.
-#[derive(Clone, Copy, Default, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
 pub struct FileHashes {
     /// MD5.
     pub md5: Option<Md5>,
@@ -72,6 +88,33 @@ pub struct FileHashes {
     pub sha256: Option<Sha256>,
     /// PE import hash (same width as MD5).
     pub imphash: Option<Md5>,
+}
+
+impl std::hash::Hash for FileHashes {
+    /// One 128-bit word: 120 bits of the strongest digest plus which
+    /// algorithms are present. Equal values hash equally; different files
+    /// differ in their digest bits. Chunks intern their rows' hashes in a
+    /// map, so this runs once per row and must be cheap.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let head: &[u8] = match (&self.sha256, &self.sha1, &self.md5, &self.imphash) {
+            (Some(d), ..) => &d.0[..30],
+            (None, Some(d), ..) => &d.0[..30],
+            (None, None, Some(d), _) => &d.0[..30],
+            (None, None, None, Some(d)) => &d.0[..30],
+            _ => &[],
+        };
+        let mut word = 0u128;
+        for pair in head.chunks(2) {
+            // Two hex characters are one byte of digest.
+            let nib = |c: u8| if c <= b'9' { c - b'0' } else { c - b'a' + 10 };
+            word = (word << 8) | u128::from(nib(pair[0]) << 4 | nib(pair[1]));
+        }
+        let present = u128::from(self.md5.is_some())
+            | u128::from(self.sha1.is_some()) << 1
+            | u128::from(self.sha256.is_some()) << 2
+            | u128::from(self.imphash.is_some()) << 3;
+        state.write_u128(word << 8 | present);
+    }
 }
 
 /// Which algorithm a `NAME=` token of a `Hashes` value names.
@@ -105,7 +148,11 @@ impl FileHashes {
     /// The first valid value of each algorithm wins.
     pub fn parse_sysmon(value: &[u8]) -> FileHashes {
         let mut out = FileHashes::default();
-        for token in value.split(|&b| b == b',' || b == b'\n' || b == b';') {
+        let mut rest = value;
+        while !rest.is_empty() {
+            let end = memchr::memchr3(b',', b'\n', b';', rest).unwrap_or(rest.len());
+            let token = &rest[..end];
+            rest = rest.get(end + 1..).unwrap_or_default();
             let Some(eq) = memchr::memchr(b'=', token) else {
                 continue;
             };
@@ -124,6 +171,11 @@ impl FileHashes {
     /// True when no algorithm produced a valid digest.
     pub fn is_empty(&self) -> bool {
         self.md5.is_none() && self.sha1.is_none() && self.sha256.is_none() && self.imphash.is_none()
+    }
+
+    /// True when every algorithm is present.
+    pub fn is_complete(&self) -> bool {
+        self.md5.is_some() && self.sha1.is_some() && self.sha256.is_some() && self.imphash.is_some()
     }
 
     /// Fills each algorithm still missing here from `other`; what is already

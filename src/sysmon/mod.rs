@@ -11,6 +11,7 @@
 pub mod event;
 pub mod guid;
 pub mod hashes;
+pub mod time;
 pub mod xml;
 
 pub use event::{Event, FieldMap, FieldNames};

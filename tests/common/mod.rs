@@ -12,4 +12,5 @@
 #![allow(dead_code)]
 
 pub mod datasets;
+pub mod fake_splunkd;
 pub mod splunkd;

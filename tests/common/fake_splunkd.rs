@@ -1,0 +1,653 @@
+//! A fake splunkd REST server for the lineage backfill: `search/jobs/export`
+//! over a data set.
+//!
+//! The command asks splunkd for the creation events of missing ancestors
+//! with one export search per tree level:
+//!
+//! ```text
+//! POST {splunkd_uri}/servicesNS/{user}/{app}/search/jobs/export
+//! Authorization: Splunk <session_key>
+//! search=search `sysmonenrich_index` EventCode=1 ProcessGuid IN ("{…}", "{…}")
+//!        | dedup ProcessGuid | fields ProcessGuid ParentProcessGuid Image …
+//! &output_mode=json&earliest_time=-30d&latest_time=now
+//! ```
+//!
+//! [`FakeSplunkd`] binds `127.0.0.1:0` (plain HTTP, one thread per
+//! connection, `Connection: close`), decodes the form body, takes the GUIDs
+//! out of the `ProcessGuid IN (…)` list and answers, from the EventCode 1
+//! rows of its table, the first creation per GUID (case-insensitive, braces
+//! optional) as export JSON lines — `{"preview":false,"offset":N,
+//! "result":{…}}`, the last one with `"lastrow":true`, streamed with
+//! `Transfer-Encoding: chunked` as splunkd streams exports — holding only
+//! the fields the search's `| fields` asked for. `_time` is rendered the way
+//! splunkd's JSON output renders it (ISO 8601 with offset), not as the
+//! epoch seconds of the CSV.
+//!
+//! [`Mode`] switches it into the failures the command must survive: slow,
+//! hanging, 5xx, and a session key it does not accept. Every request is
+//! recorded (search text, GUIDs, auth header, arrival time, status).
+//! Dropping the server stops it: hanging handlers are released and every
+//! connection is shut down, so no thread outlives it.
+
+use super::datasets::{Table, Value};
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// The fields the backfill asks for (`| fields …`).
+pub const EXPORT_FIELDS: [&str; 9] = [
+    "ProcessGuid",
+    "ParentProcessGuid",
+    "Image",
+    "CommandLine",
+    "ParentImage",
+    "ParentCommandLine",
+    "Computer",
+    "Hashes",
+    "_time",
+];
+
+/// splunkd's answer to a missing or wrong session key.
+pub const UNAUTHORIZED_BODY: &str =
+    r#"{"messages":[{"type":"WARN","text":"call not properly authenticated"}]}"#;
+
+/// How the server behaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Answer at once.
+    Normal,
+    /// Wait this long before answering.
+    Slow(Duration),
+    /// Accept and read the request, never answer (until the server is
+    /// dropped, which closes the connection).
+    Hang,
+    /// Answer this HTTP status with a splunkd error body.
+    Fail(u16),
+    /// 401 unless `Authorization: Splunk <key>` carries the expected key
+    /// (see [`FakeSplunkd::expect_key`]); the right key gets a normal answer.
+    RejectKey,
+}
+
+/// One request as the server saw it.
+#[derive(Clone, Debug)]
+pub struct ExportRequest {
+    /// `POST`, `GET`, …
+    pub method: String,
+    /// The request target (path and query).
+    pub path: String,
+    /// The `Authorization` header, verbatim.
+    pub authorization: Option<String>,
+    /// The `Content-Type` header.
+    pub content_type: Option<String>,
+    /// The decoded form fields, in order.
+    pub form: Vec<(String, String)>,
+    /// The decoded `search` field (empty when absent).
+    pub search: String,
+    /// GUIDs of the `ProcessGuid IN (…)` list, as written.
+    pub guids: Vec<String>,
+    /// When the request head arrived.
+    pub at: Instant,
+    /// The status answered (0: never answered, [`Mode::Hang`]).
+    pub status: u16,
+    /// Results answered.
+    pub results: usize,
+}
+
+impl ExportRequest {
+    /// A decoded form field.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.form
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The session key of `Authorization: Splunk <key>`, if that is the
+    /// header's form.
+    pub fn session_key(&self) -> Option<&str> {
+        self.authorization
+            .as_deref()
+            .and_then(|a| a.strip_prefix("Splunk "))
+            .map(str::trim)
+    }
+}
+
+/// The EventCode 1 rows of a table, by normalised GUID: the requested
+/// fields of the first creation of each GUID.
+struct Index {
+    by_guid: HashMap<String, Vec<(String, Value)>>,
+}
+
+/// Upper case without braces or surrounding blanks: how GUIDs compare.
+pub fn normalize_guid(g: &str) -> String {
+    g.trim()
+        .trim_start_matches('{')
+        .trim_end_matches('}')
+        .trim()
+        .to_ascii_uppercase()
+}
+
+impl Index {
+    fn new(table: &Table) -> Index {
+        let code = table
+            .position("EventCode")
+            .or_else(|| table.position("EventID"));
+        let guid = table.position("ProcessGuid");
+        let mut by_guid = HashMap::new();
+        let (Some(code), Some(guid)) = (code, guid) else {
+            return Index { by_guid };
+        };
+        for row in &table.rows {
+            if row[code].joined().trim() != "1" {
+                continue;
+            }
+            let g = normalize_guid(&row[guid].joined());
+            if g.is_empty() || by_guid.contains_key(&g) {
+                continue;
+            }
+            let fields = table
+                .columns
+                .iter()
+                .zip(row)
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(c, v)| (c.clone(), v.clone()))
+                .collect();
+            by_guid.insert(g, fields);
+        }
+        Index { by_guid }
+    }
+}
+
+struct Shared {
+    stop: AtomicBool,
+    mode: Mutex<Mode>,
+    key: Mutex<Option<String>>,
+    index: Index,
+    requests: Mutex<Vec<ExportRequest>>,
+    count: AtomicUsize,
+    /// Woken on drop, so hanging and slow handlers end at once.
+    wake: (Mutex<()>, Condvar),
+    /// Every accepted connection, to shut it down on drop.
+    streams: Mutex<Vec<TcpStream>>,
+    handlers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Shared {
+    /// Sleeps until `deadline` or until the server stops; true if stopped.
+    fn sleep_until(&self, deadline: Option<Instant>) -> bool {
+        let (lock, cv) = &self.wake;
+        let mut guard = lock.lock().unwrap();
+        loop {
+            if self.stop.load(Ordering::SeqCst) {
+                return true;
+            }
+            let wait = match deadline {
+                None => Duration::from_millis(200),
+                Some(d) => {
+                    let left = d.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return false;
+                    }
+                    left.min(Duration::from_millis(200))
+                }
+            };
+            guard = cv.wait_timeout(guard, wait).unwrap().0;
+        }
+    }
+}
+
+/// The fake server; stops when dropped.
+pub struct FakeSplunkd {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl FakeSplunkd {
+    /// Serves the EventCode 1 rows of `table` on `127.0.0.1:<any port>`.
+    pub fn start(table: &Table, mode: Mode) -> FakeSplunkd {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        listener
+            .set_nonblocking(true)
+            .expect("non-blocking listener");
+        let addr = listener.local_addr().expect("local addr");
+        let shared = Arc::new(Shared {
+            stop: AtomicBool::new(false),
+            mode: Mutex::new(mode),
+            key: Mutex::new(None),
+            index: Index::new(table),
+            requests: Mutex::new(Vec::new()),
+            count: AtomicUsize::new(0),
+            wake: (Mutex::new(()), Condvar::new()),
+            streams: Mutex::new(Vec::new()),
+            handlers: Mutex::new(Vec::new()),
+        });
+        let acceptor = {
+            let shared = shared.clone();
+            thread::spawn(move || accept_loop(listener, shared))
+        };
+        FakeSplunkd {
+            addr,
+            shared,
+            acceptor: Some(acceptor),
+        }
+    }
+
+    /// `http://127.0.0.1:<port>`: what getinfo's `splunkd_uri` should say.
+    pub fn uri(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Changes the behaviour for the next requests.
+    pub fn set_mode(&self, mode: Mode) {
+        *self.shared.mode.lock().unwrap() = mode;
+    }
+
+    /// The session key [`Mode::RejectKey`] accepts (none: every key fails).
+    pub fn expect_key(&self, key: &str) {
+        *self.shared.key.lock().unwrap() = Some(key.to_string());
+    }
+
+    /// Requests so far (any path, answered or not).
+    pub fn request_count(&self) -> usize {
+        self.shared.count.load(Ordering::SeqCst)
+    }
+
+    /// Every request so far, in arrival order.
+    pub fn requests(&self) -> Vec<ExportRequest> {
+        self.shared.requests.lock().unwrap().clone()
+    }
+
+    /// Number of distinct GUIDs the server can answer.
+    pub fn creations(&self) -> usize {
+        self.shared.index.by_guid.len()
+    }
+}
+
+impl Drop for FakeSplunkd {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        {
+            let (lock, cv) = &self.shared.wake;
+            let _guard = lock.lock().unwrap();
+            cv.notify_all();
+        }
+        if let Some(a) = self.acceptor.take() {
+            let _ = a.join();
+        }
+        for s in self.shared.streams.lock().unwrap().drain(..) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+        let handlers: Vec<_> = self.shared.handlers.lock().unwrap().drain(..).collect();
+        for h in handlers {
+            let _ = h.join();
+        }
+    }
+}
+
+fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    while !shared.stop.load(Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let _ = stream.set_nonblocking(false);
+                if let Ok(clone) = stream.try_clone() {
+                    shared.streams.lock().unwrap().push(clone);
+                }
+                let s = shared.clone();
+                let h = thread::spawn(move || handle(stream, &s));
+                let mut handlers = shared.handlers.lock().unwrap();
+                handlers.retain(|h| !h.is_finished());
+                handlers.push(h);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                thread::sleep(Duration::from_millis(5));
+            }
+            Err(_) => thread::sleep(Duration::from_millis(5)),
+        }
+    }
+}
+
+/// A parsed HTTP/1.1 request.
+struct Http {
+    method: String,
+    target: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Http {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn read_request(stream: &mut TcpStream) -> Option<Http> {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut buf = Vec::new();
+    let mut tmp = [0u8; 8192];
+    let head_end = loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p;
+        }
+        if buf.len() > 1 << 20 {
+            return None;
+        }
+        let n = stream.read(&mut tmp).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&tmp[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let mut first = lines.next()?.split(' ');
+    let method = first.next()?.to_string();
+    let target = first.next()?.to_string();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let mut body = buf[head_end + 4..].to_vec();
+    let length = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    while body.len() < length {
+        let n = stream.read(&mut tmp).ok()?;
+        if n == 0 {
+            return None;
+        }
+        body.extend_from_slice(&tmp[..n]);
+    }
+    body.truncate(length);
+    Some(Http {
+        method,
+        target,
+        headers,
+        body,
+    })
+}
+
+/// `application/x-www-form-urlencoded` → pairs (`+` is a space, then
+/// percent-decoding).
+pub fn parse_form(body: &[u8]) -> Vec<(String, String)> {
+    let decode = |s: &str| {
+        let s = s.replace('+', " ");
+        percent_encoding::percent_decode_str(&s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    String::from_utf8_lossy(body)
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => (decode(k), decode(v)),
+            None => (decode(kv), String::new()),
+        })
+        .collect()
+}
+
+/// The GUIDs of `ProcessGuid IN ("{…}", …)` (quotes removed), or of
+/// `ProcessGuid="{…}" OR …` when the search is written that way.
+pub fn search_guids(search: &str) -> Vec<String> {
+    let lower = search.to_ascii_lowercase();
+    if let Some(start) = lower.find("processguid in (") {
+        let rest = &search[start + "processguid in (".len()..];
+        let list = rest.split(')').next().unwrap_or("");
+        return list
+            .split(',')
+            .map(|g| g.trim().trim_matches('"').trim().to_string())
+            .filter(|g| !g.is_empty())
+            .collect();
+    }
+    let mut out = Vec::new();
+    let mut rest = search;
+    while let Some(i) = rest.to_ascii_lowercase().find("processguid=") {
+        let after = &rest[i + "processguid=".len()..];
+        let value: String = after
+            .trim_start_matches('"')
+            .chars()
+            .take_while(|c| !matches!(c, '"' | ' ' | ')'))
+            .collect();
+        if !value.is_empty() {
+            out.push(value);
+        }
+        rest = after;
+    }
+    out
+}
+
+/// The field list of the search's `| fields a b c` (all fields if none).
+pub fn search_fields(search: &str) -> Option<Vec<String>> {
+    let part = search
+        .split('|')
+        .map(str::trim)
+        .find(|p| p.starts_with("fields ") && !p.starts_with("fields -"))?;
+    Some(
+        part["fields ".len()..]
+            .split([' ', ','])
+            .filter(|f| !f.is_empty())
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
+/// Epoch seconds (`1645292116.196`) → splunkd's JSON rendering of `_time`
+/// (`2022-02-19T17:35:16.196+00:00`); other text is passed through.
+pub fn render_time(epoch: &str) -> String {
+    let Ok(t) = epoch.trim().parse::<f64>() else {
+        return epoch.to_string();
+    };
+    let ms = (t * 1000.0).round() as i64;
+    let secs = ms.div_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}+00:00",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        ms.rem_euclid(1000)
+    )
+}
+
+fn json_value(field: &str, v: &Value) -> serde_json::Value {
+    match v {
+        Value::One(s) if field == "_time" => serde_json::Value::String(render_time(s)),
+        Value::One(s) => serde_json::Value::String(s.clone()),
+        Value::Many(list) => serde_json::Value::Array(
+            list.iter()
+                .map(|s| serde_json::Value::String(s.clone()))
+                .collect(),
+        ),
+    }
+}
+
+/// The export body for one search: JSON lines of the matching creations.
+fn export_lines(index: &Index, search: &str, guids: &[String]) -> Vec<String> {
+    let fields = search_fields(search);
+    let mut seen = std::collections::HashSet::new();
+    let mut results = Vec::new();
+    for g in guids {
+        let key = normalize_guid(g);
+        if !seen.insert(key.clone()) {
+            continue;
+        }
+        let Some(row) = index.by_guid.get(&key) else {
+            continue;
+        };
+        let mut obj = serde_json::Map::new();
+        match &fields {
+            Some(list) => {
+                for f in list {
+                    if let Some((_, v)) = row.iter().find(|(c, _)| c == f) {
+                        obj.insert(f.clone(), json_value(f, v));
+                    }
+                }
+            }
+            None => {
+                for (c, v) in row {
+                    obj.insert(c.clone(), json_value(c, v));
+                }
+            }
+        }
+        results.push(obj);
+    }
+    let n = results.len();
+    results
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let mut line = serde_json::Map::new();
+            line.insert("preview".into(), false.into());
+            line.insert("offset".into(), i.into());
+            if i + 1 == n {
+                line.insert("lastrow".into(), true.into());
+            }
+            line.insert("result".into(), serde_json::Value::Object(r));
+            serde_json::Value::Object(line).to_string()
+        })
+        .collect()
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        _ => "Error",
+    }
+}
+
+fn write_plain(stream: &mut TcpStream, status: u16, body: &str) {
+    let head = format!(
+        "HTTP/1.1 {status} {}\r\nServer: Splunkd\r\nContent-Type: application/json; charset=UTF-8\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        reason(status),
+        body.len()
+    );
+    let _ = stream.write_all(head.as_bytes());
+    let _ = stream.write_all(body.as_bytes());
+    let _ = stream.flush();
+}
+
+/// 200 with the lines as a chunked stream, one chunk per line.
+fn write_stream(stream: &mut TcpStream, lines: &[String]) {
+    let head =
+        "HTTP/1.1 200 OK\r\nServer: Splunkd\r\nContent-Type: application/json; charset=UTF-8\r\n\
+                Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+    let mut out = head.as_bytes().to_vec();
+    for l in lines {
+        let data = format!("{l}\n");
+        out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+        out.extend_from_slice(data.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
+    let _ = stream.write_all(&out);
+    let _ = stream.flush();
+}
+
+fn handle(mut stream: TcpStream, shared: &Shared) {
+    let Some(req) = read_request(&mut stream) else {
+        return;
+    };
+    let at = Instant::now();
+    shared.count.fetch_add(1, Ordering::SeqCst);
+    let mode = *shared.mode.lock().unwrap();
+    let form = parse_form(&req.body);
+    let search = form
+        .iter()
+        .find(|(k, _)| k == "search")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default();
+    let guids = search_guids(&search);
+    let authorization = req.header("Authorization").map(str::to_string);
+    let path = req.target.split('?').next().unwrap_or("").to_string();
+    let is_export = req.method == "POST"
+        && path.starts_with("/servicesNS/")
+        && path.ends_with("/search/jobs/export")
+        && path.split('/').count() == 7;
+    let key_ok = {
+        let expected = shared.key.lock().unwrap();
+        let given = authorization
+            .as_deref()
+            .and_then(|a| a.strip_prefix("Splunk "))
+            .map(str::trim);
+        matches!((expected.as_deref(), given), (Some(e), Some(g)) if e == g)
+    };
+    let lines = if is_export {
+        export_lines(&shared.index, &search, &guids)
+    } else {
+        Vec::new()
+    };
+    let status = match mode {
+        Mode::Hang => 0,
+        Mode::Fail(s) => s,
+        Mode::RejectKey if !key_ok => 401,
+        _ if !is_export => 404,
+        _ => 200,
+    };
+    let record = ExportRequest {
+        method: req.method.clone(),
+        path: req.target.clone(),
+        authorization,
+        content_type: req.header("Content-Type").map(str::to_string),
+        form,
+        search,
+        guids,
+        at,
+        status,
+        results: if status == 200 { lines.len() } else { 0 },
+    };
+    shared.requests.lock().unwrap().push(record);
+    // Hang waits until the server stops; Slow until its delay is over (or
+    // the server stops, then nobody is left to answer).
+    let stopped = match mode {
+        Mode::Hang => shared.sleep_until(None),
+        Mode::Slow(d) => shared.sleep_until(Some(Instant::now() + d)),
+        _ => false,
+    };
+    if stopped {
+        return;
+    }
+    match status {
+        200 => write_stream(&mut stream, &lines),
+        401 => write_plain(&mut stream, 401, UNAUTHORIZED_BODY),
+        404 => write_plain(
+            &mut stream,
+            404,
+            r#"{"messages":[{"type":"ERROR","text":"Not Found"}]}"#,
+        ),
+        s => write_plain(
+            &mut stream,
+            s,
+            &format!(
+                r#"{{"messages":[{{"type":"ERROR","text":"{}: search process failed (fake splunkd)"}}]}}"#,
+                reason(s)
+            ),
+        ),
+    }
+    let _ = stream.shutdown(Shutdown::Write);
+}
