@@ -140,6 +140,8 @@ pub struct Enricher {
     /// Malicious verdicts seen in this search (for `lineage_malicious_ancestor`).
     malicious: HashMap<LookupKey, bool>,
     scratch: Vec<u8>,
+    /// Rendered lineage cells of the chunk (reused).
+    render_buf: Vec<u8>,
     warnings: Vec<String>,
     /// Every warning text already shown in this search.
     warned: std::collections::HashSet<String>,
@@ -191,6 +193,7 @@ impl Enricher {
             rep_cells: Vec::new(),
             malicious: HashMap::new(),
             scratch: Vec::new(),
+            render_buf: Vec::new(),
             warnings: Vec::new(),
             warned: Default::default(),
             stats: Stats::default(),
@@ -456,6 +459,10 @@ impl Enricher {
             .as_mut()
             .map(|e| e.resolver(rules, |_: &FileHashes| false));
         let mut stats = std::mem::take(&mut self.stats);
+        let mut rendered: HashMap<usize, (Arc<crate::lineage::Chain>, Range<usize>, Range<usize>), GuidBuildHasher> =
+            HashMap::default();
+        let mut render_buf = std::mem::take(&mut self.render_buf);
+        render_buf.clear();
         for row in &self.rows {
             match &layout.passthrough {
                 Passthrough::Raw => out.extend_from_slice(&body[row.span.clone()]),
@@ -480,21 +487,36 @@ impl Enricher {
                 })),
                 _ => None,
             };
-            if let Some(c) = &chain {
+            let cells = chain.map(|c| {
                 stats.lineage_rows += 1;
                 match c.status() {
                     crate::lineage::Status::Complete => stats.lineage_complete += 1,
                     crate::lineage::Status::Partial => stats.lineage_partial += 1,
                     _ => {}
                 }
-            }
+                // Rows of one process share one Arc'd chain: render it once.
+                // The map keeps the Arc, so its address cannot be reused by
+                // another chain while the entry lives.
+                let key = Arc::as_ptr(&c) as usize;
+                let (_, plain, mv) = rendered.entry(key).or_insert_with(|| {
+                    let (plain, mv) = output::render_chain(&c, &mut render_buf, &mut self.scratch);
+                    (c, plain, mv)
+                });
+                (plain.clone(), mv.clone())
+            });
             let rep = (row.hashes != NO_HASHES)
                 .then(|| self.rep_cells.get(row.hashes as usize))
                 .flatten();
-            output::push_cells(out, hashes, rep, chain.as_deref(), &mut self.scratch);
+            let cells = cells.map(|(p, m)| output::ChainCells {
+                plain: &render_buf[p],
+                mv: &render_buf[m],
+            });
+            output::push_cells(out, hashes, rep, cells);
             out.push(b'\n');
         }
         self.stats = stats;
+        drop(rendered);
+        self.render_buf = render_buf;
     }
 }
 

@@ -11,6 +11,7 @@ use crate::protocol::multivalue::MV_PREFIX;
 use crate::protocol::records::push_field;
 use crate::reputation::Answer;
 use crate::sysmon::FileHashes;
+use std::ops::Range;
 
 /// Output fields in column order, with whether each is multivalue.
 pub const FIELDS: &[(&str, bool)] = &[
@@ -160,14 +161,24 @@ pub fn render_answer(a: &Answer) -> RepCells {
     cells
 }
 
-/// Appends one row's cells in [`FIELDS`] order (leading comma included),
-/// straight into the output: no per-row allocation.
+/// A chain's cells, rendered once and copied into every row that shares
+/// it (all events of one process share its chain): `plain` holds the ten
+/// lineage cells, `mv` the five lineage `__mv_` cells, each with its
+/// leading comma.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ChainCells<'a> {
+    /// `,lineage,…,lineage_malicious_ancestor`.
+    pub plain: &'a [u8],
+    /// `,__mv_lineage_parents,…,__mv_lineage_flags`.
+    pub mv: &'a [u8],
+}
+
+/// Appends one row's cells in [`FIELDS`] order (leading comma included).
 pub fn push_cells(
     out: &mut Vec<u8>,
     hashes: Option<&FileHashes>,
     rep: Option<&RepCells>,
-    chain: Option<&Chain>,
-    scratch: &mut Vec<u8>,
+    chain: Option<ChainCells<'_>>,
 ) {
     let h = hashes.copied().unwrap_or_default();
     push_digest(out, h.md5.as_ref().map(|d| d.as_bytes()));
@@ -179,14 +190,23 @@ pub fn push_cells(
         _ => out.extend_from_slice(b",,,,,,,,,"),
     }
     let rep_mv = rep.map_or(&b""[..], |r| &r.mv[..]);
-    let Some(c) = chain else {
-        // lineage … lineage_malicious_ancestor (10), then the six __mv_ cells.
-        out.extend_from_slice(b",,,,,,,,,,");
-        out.push(b',');
-        out.extend_from_slice(rep_mv);
-        out.extend_from_slice(b",,,,,");
-        return;
-    };
+    match chain {
+        Some(c) => out.extend_from_slice(c.plain),
+        None => out.extend_from_slice(b",,,,,,,,,,"),
+    }
+    out.push(b',');
+    out.extend_from_slice(rep_mv);
+    match chain {
+        Some(c) => out.extend_from_slice(c.mv),
+        None => out.extend_from_slice(b",,,,,"),
+    }
+}
+
+/// Renders a chain's cells into `buf`; returns the ranges of the plain and
+/// the `__mv_` part.
+pub fn render_chain(c: &Chain, buf: &mut Vec<u8>, scratch: &mut Vec<u8>) -> (Range<usize>, Range<usize>) {
+    let start = buf.len();
+    let out = buf;
     out.push(b',');
     let mark = out.len();
     c.write_lineage(out);
@@ -229,9 +249,7 @@ pub fn push_cells(
     if let Some(a) = c.malicious_ancestor() {
         push_field(out, a.image);
     }
-    // __mv_ cells: rep_sources, lineage_parents, _guids, _cmdlines, _source, _flags.
-    out.push(b',');
-    out.extend_from_slice(rep_mv);
+    let plain = start..out.len();
     out.push(b',');
     push_mv(out, c.parents());
     out.push(b',');
@@ -242,6 +260,8 @@ pub fn push_cells(
     push_mv(out, sources.iter().copied());
     out.push(b',');
     push_mv(out, c.flags().iter().map(|f| f.as_bytes()));
+    let mv = plain.end..out.len();
+    (plain, mv)
 }
 
 #[cfg(test)]
@@ -254,7 +274,7 @@ mod tests {
         push_header(&mut h);
         let mut row = b"y".to_vec();
         let hashes = FileHashes::parse_sysmon(b"MD5=975B4BD9B9D3B0A9C7D6E5F4A3B2C1D0");
-        push_cells(&mut row, Some(&hashes), None, None, &mut Vec::new());
+        push_cells(&mut row, Some(&hashes), None, None);
         let text = format!(
             "{}\n{}\n",
             String::from_utf8_lossy(&h),
