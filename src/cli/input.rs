@@ -6,6 +6,7 @@
 //! CLI drives exactly the engine the search command runs.
 
 use crate::protocol::records::push_field;
+use crate::sysmon::time::utc_to_epoch;
 use crate::sysmon::xml;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
@@ -226,28 +227,6 @@ pub fn evtx_batches(
         f(&body_of(batch, &mut order))?;
     }
     Ok(())
-}
-
-/// `2019-07-19 14:42:53.277` (UTC) → epoch seconds.
-pub fn utc_to_epoch(s: &str) -> Option<f64> {
-    let (date, time) = s.trim().split_once(' ')?;
-    let mut d = date.split('-').map(|p| p.parse::<i64>());
-    let (y, m, day) = (d.next()?.ok()?, d.next()?.ok()?, d.next()?.ok()?);
-    let mut t = time.split(':');
-    let (h, mi) = (
-        t.next()?.parse::<i64>().ok()?,
-        t.next()?.parse::<i64>().ok()?,
-    );
-    let sec: f64 = t.next()?.parse().ok()?;
-    // Howard Hinnant's days-from-civil.
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some((days * 86400 + h * 3600 + mi * 60) as f64 + sec)
 }
 
 #[cfg(test)]

@@ -3,13 +3,32 @@
 //! The same [`crate::command::enrich::Enricher`] that serves splunkd runs
 //! here over files, so what an analyst sees at a terminal is what the
 //! search bar would show.
+//!
+//! | subcommand | file | what |
+//! |---|---|---|
+//! | `enrich FILE…` | here, `input.rs`, `print.rs` | CSV / JSON lines / `.evtx` through the engine |
+//! | `demo` | here | synthetic events through the engine |
+//! | `search 'SPL'` | `search.rs`, `rest.rs` | export search on splunkd, optionally enriched |
+//! | `apps` | `apps.rs`, `rest.rs` | apps installed on splunkd |
+//! | `keys set/list/delete` | `keys.rs`, `rest.rs` | provider API keys in splunkd's credential store |
+//! | `tree GUID FILE…` | `tree.rs` | a process tree a person can read |
+//! | `state [stats/purge/check]` | `state.rs` | the state database |
+//!
+//! Commands that talk to splunkd read `.splunkrc` (`splunkrc.rs`).
 
+mod apps;
 mod input;
+mod keys;
 mod print;
+pub mod rest;
+pub mod search;
+pub mod splunkrc;
+pub mod state;
+mod tree;
 
 use crate::command::args::{self, Options};
 use crate::command::enrich::Enricher;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
@@ -59,6 +78,160 @@ enum Command {
         #[arg(long, default_value_t = 15)]
         show: usize,
     },
+    /// Manage the providers' API keys in splunkd's credential store
+    /// (storage/passwords, app and realm `sysmonenrich`).
+    #[command(after_help = "Examples:\n  \
+sysmonenrich keys set virustotal                 (asks for the key, input hidden)\n  \
+sysmonenrich keys set malwarebazaar --key-file mb.key\n  \
+pass show vt | sysmonenrich keys set virustotal\n  \
+sysmonenrich keys list\n  \
+sysmonenrich keys delete virustotal")]
+    Keys {
+        #[command(flatten)]
+        connect: Connect,
+        #[command(subcommand)]
+        action: KeysCommand,
+    },
+    /// List the apps installed on splunkd.
+    Apps {
+        #[command(flatten)]
+        connect: Connect,
+        /// Output format.
+        #[arg(long, short = 'f', value_enum, default_value_t = OutFormat::Table)]
+        format: OutFormat,
+    },
+    /// Run a search on splunkd (blocking export, row limit), optionally
+    /// enrich the results, and print them.
+    #[command(after_help = "Examples:\n  \
+sysmonenrich search 'index=sysmon EventCode=1' --max-rows 1000 --enrich -f table\n  \
+sysmonenrich search '`sysmonenrich_index` EventCode=1 Image=*\\\\powershell.exe' --earliest -7d --enrich -o max_depth=10 -f json\n  \
+sysmonenrich search '| tstats count where index=sysmon by host' -f table")]
+    Search {
+        /// The search, as typed in the search bar (`search ` is added when
+        /// it starts with neither `search` nor `|`).
+        spl: String,
+        /// Earliest time (`-24h`, `-7d@d`, an epoch, an ISO time; empty =
+        /// all time).
+        #[arg(long, default_value = "-24h", allow_hyphen_values = true)]
+        earliest: String,
+        /// Latest time.
+        #[arg(long, default_value = "now", allow_hyphen_values = true)]
+        latest: String,
+        /// Stop after this many results (0 = all of them, held in memory).
+        #[arg(long, default_value_t = 100)]
+        max_rows: usize,
+        /// Output format.
+        #[arg(long, short = 'f', value_enum, default_value_t = OutFormat::Csv)]
+        format: OutFormat,
+        /// Pipe the results through the enrichment (as `| sysmonenrich`).
+        #[arg(long)]
+        enrich: bool,
+        /// Enrichment options as in the search bar, e.g. `max_depth=10`
+        /// (with --enrich).
+        #[arg(long = "option", short = 'o', value_name = "NAME=VALUE")]
+        options: Vec<String>,
+        /// Longest the search may run, e.g. `90s`, `10m`.
+        #[arg(long, default_value = "10m", value_parser = parse_duration)]
+        timeout: std::time::Duration,
+        #[command(flatten)]
+        connect: Connect,
+    },
+    /// Show the process tree around one process: its ancestors, the process
+    /// and its descendants, with the lineage rules each matches.
+    #[command(after_help = "Example:\n  \
+sysmonenrich tree '{747F3D96-D6ED-5D31-0000-0010C88A2500}' sysmon.csv.gz more.evtx")]
+    Tree {
+        /// The ProcessGuid (braces optional, any case).
+        guid: String,
+        /// Input files: CSV, JSON lines or .evtx (gzip allowed), read whole.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Show whole command lines (default: cut at 120 characters).
+        #[arg(long)]
+        full: bool,
+        /// Levels of descendants to show (default: all).
+        #[arg(long)]
+        depth: Option<usize>,
+        /// A lineage_rules.conf to use instead of the app's or the built-in.
+        #[arg(long, value_name = "FILE")]
+        rules: Option<PathBuf>,
+    },
+    /// Statistics and clean-up of the state database (process table,
+    /// reputation cache, pending queue, quota ledger).
+    #[command(after_help = "Examples:\n  \
+sysmonenrich state\n  \
+sysmonenrich state purge cache\n  \
+sysmonenrich state --db /opt/splunk/var/lib/sysmonenrich/state.db check")]
+    State {
+        /// The database (default: `[state] path` of the app's conf, else
+        /// $SPLUNK_HOME/var/lib/sysmonenrich/state.db, else
+        /// ~/.local/state/sysmonenrich/state.db).
+        #[arg(long, value_name = "PATH", global = true)]
+        db: Option<PathBuf>,
+        #[command(subcommand)]
+        action: Option<StateCommand>,
+    },
+}
+
+/// How to reach splunkd.
+#[derive(Args, Debug, Clone)]
+struct Connect {
+    /// The .splunkrc with host=, port=, scheme= and token= or username= and
+    /// password= (default: ~/.splunkrc).
+    #[arg(long, value_name = "PATH", global = true)]
+    splunkrc: Option<PathBuf>,
+    /// Accept splunkd's TLS certificate without verifying it (a loopback
+    /// splunkd is always accepted: Splunk's certificate is self-signed).
+    #[arg(long, global = true)]
+    insecure: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum KeysCommand {
+    /// Store a provider's key (replacing the stored one). The key is read
+    /// from --key-file, else from the terminal without echo, else from
+    /// stdin; never from the command line.
+    Set {
+        /// `virustotal` or `malwarebazaar`.
+        provider: String,
+        /// A file holding the key (one line).
+        #[arg(long, value_name = "FILE")]
+        key_file: Option<PathBuf>,
+    },
+    /// Show which providers have a key (never the key).
+    List,
+    /// Delete a provider's key.
+    Delete {
+        /// `virustotal` or `malwarebazaar`.
+        provider: String,
+    },
+}
+
+#[derive(Subcommand, Debug, Clone, Copy)]
+enum StateCommand {
+    /// Row counts, file size, pending lookups by reason, quota use
+    /// (the default).
+    Stats,
+    /// Empty a table: processes, cache, pending, quota or all.
+    Purge {
+        /// processes, cache, pending, quota or all.
+        #[arg(value_parser = parse_purge)]
+        what: crate::state::PurgeTarget,
+        /// Shrink the file afterwards (VACUUM; locks the database while it
+        /// copies).
+        #[arg(long)]
+        vacuum: bool,
+    },
+    /// Run the integrity check (reads the whole file).
+    Check,
+}
+
+fn parse_purge(s: &str) -> Result<crate::state::PurgeTarget, String> {
+    s.parse()
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    args::duration(s)
 }
 
 /// Output formats.
@@ -94,6 +267,68 @@ pub fn main(argv: Vec<OsString>) -> ExitCode {
             options,
         } => enrich(&files, format, chunk, &options),
         Command::Demo { rows, format, show } => demo(rows, format, show),
+        Command::Keys { connect, action } => match action {
+            KeysCommand::Set { provider, key_file } => {
+                keys::prepare_set(&provider, key_file.as_deref()).and_then(|(provider, key)| {
+                    connect
+                        .rest()
+                        .and_then(|rest| keys::set(&rest, &provider, &key))
+                })
+            }
+            KeysCommand::List => connect.rest().and_then(|rest| keys::list(&rest)),
+            KeysCommand::Delete { provider } => connect
+                .rest()
+                .and_then(|rest| keys::delete(&rest, &provider)),
+        },
+        Command::Apps { connect, format } => {
+            connect.rest().and_then(|rest| apps::run(&rest, format))
+        }
+        Command::Search {
+            spl,
+            earliest,
+            latest,
+            max_rows,
+            format,
+            enrich,
+            options,
+            timeout,
+            connect,
+        } => connect.rest().and_then(|rest| {
+            search::run(
+                &rest,
+                &search::SearchArgs {
+                    spl,
+                    earliest,
+                    latest,
+                    max_rows,
+                    format,
+                    enrich,
+                    options,
+                    timeout,
+                },
+            )
+        }),
+        Command::Tree {
+            guid,
+            files,
+            full,
+            depth,
+            rules,
+        } => tree::run(&tree::TreeArgs {
+            guid,
+            files,
+            full,
+            depth,
+            rules,
+        }),
+        Command::State { db, action } => state::run(
+            db.as_deref(),
+            match action.unwrap_or(StateCommand::Stats) {
+                StateCommand::Stats => state::Action::Stats,
+                StateCommand::Purge { what, vacuum } => state::Action::Purge { what, vacuum },
+                StateCommand::Check => state::Action::Check,
+            },
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -102,6 +337,14 @@ pub fn main(argv: Vec<OsString>) -> ExitCode {
             eprintln!("sysmonenrich: error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+impl Connect {
+    /// Reads the `.splunkrc` and connects (logging in when it has to).
+    fn rest(&self) -> anyhow::Result<rest::Rest> {
+        let rc = splunkrc::SplunkRc::load(self.splunkrc.as_deref())?;
+        rest::Rest::connect(&rc, self.insecure)
     }
 }
 
@@ -117,40 +360,67 @@ fn options(list: &[String]) -> anyhow::Result<Options> {
     args::parse(list, &Options::default()).map_err(|problems| anyhow::anyhow!(problems.join("\n")))
 }
 
+/// The engine and the printer of one enrichment run: bodies in, enriched
+/// rows on stdout, the summary on stderr. Shared by `enrich` (files) and
+/// `search --enrich` (splunkd results).
+struct EnrichRun {
+    enricher: Enricher,
+    printer: print::Printer<std::io::BufWriter<std::io::StdoutLock<'static>>>,
+    out: Vec<u8>,
+}
+
+impl EnrichRun {
+    fn new(options: Options, format: OutFormat) -> EnrichRun {
+        EnrichRun {
+            enricher: Enricher::new(options, crate::protocol::Limits::default().max_field),
+            printer: print::Printer::new(
+                format,
+                std::io::BufWriter::new(std::io::stdout().lock()),
+                usize::MAX,
+            ),
+            out: Vec::new(),
+        }
+    }
+
+    /// Enriches and prints one body; `origin` names it in errors.
+    fn body(&mut self, origin: &dyn std::fmt::Display, body: &[u8]) -> anyhow::Result<()> {
+        self.enricher
+            .process(body, &mut self.out)
+            .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
+        self.printer.body(&self.out)
+    }
+
+    /// Flushes the output and prints the summary and warnings on stderr.
+    fn finish(mut self) -> anyhow::Result<()> {
+        self.printer.finish()?;
+        eprintln!("{}", crate::command::serve::summary(&self.enricher));
+        if let Some((_, text)) = self.enricher.reputation_summary() {
+            eprintln!("{text}");
+        }
+        for w in self.enricher.take_warnings() {
+            eprintln!("{w}");
+        }
+        Ok(())
+    }
+}
+
 fn enrich(
     files: &[PathBuf],
     format: OutFormat,
     chunk: usize,
     opts: &[String],
 ) -> anyhow::Result<()> {
-    let options = options(opts)?;
-    let mut enricher = Enricher::new(options, crate::protocol::Limits::default().max_field);
-    let stdout = std::io::stdout();
-    let mut printer =
-        print::Printer::new(format, std::io::BufWriter::new(stdout.lock()), usize::MAX);
-    let mut out = Vec::new();
+    let mut run = EnrichRun::new(options(opts)?, format);
     for file in files {
-        let mut run = |body: &Vec<u8>| -> anyhow::Result<()> {
-            enricher
-                .process(body, &mut out)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-            printer.body(&out)
-        };
+        let origin = file.display();
+        let mut f = |body: &Vec<u8>| run.body(&origin, body);
         match input::Format::from_path(file) {
-            input::Format::Csv => input::csv_batches(input::open(file)?, chunk, &mut run)?,
-            input::Format::JsonLines => input::jsonl_batches(input::open(file)?, chunk, &mut run)?,
-            input::Format::Evtx => input::evtx_batches(file, chunk, &mut run)?,
+            input::Format::Csv => input::csv_batches(input::open(file)?, chunk, &mut f)?,
+            input::Format::JsonLines => input::jsonl_batches(input::open(file)?, chunk, &mut f)?,
+            input::Format::Evtx => input::evtx_batches(file, chunk, &mut f)?,
         }
     }
-    printer.finish()?;
-    eprintln!("{}", crate::command::serve::summary(&enricher));
-    if let Some((_, text)) = enricher.reputation_summary() {
-        eprintln!("{text}");
-    }
-    for w in enricher.take_warnings() {
-        eprintln!("{w}");
-    }
-    Ok(())
+    run.finish()
 }
 
 fn demo(rows: usize, format: OutFormat, show: usize) -> anyhow::Result<()> {

@@ -15,6 +15,7 @@
 
 use super::args::Options;
 use super::output::{self, RepCells};
+use super::persist::ProcessWriter;
 use super::state_source::{to_stored, StateSource};
 use crate::config::settings::Settings;
 use crate::lineage::{
@@ -100,8 +101,6 @@ struct RowInfo {
 }
 
 const NO_HASHES: u32 = u32::MAX;
-/// How often (in chunks) a long search prunes the process table.
-const PRUNE_EVERY_CHUNKS: u64 = 20;
 /// Verdicts remembered per search for ancestor flags.
 const MAX_VERDICTS: usize = 200_000;
 
@@ -142,6 +141,8 @@ pub struct Enricher {
     scratch: Vec<u8>,
     /// Rendered lineage cells of the chunk (reused).
     render_buf: Vec<u8>,
+    /// Background writer of the process table.
+    writer: Option<ProcessWriter>,
     warnings: Vec<String>,
     /// Every warning text already shown in this search.
     warned: std::collections::HashSet<String>,
@@ -194,6 +195,7 @@ impl Enricher {
             malicious: HashMap::new(),
             scratch: Vec::new(),
             render_buf: Vec::new(),
+            writer: None,
             warnings: Vec::new(),
             warned: Default::default(),
             stats: Stats::default(),
@@ -363,8 +365,12 @@ impl Enricher {
                 RowStart::Process(guid, _) => anchors.push(Anchor::Acting(guid)),
             }
         }
-        anchors.sort_unstable_by_key(anchor_key);
-        anchors.dedup();
+        // Many rows share an acting process: ask about each once.
+        let mut seen = crate::lineage::GuidSet::with_hasher(GuidBuildHasher::new());
+        anchors.retain(|a| match *a {
+            Anchor::Acting(g) => seen.insert(g),
+            Anchor::Created { .. } => true,
+        });
         if let Some(b) = self.backfill.as_mut() {
             b.start_chunk();
         }
@@ -426,24 +432,23 @@ impl Enricher {
             .chain(found)
             .map(|p| to_stored(p, now))
             .collect();
-        if let Err(e) = state.put_processes(&stored) {
+        let settings = self.settings.state.clone();
+        let writer = self
+            .writer
+            .get_or_insert_with(|| ProcessWriter::start(state, settings));
+        writer.write(stored);
+        if let Some(e) = writer.take_error() {
             self.state = None;
             self.warn_once(format!(
                 "sysmonenrich: cannot write the process table ({e}); continuing without it"
             ));
-            return;
         }
-        // Long searches keep the table within its cap as they go, not only
-        // at the end (a 5M-process search would otherwise hold them all).
-        if self.stats.chunks % PRUNE_EVERY_CHUNKS == 0 {
-            let s = &self.settings.state;
-            if let Err(e) = state.prune_processes(
-                now,
-                s.process_retention.as_secs() as i64,
-                s.process_max_rows,
-            ) {
-                log::warn!("pruning the process table failed: {e}");
-            }
+    }
+
+    /// Waits for background work (the process table writer) to finish.
+    pub fn finish(&mut self) {
+        if let Some(w) = self.writer.as_mut() {
+            w.finish();
         }
     }
 
@@ -454,13 +459,20 @@ impl Enricher {
         };
         write_header(out, layout);
         let rules = &self.rules;
+        let malicious = &self.malicious;
+        let is_malicious = |h: &FileHashes| {
+            LookupKey::from_hashes(h).is_some_and(|k| malicious.get(&k).copied().unwrap_or(false))
+        };
         let mut resolver = self
             .engine
             .as_mut()
-            .map(|e| e.resolver(rules, |_: &FileHashes| false));
+            .map(|e| e.resolver(rules, is_malicious));
         let mut stats = std::mem::take(&mut self.stats);
-        let mut rendered: HashMap<usize, (Arc<crate::lineage::Chain>, Range<usize>, Range<usize>), GuidBuildHasher> =
-            HashMap::default();
+        let mut rendered: HashMap<
+            usize,
+            (Arc<crate::lineage::Chain>, Range<usize>, Range<usize>),
+            GuidBuildHasher,
+        > = HashMap::default();
         let mut render_buf = std::mem::take(&mut self.render_buf);
         render_buf.clear();
         for row in &self.rows {
@@ -517,13 +529,6 @@ impl Enricher {
         self.stats = stats;
         drop(rendered);
         self.render_buf = render_buf;
-    }
-}
-
-fn anchor_key(a: &Anchor) -> (u8, u128, u128) {
-    match *a {
-        Anchor::Created { guid, parent } => (0, guid.as_u128(), parent.map_or(0, |p| p.as_u128())),
-        Anchor::Acting(guid) => (1, guid.as_u128(), 0),
     }
 }
 

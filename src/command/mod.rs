@@ -8,6 +8,7 @@
 pub mod args;
 pub mod enrich;
 pub mod output;
+pub mod persist;
 pub mod rep_store;
 pub mod serve;
 pub mod session;

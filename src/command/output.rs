@@ -204,7 +204,11 @@ pub fn push_cells(
 
 /// Renders a chain's cells into `buf`; returns the ranges of the plain and
 /// the `__mv_` part.
-pub fn render_chain(c: &Chain, buf: &mut Vec<u8>, scratch: &mut Vec<u8>) -> (Range<usize>, Range<usize>) {
+pub fn render_chain(
+    c: &Chain,
+    buf: &mut Vec<u8>,
+    scratch: &mut Vec<u8>,
+) -> (Range<usize>, Range<usize>) {
     let start = buf.len();
     let out = buf;
     out.push(b',');

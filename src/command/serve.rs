@@ -100,6 +100,7 @@ pub fn serve<R: BufRead, W: Write>(input: R, output: W, config: &ServeConfig) ->
         return Outcome::Failed;
     }
     let outcome = execute_loop(&mut channel, &mut enricher, &searchinfo, warnings);
+    enricher.finish();
     if let Some(state) = state {
         session::maintain(&state, &config.settings);
     }

@@ -421,7 +421,9 @@ pub fn push_quoted(out: &mut Vec<u8>, value: &[u8]) {
 mod tests {
     use super::*;
 
-    fn rows(body: &[u8]) -> Result<(Header, Vec<(Vec<Vec<u8>>, Vec<u8>)>), BodyError> {
+    type Rows = Vec<(Vec<Vec<u8>>, Vec<u8>)>;
+
+    fn rows(body: &[u8]) -> Result<(Header, Rows), BodyError> {
         let mut r = RowReader::new(body, 1 << 20)?.expect("header");
         let mut rec = ByteRecord::new();
         let mut out = Vec::new();

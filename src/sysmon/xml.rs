@@ -66,11 +66,9 @@ pub fn parse_event_xml(raw: &[u8]) -> Option<XmlEvent> {
     let mut out = XmlEvent::default();
     let mut capture = Capture::None;
     let mut text = String::new();
-    loop {
-        let event = match reader.read_event() {
-            Ok(e) => e,
-            Err(_) => break,
-        };
+    let capturing = |c: &Capture| !matches!(c, Capture::None);
+    // A read error ends the parse; what was read so far is kept.
+    while let Ok(event) = reader.read_event() {
         match event {
             Event::Start(e) => {
                 text.clear();
@@ -82,25 +80,17 @@ pub fn parse_event_xml(raw: &[u8]) -> Option<XmlEvent> {
                     _ => Capture::None,
                 };
             }
-            Event::Empty(e) => {
-                if e.local_name().as_ref() == b"Data" {
-                    out.data.push((data_name(&e), String::new()));
-                }
+            Event::Empty(e) if e.local_name().as_ref() == b"Data" => {
+                out.data.push((data_name(&e), String::new()));
             }
-            Event::Text(t) => {
-                if !matches!(capture, Capture::None) {
-                    text.push_str(&String::from_utf8_lossy(&t));
-                }
+            Event::Text(t) if capturing(&capture) => {
+                text.push_str(&String::from_utf8_lossy(&t));
             }
-            Event::CData(t) => {
-                if !matches!(capture, Capture::None) {
-                    text.push_str(&String::from_utf8_lossy(&t));
-                }
+            Event::CData(t) if capturing(&capture) => {
+                text.push_str(&String::from_utf8_lossy(&t));
             }
-            Event::GeneralRef(r) => {
-                if !matches!(capture, Capture::None) {
-                    push_entity(&mut text, &r);
-                }
+            Event::GeneralRef(r) if capturing(&capture) => {
+                push_entity(&mut text, &r);
             }
             Event::End(_) => {
                 match std::mem::replace(&mut capture, Capture::None) {

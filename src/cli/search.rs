@@ -1,0 +1,325 @@
+//! `sysmonenrich search 'SPL'`: a blocking export search through splunkd's
+//! REST API, cut at a row limit, printed, and optionally piped through the
+//! same engine as `| sysmonenrich`.
+//!
+//! The results arrive as JSON objects (`output_mode=json`); they are turned
+//! into the CSV body splunkd would send the command (union of the keys in
+//! order of first appearance, multivalue fields as a `\n`-joined value plus
+//! an `__mv_` column), so `--enrich` runs exactly what the search bar runs.
+
+use super::rest::Rest;
+use super::{EnrichRun, OutFormat};
+use crate::protocol::multivalue::encode_into;
+use crate::protocol::records::push_field;
+use serde_json::{Map, Value};
+use std::io::Write;
+use std::time::Duration;
+
+/// Rows per engine batch (what splunkd sends at most per chunk).
+const BATCH: usize = 50_000;
+
+/// What `search` was asked.
+#[derive(Debug, Clone)]
+pub struct SearchArgs {
+    /// The SPL.
+    pub spl: String,
+    /// `earliest_time`.
+    pub earliest: String,
+    /// `latest_time`.
+    pub latest: String,
+    /// Stop after this many results (0 = all).
+    pub max_rows: usize,
+    /// Output format.
+    pub format: OutFormat,
+    /// Pipe through the engine.
+    pub enrich: bool,
+    /// Engine options (`NAME=VALUE`), with `enrich`.
+    pub options: Vec<String>,
+    /// Longest the search may run.
+    pub timeout: Duration,
+}
+
+/// The search as splunkd's export endpoint wants it: a search that does not
+/// start with a generating command (`| tstats …`) or `search` gets the
+/// implicit `search ` the search bar adds.
+pub fn normalize_spl(spl: &str) -> String {
+    let s = spl.trim();
+    let first = s.split_whitespace().next().unwrap_or("");
+    if s.starts_with('|') || first.eq_ignore_ascii_case("search") {
+        s.to_string()
+    } else {
+        format!("search {s}")
+    }
+}
+
+/// Runs the search and prints the results.
+pub fn run(rest: &Rest, args: &SearchArgs) -> anyhow::Result<()> {
+    if !args.options.is_empty() && !args.enrich {
+        anyhow::bail!("-o/--option sets options of the enrichment: add --enrich");
+    }
+    // Bad options should fail before the search runs, not after.
+    let options = if args.enrich {
+        Some(super::options(&args.options)?)
+    } else {
+        None
+    };
+    if args.spl.trim().is_empty() {
+        anyhow::bail!("the search is empty");
+    }
+    let spl = normalize_spl(&args.spl);
+    let mut form = vec![("search", spl.as_str()), ("output_mode", "json")];
+    if !args.earliest.is_empty() {
+        form.push(("earliest_time", args.earliest.as_str()));
+    }
+    if !args.latest.is_empty() {
+        form.push(("latest_time", args.latest.as_str()));
+    }
+    let mut rows: Vec<Map<String, Value>> = Vec::new();
+    let limit = if args.max_rows == 0 {
+        usize::MAX
+    } else {
+        args.max_rows
+    };
+    let messages = rest.export(&form, args.timeout, &mut |r| {
+        rows.push(r);
+        rows.len() < limit
+    })?;
+    let mut failed = None;
+    for (kind, text) in &messages {
+        match kind.to_ascii_uppercase().as_str() {
+            "FATAL" | "ERROR" => {
+                eprintln!("splunkd: {kind}: {text}");
+                failed.get_or_insert_with(|| text.clone());
+            }
+            "WARN" | "WARNING" => eprintln!("splunkd: {kind}: {text}"),
+            _ => {}
+        }
+    }
+    if let (Some(text), true) = (failed, rows.is_empty()) {
+        anyhow::bail!("the search failed: {text}");
+    }
+
+    match options {
+        Some(options) => {
+            let mut run = EnrichRun::new(options, args.format);
+            let mut order = Vec::new();
+            for batch in rows.chunks(BATCH) {
+                run.body(&"search results", &body_of(batch, &mut order))?;
+            }
+            run.finish()?;
+        }
+        None => print_plain(&rows, args.format)?,
+    }
+    let n = rows.len();
+    if n == limit {
+        eprintln!("{n} results (stopped at --max-rows {limit}; there may be more)");
+    } else {
+        eprintln!("{n} results");
+    }
+    Ok(())
+}
+
+/// A result value as one cell, and its values when it is multivalue.
+fn cell(v: &Value) -> (String, Option<Vec<String>>) {
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    match v {
+        Value::Array(items) => {
+            let values: Vec<String> = items.iter().map(text).collect();
+            (values.join("\n"), Some(values))
+        }
+        other => (text(other), None),
+    }
+}
+
+/// The CSV body splunkd would send for these results: the union of their
+/// keys (`order` carries the column order across batches), and an
+/// `__mv_<field>` column for every field that is multivalue in some row.
+pub fn body_of(rows: &[Map<String, Value>], order: &mut Vec<String>) -> Vec<u8> {
+    for r in rows {
+        for k in r.keys() {
+            if !order.contains(k) {
+                order.push(k.clone());
+            }
+        }
+    }
+    let multi: Vec<bool> = order
+        .iter()
+        .map(|k| {
+            rows.iter()
+                .any(|r| matches!(r.get(k), Some(Value::Array(_))))
+        })
+        .collect();
+    let mut body = Vec::new();
+    let mut first = true;
+    let mut sep = |body: &mut Vec<u8>| {
+        if !std::mem::take(&mut first) {
+            body.push(b',');
+        }
+    };
+    for (k, m) in order.iter().zip(&multi) {
+        sep(&mut body);
+        push_field(&mut body, k.as_bytes());
+        if *m {
+            sep(&mut body);
+            push_field(&mut body, format!("__mv_{k}").as_bytes());
+        }
+    }
+    body.push(b'\n');
+    let mut mv = Vec::new();
+    for r in rows {
+        for (i, (k, m)) in order.iter().zip(&multi).enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            let (plain, values) = r.get(k).map(cell).unwrap_or_default();
+            push_field(&mut body, plain.as_bytes());
+            if *m {
+                body.push(b',');
+                mv.clear();
+                // A single value leaves `__mv_` empty (SCPV2 §6).
+                if let Some(values) = values.filter(|v| v.len() > 1) {
+                    encode_into(&values, &mut mv);
+                }
+                push_field(&mut body, &mv);
+            }
+        }
+        body.push(b'\n');
+    }
+    body
+}
+
+/// Prints results without enrichment.
+fn print_plain(rows: &[Map<String, Value>], format: OutFormat) -> anyhow::Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    match format {
+        OutFormat::Json => {
+            for r in rows {
+                serde_json::to_writer(&mut out, r)?;
+                out.write_all(b"\n")?;
+            }
+        }
+        OutFormat::Csv => {
+            let mut order: Vec<String> = Vec::new();
+            for r in rows {
+                for k in r.keys() {
+                    if !order.contains(k) {
+                        order.push(k.clone());
+                    }
+                }
+            }
+            let mut w = csv::Writer::from_writer(&mut out);
+            if !order.is_empty() {
+                w.write_record(&order)?;
+            }
+            for r in rows {
+                w.write_record(
+                    order
+                        .iter()
+                        .map(|k| r.get(k).map(cell).unwrap_or_default().0),
+                )?;
+            }
+            w.flush()?;
+        }
+        OutFormat::Table => table(rows, &mut out)?,
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// A terminal table: `_time` and the fields people care about, not
+/// splunkd's internal `_` fields (`_raw` only when nothing else is there).
+fn table(rows: &[Map<String, Value>], out: &mut impl Write) -> anyhow::Result<()> {
+    const MAX_WIDTH: usize = 40;
+    let mut cols: Vec<String> = Vec::new();
+    for r in rows {
+        for k in r.keys() {
+            if (k == "_time" || !k.starts_with('_')) && !cols.contains(k) {
+                cols.push(k.clone());
+            }
+        }
+    }
+    cols.sort_by_key(|k| k != "_time");
+    if cols.iter().all(|k| k == "_time") && rows.iter().any(|r| r.contains_key("_raw")) {
+        cols.push("_raw".into());
+    }
+    if cols.is_empty() {
+        return Ok(());
+    }
+    let show = |r: &Map<String, Value>, k: &str| -> String {
+        let v = r
+            .get(k)
+            .map(cell)
+            .unwrap_or_default()
+            .0
+            .replace(['\n', '\r'], "|");
+        if v.chars().count() > MAX_WIDTH {
+            v.chars().take(MAX_WIDTH - 1).collect::<String>() + "…"
+        } else {
+            v
+        }
+    };
+    let widths: Vec<usize> = cols
+        .iter()
+        .map(|k| {
+            rows.iter()
+                .map(|r| show(r, k).chars().count())
+                .chain([k.chars().count().min(MAX_WIDTH)])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut line = String::new();
+    for (k, w) in cols.iter().zip(&widths) {
+        let name: String = k.chars().take(*w).collect();
+        line.push_str(&format!("{name:<w$} "));
+    }
+    writeln!(out, "{}", line.trim_end())?;
+    for r in rows {
+        line.clear();
+        for (k, w) in cols.iter().zip(&widths) {
+            line.push_str(&format!("{:<w$} ", show(r, k)));
+        }
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(v: serde_json::Value) -> Map<String, Value> {
+        match v {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn spl_prefix() {
+        assert_eq!(normalize_spl("index=main"), "search index=main");
+        assert_eq!(normalize_spl("  search index=x"), "search index=x");
+        assert_eq!(normalize_spl("SEARCH index=x"), "SEARCH index=x");
+        assert_eq!(normalize_spl("| tstats count"), "| tstats count");
+        assert_eq!(normalize_spl("searchable=1"), "search searchable=1");
+    }
+
+    #[test]
+    fn bodies_with_union_and_multivalue() {
+        let rows = [
+            obj(serde_json::json!({"a": "1", "m": ["x", "y"]})),
+            obj(serde_json::json!({"b": "q,\"r\"", "m": "z"})),
+        ];
+        let mut order = Vec::new();
+        let body = String::from_utf8(body_of(&rows, &mut order)).unwrap();
+        assert_eq!(
+            body,
+            "a,m,__mv_m,b\n1,\"x\ny\",$x$;$y$,\n,z,,\"q,\"\"r\"\"\"\n"
+        );
+    }
+}
