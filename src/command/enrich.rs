@@ -79,6 +79,11 @@ impl crate::sysmon::event::Row for RowReader<'_> {
     }
 }
 
+/// Chains rendered in this chunk, by `Arc` address: the chain (kept alive
+/// so the address stays unique) and its plain and `__mv_` cell ranges.
+type Rendered =
+    HashMap<usize, (Arc<crate::lineage::Chain>, Range<usize>, Range<usize>), GuidBuildHasher>;
+
 /// What lineage starts from for one row, owned (the row's record is reused).
 #[derive(Debug)]
 enum RowStart {
@@ -468,11 +473,7 @@ impl Enricher {
             .as_mut()
             .map(|e| e.resolver(rules, is_malicious));
         let mut stats = std::mem::take(&mut self.stats);
-        let mut rendered: HashMap<
-            usize,
-            (Arc<crate::lineage::Chain>, Range<usize>, Range<usize>),
-            GuidBuildHasher,
-        > = HashMap::default();
+        let mut rendered: Rendered = HashMap::default();
         let mut render_buf = std::mem::take(&mut self.render_buf);
         render_buf.clear();
         for row in &self.rows {
