@@ -32,6 +32,12 @@ fn cmd(home: &Path) -> Command {
         .env_remove("SYSMONENRICH_APP_DIR")
         .env_remove("SYSMONENRICH_VIRUSTOTAL_KEY")
         .env_remove("SYSMONENRICH_MALWAREBAZAAR_KEY")
+        // `--enrich` runs the reputation providers: anything not on this
+        // machine goes to a closed port, never to the internet.
+        .env("HTTPS_PROXY", "http://127.0.0.1:9")
+        .env("HTTP_PROXY", "http://127.0.0.1:9")
+        .env("ALL_PROXY", "http://127.0.0.1:9")
+        .env("NO_PROXY", "127.0.0.1,localhost")
         .stdin(Stdio::null());
     c
 }

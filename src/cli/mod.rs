@@ -369,10 +369,36 @@ struct EnrichRun {
     out: Vec<u8>,
 }
 
+/// The per-search context the protocol command builds, for a run outside
+/// Splunk: settings from the app folder if there is one, the state database
+/// of `sysmonenrich state` (`$SPLUNK_HOME/...` or `~/.local/state/...`),
+/// API keys from `SYSMONENRICH_VIRUSTOTAL_KEY` / `SYSMONENRICH_MALWAREBAZAAR_KEY`.
+/// Backfill needs a search's splunkd session and is off here.
+fn engine(options: &Options) -> Enricher {
+    let app_dir = crate::config::settings::app_dir();
+    let (mut settings, loaded) = crate::config::settings::Settings::load(app_dir.as_deref());
+    for w in &loaded.warnings {
+        eprintln!("sysmonenrich: warning: {w}");
+    }
+    settings.state.path = state::default_db_path(&settings);
+    let config = crate::command::serve::ServeConfig {
+        settings: settings.clone(),
+        app_dir,
+        splunk_home: crate::command::splunk_home(),
+        warnings: Vec::new(),
+    };
+    let si = crate::protocol::metadata::SearchInfo::default();
+    let (context, warnings) = crate::command::session::context(&config, options, &si);
+    for w in warnings {
+        eprintln!("{w}");
+    }
+    Enricher::with_context(options.clone(), settings, context)
+}
+
 impl EnrichRun {
     fn new(options: Options, format: OutFormat) -> EnrichRun {
         EnrichRun {
-            enricher: Enricher::new(options, crate::protocol::Limits::default().max_field),
+            enricher: engine(&options),
             printer: print::Printer::new(
                 format,
                 std::io::BufWriter::new(std::io::stdout().lock()),
@@ -393,6 +419,7 @@ impl EnrichRun {
     /// Flushes the output and prints the summary and warnings on stderr.
     fn finish(mut self) -> anyhow::Result<()> {
         self.printer.finish()?;
+        self.enricher.finish();
         eprintln!("{}", crate::command::serve::summary(&self.enricher));
         if let Some((_, text)) = self.enricher.reputation_summary() {
             eprintln!("{text}");
