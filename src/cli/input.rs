@@ -234,16 +234,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn utc_times() {
-        assert_eq!(
-            utc_to_epoch("2019-07-19 14:42:53.277"),
-            Some(1563547373.277)
-        );
-        assert_eq!(utc_to_epoch("1970-01-01 00:00:00.000"), Some(0.0));
-        assert_eq!(utc_to_epoch("garbage"), None);
-    }
-
-    #[test]
     fn csv_batches_keep_rows() {
         let text = "a,b\n1,\"x,y\"\n2,3\n3,4\n";
         let mut bodies = Vec::new();
