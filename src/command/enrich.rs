@@ -468,6 +468,26 @@ impl Enricher {
         let is_malicious = |h: &FileHashes| {
             LookupKey::from_hashes(h).is_some_and(|k| malicious.get(&k).copied().unwrap_or(false))
         };
+        // A creation row whose own info is what the table holds for its
+        // GUID has the same chain as every other event of that process:
+        // resolve it through the per-process cache instead of building
+        // (and rendering) the chain twice.
+        let shared: Vec<bool> = match self.engine.as_ref() {
+            Some(e) => self
+                .creations
+                .iter()
+                .map(|c| {
+                    e.get(c.guid).is_some_and(|(t, kind)| {
+                        kind == SourceKind::Results
+                            && t.parent_guid == c.parent_guid
+                            && t.image == &*c.image
+                            && t.parent_image == &*c.parent_image
+                            && t.parent_command_line == &*c.parent_command_line
+                    })
+                })
+                .collect(),
+            None => Vec::new(),
+        };
         let mut resolver = self
             .engine
             .as_mut()
@@ -492,7 +512,14 @@ impl Enricher {
             let chain = match (&mut resolver, &row.start) {
                 (Some(r), RowStart::Creation(i)) => {
                     let c = &self.creations[*i as usize];
-                    Some(r.resolve(&Start::creation(&c.as_ref())))
+                    if shared[*i as usize] {
+                        Some(r.resolve(&Start::Process {
+                            guid: c.guid,
+                            image: &c.image,
+                        }))
+                    } else {
+                        Some(r.resolve(&Start::creation(&c.as_ref())))
+                    }
                 }
                 (Some(r), RowStart::Process(guid, image)) => Some(r.resolve(&Start::Process {
                     guid: *guid,
