@@ -18,15 +18,25 @@
 //!   every CSV row, write the rows back unchanged. The floor any command
 //!   pays for speaking the protocol.
 //! - `hashes`: `sysmonenrich lineage=false reputation=false`.
+//! - `cached`: `sysmonenrich lineage=false providers=hashlookup`, with
+//!   CIRCL hashlookup played by a tiny fake on 127.0.0.1 (every lookup a
+//!   404) set in a temporary app's `local/sysmonenrich.conf`. One warming
+//!   run fills the reputation cache with every distinct hash (the generator
+//!   has few), so the measured runs are the cost of reputation answered
+//!   from the state store; the fake's request count during them is
+//!   printed (it must be 0).
 //! - `lineage`: `sysmonenrich reputation=false backfill=false`, process
 //!   table warm from a previous run over the same data.
 //! - `full`: `sysmonenrich backfill=false providers=local` (lineage and the
 //!   local reputation list; no network).
 
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Write};
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 use sysmonenrich::protocol::chunk::{read_chunk, write_chunk, Chunk, Limits};
 use sysmonenrich::protocol::records::RowReader;
@@ -50,6 +60,7 @@ fn parse_args() -> Args {
         variants: vec![
             "passthrough".into(),
             "hashes".into(),
+            "cached".into(),
             "lineage".into(),
             "full".into(),
         ],
@@ -214,6 +225,98 @@ fn write_peak() {
     }
 }
 
+/// CIRCL hashlookup as far as the `cached` variant needs it: a server on
+/// 127.0.0.1 (std threads, HTTP/1.1 keep-alive) that answers every
+/// `GET /lookup/<alg>/<hash>` with CIRCL's 404 body, and counts requests.
+struct FakeHashlookup {
+    url: String,
+    requests: Arc<AtomicUsize>,
+}
+
+impl FakeHashlookup {
+    fn start() -> FakeHashlookup {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let url = format!("http://{}", listener.local_addr().expect("local addr"));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counter = requests.clone();
+        // Lives as long as the bench process.
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let counter = counter.clone();
+                std::thread::spawn(move || serve_lookups(stream, &counter));
+            }
+        });
+        FakeHashlookup { url, requests }
+    }
+
+    fn count(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+/// One connection: requests (GET, no body) until the client closes it.
+fn serve_lookups(mut stream: TcpStream, counter: &AtomicUsize) {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+        buf.drain(..end);
+        counter.fetch_add(1, Ordering::SeqCst);
+        let target = head.split_whitespace().nth(1).unwrap_or("");
+        let mut parts = target.trim_start_matches('/').split('/');
+        let (status, body) = match (parts.next(), parts.next(), parts.next()) {
+            (Some("lookup"), Some(alg), Some(hash)) => {
+                let name = match alg {
+                    "md5" => "MD5",
+                    "sha1" => "SHA-1",
+                    _ => "SHA-256",
+                };
+                let hash: String = hash.chars().filter(char::is_ascii_hexdigit).collect();
+                (
+                    "404 Not Found",
+                    format!(r#"{{"message":"Non existing {name}","query":"{hash}"}}"#),
+                )
+            }
+            _ => (
+                "404 Not Found",
+                r#"{"message":"no such endpoint"}"#.to_string(),
+            ),
+        };
+        let reply = format!(
+            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        if stream.write_all(reply.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+/// A temporary app folder whose `local/sysmonenrich.conf` points
+/// hashlookup at `url`, unpaced, with room for every lookup.
+fn cached_app(dir: &Path, url: &str) -> PathBuf {
+    let app = dir.join("app-cached");
+    std::fs::create_dir_all(app.join("local")).expect("app dir");
+    std::fs::write(
+        app.join("local/sysmonenrich.conf"),
+        format!(
+            "[provider:hashlookup]\nbase_url = {url}\nmin_interval = 0\nconcurrency = 8\n\n\
+             [defaults]\nmax_lookups = 100000\nlookup_budget = 600s\n"
+        ),
+    )
+    .expect("write local/sysmonenrich.conf");
+    app
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -246,6 +349,9 @@ fn main() {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_sysmonenrich"));
     let me = std::env::current_exe().expect("current exe");
     let mut results: Vec<(String, f64, f64, u64)> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
+    // Started only when the `cached` variant runs.
+    let mut hashlookup: Option<(FakeHashlookup, PathBuf)> = None;
     for variant in &args.variants {
         let home = dir.path().join(format!("home-{variant}"));
         std::fs::create_dir_all(&home).expect("home");
@@ -254,22 +360,33 @@ fn main() {
             "hashes" => vec!["lineage=false", "reputation=false"],
             "lineage" => vec!["reputation=false", "backfill=false"],
             "full" => vec!["backfill=false", "providers=local"],
+            "cached" => vec!["lineage=false", "providers=hashlookup"],
             other => panic!("unknown variant {other}"),
         };
+        if variant == "cached" && hashlookup.is_none() {
+            let fake = FakeHashlookup::start();
+            let app = cached_app(dir.path(), &fake.url);
+            hashlookup = Some((fake, app));
+        }
         let make = || {
             if variant == "passthrough" {
                 let mut c = Command::new(&me);
                 c.arg("--child-passthrough");
                 c
             } else {
-                Command::new(&exe)
+                let mut c = Command::new(&exe);
+                if let (true, Some((_, app))) = (variant == "cached", &hashlookup) {
+                    c.env("SYSMONENRICH_APP_DIR", app);
+                }
+                c
             }
         };
         let gi = getinfo(&command_args);
-        if variant == "lineage" || variant == "full" {
+        if variant == "lineage" || variant == "full" || variant == "cached" {
             // Warm the persistent state (process table, caches) once.
             run_once(make(), &stream, &gi, &home);
         }
+        let requests_before = hashlookup.as_ref().map_or(0, |(f, _)| f.count());
         let mut secs = Vec::new();
         let mut peak = 0;
         for _ in 0..args.runs.max(1) {
@@ -282,6 +399,16 @@ fn main() {
             );
             secs.push(m.seconds);
             peak = peak.max(m.peak_kb);
+        }
+        if let (true, Some((fake, _))) = (variant == "cached", &hashlookup) {
+            let during = fake.count() - requests_before;
+            let note = format!(
+                "cached: the fake hashlookup saw {requests_before} requests in the warming run and \
+                 {during} during the {} measured runs (must be 0)",
+                args.runs.max(1)
+            );
+            eprintln!("{note}");
+            notes.push(note);
         }
         let s = median(secs);
         results.push((
@@ -311,5 +438,11 @@ fn main() {
             *peak as f64 / 1024.0,
             100.0 * rps / base
         );
+    }
+    if !notes.is_empty() {
+        println!();
+        for n in &notes {
+            println!("{n}");
+        }
     }
 }

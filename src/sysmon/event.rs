@@ -245,10 +245,12 @@ fn first_line(v: &[u8]) -> &[u8] {
 
 fn parse_code(v: &[u8]) -> Option<u32> {
     let v = first_line(v).trim_ascii();
-    if v.is_empty() || v.len() > 9 || !v.iter().all(u8::is_ascii_digit) {
+    if v.is_empty() || v.len() > 9 {
         return None;
     }
-    std::str::from_utf8(v).ok()?.parse().ok()
+    v.iter().try_fold(0u32, |n, &b| {
+        b.is_ascii_digit().then(|| n * 10 + u32::from(b - b'0'))
+    })
 }
 
 fn parse_time(v: &[u8]) -> f64 {
@@ -363,7 +365,12 @@ impl FieldMap {
                 empty
             }),
             host: Cow::Borrowed(get(&self.host)),
-            time: parse_time(get(&self.time)),
+            // Only process creations keep a time (float parsing is dear).
+            time: if creation {
+                parse_time(get(&self.time))
+            } else {
+                0.0
+            },
             hashes,
         };
         if code.is_none() || (event.guid.is_none() && event.hashes.is_empty()) {
