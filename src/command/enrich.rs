@@ -335,9 +335,7 @@ impl Enricher {
                 .push(answer.map(output::render_answer).unwrap_or_default());
         }
         for w in svc.warnings() {
-            if !self.warnings.contains(&w) {
-                self.warnings.push(w);
-            }
+            self.warn_once(w);
         }
     }
 

@@ -115,9 +115,8 @@ pub fn reputation(
     match builder.build() {
         Ok(mut svc) => {
             if !si.splunkd_uri.is_empty() && !si.session_key.is_empty() {
-                if let Some(w) = svc.load_splunkd_keys(&si.splunkd_uri, &si.session_key) {
-                    warnings.push(w);
-                }
+                // Its warning comes back through `Service::warnings`.
+                let _ = svc.load_splunkd_keys(&si.splunkd_uri, &si.session_key);
             }
             Some(svc)
         }

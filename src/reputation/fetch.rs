@@ -174,7 +174,7 @@ pub(crate) async fn lookup(
             }
             Outcome::Failed(f) => log::warn!(
                 "{name} {hash}: {} (after {} attempts)",
-                f.describe(name),
+                inner.scrub(&f.describe(name)),
                 retry + 1
             ),
             _ => log::debug!("{name} {hash}: {}", brief(&outcome, name)),

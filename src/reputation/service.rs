@@ -199,6 +199,7 @@ impl ServiceBuilder {
             search,
             queue_checked: false,
             started_at,
+            refreshed: Default::default(),
             failed: HashMap::new(),
             summary: Summary::default(),
             warnings,
@@ -224,6 +225,10 @@ pub struct Service {
     /// search's earlier chunks, or a concurrent search) are used, so a hash
     /// is refreshed once per search, not once per chunk.
     started_at: i64,
+    /// (provider, key) answered by this search itself: with `refresh`, an
+    /// entry written in the very second the search started is only fresh
+    /// when it is one of these (seconds are too coarse to tell).
+    refreshed: std::collections::HashSet<(&'static str, String)>,
     /// Provider errors of this search by (slot, hash). Errors are not
     /// cached, so without this a hash that fails at a provider would be
     /// asked again in every chunk it appears in, hammering a failing
@@ -386,6 +391,9 @@ impl Service {
     /// Counts for the per-search inspector line (cumulative over chunks).
     pub fn summary(&self) -> Summary {
         let mut s = self.summary.clone();
+        for sample in &mut s.error_samples {
+            *sample = self.inner.scrub(sample);
+        }
         s.requests = self.inner.requests.load(Ordering::Relaxed);
         s.store_errors += self.inner.ledger.errors.load(Ordering::Relaxed);
         s
@@ -534,7 +542,11 @@ impl Service {
                 let Some(entry) = hits.get(key) else {
                     continue;
                 };
-                if self.search.refresh && entry.checked_at < self.started_at {
+                if self.search.refresh
+                    && (entry.checked_at < self.started_at
+                        || (entry.checked_at == self.started_at
+                            && !self.refreshed.contains(&(name, key.clone()))))
+                {
                     continue;
                 }
                 match cache::decode(&entry.json) {
@@ -615,6 +627,9 @@ impl Service {
             let tagged = w.key.tagged();
             for r in w.results.iter().flatten().filter(|r| !r.cached) {
                 if let Some((json, ttl)) = cache::entry(&r.outcome, &self.inner.settings) {
+                    if self.search.refresh {
+                        self.refreshed.insert((r.provider, tagged.clone()));
+                    }
                     if let Err(e) =
                         self.store
                             .cache_put(r.provider, &tagged, &json, r.checked_at, ttl)

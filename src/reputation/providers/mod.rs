@@ -77,10 +77,17 @@ pub(crate) fn unreadable(status: u16) -> Outcome {
 /// A provider-chosen word (error code, status) made safe to show: only
 /// `[A-Za-z0-9_-]`, at most 40 characters.
 pub(crate) fn token(text: &str) -> String {
-    text.chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
-        .take(40)
-        .collect()
+    // Provider codes and statuses are words (`NotFoundError`,
+    // `hash_not_found`). Anything else is not shown at all: a reply that
+    // echoes a request (and so possibly a key) must not reach a field.
+    if !text.is_empty()
+        && text.len() <= 40
+        && text.bytes().all(|b| b.is_ascii_alphabetic() || b == b'_')
+    {
+        text.to_string()
+    } else {
+        String::new()
+    }
 }
 
 /// The part of a Windows or Unix path after its last separator.
@@ -114,7 +121,10 @@ mod tests {
 
     #[test]
     fn helpers() {
-        assert_eq!(token("Not<Found>Error; rm -rf"), "NotFoundErrorrm-rf");
+        assert_eq!(token("NotFoundError"), "NotFoundError");
+        assert_eq!(token("hash_not_found"), "hash_not_found");
+        assert_eq!(token("Not<Found>Error; rm -rf"), "");
+        assert_eq!(token(&"ab12".repeat(16)), "");
         assert_eq!(basename("./usr/lib/x/requires.txt"), "requires.txt");
         assert_eq!(basename(r"C:\Windows\System32\cmd.exe"), "cmd.exe");
         assert_eq!(basename("network"), "network");
