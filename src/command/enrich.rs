@@ -470,18 +470,32 @@ impl Enricher {
         // GUID has the same chain as every other event of that process:
         // resolve it through the per-process cache instead of building
         // (and rendering) the chain twice.
+        // How many rows of this chunk each process has: only processes with
+        // several rows are worth caching (a chunk of 50,000 distinct
+        // creations would otherwise keep 50,000 chains and their text).
+        let mut per_process: HashMap<ProcessGuid, u32, GuidBuildHasher> = HashMap::default();
+        for row in &self.rows {
+            let guid = match row.start {
+                RowStart::Creation(i) => self.creations[i as usize].guid,
+                RowStart::Process(g, _) => g,
+                RowStart::None => continue,
+            };
+            *per_process.entry(guid).or_insert(0) += 1;
+        }
+        let repeated = |g: ProcessGuid| per_process.get(&g).is_some_and(|&n| n > 1);
         let shared: Vec<bool> = match self.engine.as_ref() {
             Some(e) => self
                 .creations
                 .iter()
                 .map(|c| {
-                    e.get(c.guid).is_some_and(|(t, kind)| {
-                        kind == SourceKind::Results
-                            && t.parent_guid == c.parent_guid
-                            && t.image == &*c.image
-                            && t.parent_image == &*c.parent_image
-                            && t.parent_command_line == &*c.parent_command_line
-                    })
+                    repeated(c.guid)
+                        && e.get(c.guid).is_some_and(|(t, kind)| {
+                            kind == SourceKind::Results
+                                && t.parent_guid == c.parent_guid
+                                && t.image == &*c.image
+                                && t.parent_image == &*c.parent_image
+                                && t.parent_command_line == &*c.parent_command_line
+                        })
                 })
                 .collect(),
             None => Vec::new(),
@@ -494,6 +508,7 @@ impl Enricher {
         let mut rendered: Rendered = HashMap::default();
         let mut render_buf = std::mem::take(&mut self.render_buf);
         render_buf.clear();
+        let mut one_off: Vec<u8> = Vec::new();
         for row in &self.rows {
             match &layout.passthrough {
                 Passthrough::Raw => out.extend_from_slice(&body[row.span.clone()]),
@@ -532,6 +547,17 @@ impl Enricher {
                     crate::lineage::Status::Partial => stats.lineage_partial += 1,
                     _ => {}
                 }
+                let guid = match row.start {
+                    RowStart::Creation(i) => self.creations[i as usize].guid,
+                    RowStart::Process(g, _) => g,
+                    RowStart::None => ProcessGuid::from_u128(0),
+                };
+                if !repeated(guid) {
+                    // A process with one row: render, use, forget.
+                    one_off.clear();
+                    let (plain, mv) = output::render_chain(&c, &mut one_off, &mut self.scratch);
+                    return (true, plain, mv);
+                }
                 // Rows of one process share one Arc'd chain: render it once.
                 // The map keeps the Arc, so its address cannot be reused by
                 // another chain while the entry lives.
@@ -540,14 +566,17 @@ impl Enricher {
                     let (plain, mv) = output::render_chain(&c, &mut render_buf, &mut self.scratch);
                     (c, plain, mv)
                 });
-                (plain.clone(), mv.clone())
+                (false, plain.clone(), mv.clone())
             });
             let rep = (row.hashes != NO_HASHES)
                 .then(|| self.rep_cells.get(row.hashes as usize))
                 .flatten();
-            let cells = cells.map(|(p, m)| output::ChainCells {
-                plain: &render_buf[p],
-                mv: &render_buf[m],
+            let cells = cells.map(|(once, p, m)| {
+                let buf = if once { &one_off } else { &render_buf };
+                output::ChainCells {
+                    plain: &buf[p],
+                    mv: &buf[m],
+                }
             });
             output::push_cells(out, hashes, rep, cells);
             out.push(b'\n');

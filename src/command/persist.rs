@@ -5,7 +5,7 @@
 //! that; done inline it cost the 1,000,000-row benchmark about 40 % of its
 //! throughput. splunkd waits for each reply, but nothing waits for the
 //! table, so a writer thread takes each chunk's rows through a short queue
-//! (two chunks deep: memory stays bounded, and a slow disk slows the search
+//! (one chunk deep: memory stays bounded, and a slow disk slows the search
 //! rather than growing a backlog) and the protocol loop moves on. The
 //! search's end joins the thread, so everything is on disk before exit.
 
@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 /// Chunks waiting for the writer at most.
-const QUEUE: usize = 2;
+const QUEUE: usize = 1;
 /// How often (in batches) a long search prunes the table to its cap.
 const PRUNE_EVERY: u64 = 20;
 
