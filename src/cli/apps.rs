@@ -4,22 +4,8 @@
 
 use super::rest::Rest;
 use super::OutFormat;
-use serde::Deserialize;
+use crate::splunk::Listing;
 use std::io::Write;
-
-#[derive(Deserialize)]
-struct Listing {
-    #[serde(default)]
-    entry: Vec<Entry>,
-}
-
-#[derive(Deserialize)]
-struct Entry {
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    content: serde_json::Map<String, serde_json::Value>,
-}
 
 /// One installed app.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -39,9 +25,10 @@ pub fn fetch(rest: &Rest) -> anyhow::Result<Vec<App>> {
     let what = "listing the installed apps";
     let reply = rest.get("/services/apps/local?output_mode=json&count=0", what)?;
     let reply = rest.ok(what, reply)?;
-    let listing: Listing = serde_json::from_slice(&reply.body).map_err(|_| {
-        anyhow::anyhow!("{what}: splunkd's apps/local reply is not the JSON listing expected")
-    })?;
+    let listing: Listing<serde_json::Map<String, serde_json::Value>> =
+        serde_json::from_slice(&reply.body).map_err(|_| {
+            anyhow::anyhow!("{what}: splunkd's apps/local reply is not the JSON listing expected")
+        })?;
     let text = |c: &serde_json::Map<String, serde_json::Value>, k: &str| match c.get(k) {
         Some(serde_json::Value::String(s)) => s.clone(),
         Some(serde_json::Value::Null) | None => String::new(),

@@ -16,6 +16,7 @@
 
 use super::rest::{segment, Rest};
 use crate::reputation::keys::{Scrubber, KEYED_PROVIDERS, REALM};
+use crate::splunk::Listing;
 use serde::Deserialize;
 use std::io::{IsTerminal, Read};
 use std::path::Path;
@@ -99,18 +100,6 @@ fn check_write(rest: &Rest, what: &str, reply: super::rest::Reply) -> anyhow::Re
     Ok(())
 }
 
-#[derive(Deserialize)]
-struct Listing {
-    #[serde(default)]
-    entry: Vec<Entry>,
-}
-
-#[derive(Deserialize)]
-struct Entry {
-    #[serde(default)]
-    content: Content,
-}
-
 /// Only what `list` shows: the secret fields are not even read.
 #[derive(Deserialize, Default)]
 struct Content {
@@ -129,7 +118,7 @@ pub fn list(rest: &Rest) -> anyhow::Result<()> {
         return Err(rest.error_needing(what, reply, READ_CAPABILITY).into());
     }
     let reply = rest.ok(what, reply)?;
-    let listing: Listing = serde_json::from_slice(&reply.body).map_err(|_| {
+    let listing: Listing<Content> = serde_json::from_slice(&reply.body).map_err(|_| {
         anyhow::anyhow!(
             "{what}: splunkd's storage/passwords reply is not the JSON listing expected"
         )

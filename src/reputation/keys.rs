@@ -15,6 +15,7 @@
 
 use super::client::{describe_error, read_reply};
 use crate::protocol::metadata::Secret;
+use crate::splunk::Listing;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -171,18 +172,6 @@ pub fn storage_passwords_url(splunkd_uri: &str) -> String {
     )
 }
 
-#[derive(Deserialize)]
-struct Listing {
-    #[serde(default)]
-    entry: Vec<Entry>,
-}
-
-#[derive(Deserialize)]
-struct Entry {
-    #[serde(default)]
-    content: Content,
-}
-
 #[derive(Deserialize, Default)]
 struct Content {
     #[serde(default)]
@@ -197,7 +186,7 @@ struct Content {
 /// whose user is a provider that needs a key. Other entries (other apps'
 /// realms, unknown users) are ignored.
 pub fn parse_storage_passwords(body: &[u8]) -> Result<ApiKeys, serde_json::Error> {
-    let listing: Listing = serde_json::from_slice(body)?;
+    let listing: Listing<Content> = serde_json::from_slice(body)?;
     let mut keys = ApiKeys::new();
     for e in listing.entry {
         let c = e.content;

@@ -13,6 +13,29 @@ pub mod backfill;
 use crate::protocol::metadata::Secret;
 use std::time::{Duration, Instant};
 
+/// splunkd's JSON listing envelope (`{"entry":[{"name":…,"content":{…}}]}`),
+/// shared by every caller that lists REST objects (apps, credentials); each
+/// reads only the `content` keys it needs, as `C`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(bound(deserialize = "C: serde::Deserialize<'de> + Default"))]
+pub struct Listing<C> {
+    /// The objects.
+    #[serde(default = "Vec::new")]
+    pub entry: Vec<Entry<C>>,
+}
+
+/// One object of a [`Listing`].
+#[derive(Debug, serde::Deserialize)]
+#[serde(bound(deserialize = "C: serde::Deserialize<'de> + Default"))]
+pub struct Entry<C> {
+    /// Its name (`realm:user:` for credentials, the folder for apps).
+    #[serde(default)]
+    pub name: String,
+    /// Its attributes.
+    #[serde(default)]
+    pub content: C,
+}
+
 /// How to reach splunkd.
 #[derive(Debug, Clone)]
 pub struct Splunkd {
