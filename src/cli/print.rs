@@ -111,8 +111,14 @@ impl<W: Write> Printer<W> {
                             "Image" => raw.rsplit(['\\', '/']).next().unwrap_or("").to_string(),
                             _ => raw.replace('\n', "|"),
                         };
-                        if v.chars().count() > *width {
-                            v = v.chars().take(width - 1).collect::<String>() + "…";
+                        let n = v.chars().count();
+                        if n > *width {
+                            v = if *name == "lineage" {
+                                // The near end of a chain says the most.
+                                "…".to_string() + &v.chars().skip(n + 1 - width).collect::<String>()
+                            } else {
+                                v.chars().take(width - 1).collect::<String>() + "…"
+                            };
                         }
                         line.push_str(&format!("{v:<width$} "));
                     }
