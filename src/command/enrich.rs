@@ -14,13 +14,14 @@
 //! row; the process table is bounded by its own capacity.
 
 use super::args::Options;
+use super::creations::Creations;
 use super::output::{self, RepCells};
 use super::persist::ProcessWriter;
-use super::state_source::{to_stored, StateSource};
+use super::state_source::StateSource;
 use crate::config::settings::Settings;
 use crate::lineage::{
-    backfill, AncestorSource, Anchor, Engine, GuidBuildHasher, LineageSettings, ProcessInfo, Rules,
-    SourceKind, Start,
+    backfill, AncestorSource, Anchor, Chain, Engine, GuidBuildHasher, LineageSettings, ProcessInfo,
+    Rules, SourceKind, Start, Status, StopReason,
 };
 use crate::protocol::records::{push_field, BodyError, Header, RowReader};
 use crate::reputation::{LookupKey, Service, Verdict};
@@ -79,19 +80,44 @@ impl crate::sysmon::event::Row for RowReader<'_> {
     }
 }
 
-/// Chains rendered in this chunk, by `Arc` address: the chain (kept alive
-/// so the address stays unique) and its plain and `__mv_` cell ranges.
-type Rendered =
-    HashMap<usize, (Arc<crate::lineage::Chain>, Range<usize>, Range<usize>), GuidBuildHasher>;
-
 /// What lineage starts from for one row, owned (the row's record is reused).
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 enum RowStart {
     None,
-    /// Index into the chunk's creations.
-    Creation(u32),
-    /// Acting process and the row's image (interned).
-    Process(ProcessGuid, u32),
+    /// A process creation: index into the chunk's creations, and the
+    /// process's slot.
+    Creation {
+        creation: u32,
+        slot: u32,
+    },
+    /// Any other event: the acting process's slot and the row's image
+    /// (interned).
+    Process {
+        slot: u32,
+        image: u32,
+    },
+}
+
+/// A process's rendered cells in the chunk's render buffer.
+#[derive(Debug, Clone)]
+struct Cells {
+    plain: Range<usize>,
+    mv: Range<usize>,
+    status: Status,
+}
+
+/// One process named by rows of the chunk.
+#[derive(Debug, Clone)]
+struct ProcSlot {
+    guid: ProcessGuid,
+    /// Rows of the chunk naming it: only processes with several rows have
+    /// their cells kept (a chunk of 50,000 distinct creations would
+    /// otherwise keep 50,000 rendered chains).
+    rows: u32,
+    /// Already asked about (one anchor per acting process).
+    anchored: bool,
+    /// Its cells, once rendered.
+    cells: Option<Cells>,
 }
 
 /// One row, as much as the writer needs after the record is gone.
@@ -129,7 +155,12 @@ pub struct Enricher {
     names: FieldNames,
     layout: Option<Layout>,
     rows: Vec<RowInfo>,
-    creations: Vec<ProcessInfo>,
+    creations: Creations,
+    /// Per chunk: the processes the rows name, and their index.
+    procs: Vec<ProcSlot>,
+    proc_index: HashMap<ProcessGuid, u32, GuidBuildHasher>,
+    /// Per chunk: the slot of each creation.
+    creation_slots: Vec<u32>,
     hash_sets: Vec<FileHashes>,
     hash_index: HashMap<FileHashes, u32, GuidBuildHasher>,
     images: Vec<Box<[u8]>>,
@@ -146,8 +177,16 @@ pub struct Enricher {
     scratch: Vec<u8>,
     /// Rendered lineage cells of the chunk (reused).
     render_buf: Vec<u8>,
+    /// Cells of a process with one row: rendered, written, forgotten.
+    one_off: Vec<u8>,
+    /// The chain being rendered (its buffers reused).
+    chain: Chain,
     /// Background writer of the process table.
     writer: Option<ProcessWriter>,
+    /// Ancestors splunkd backfill found in this chunk, for the writer.
+    found: Vec<ProcessInfo>,
+    /// Per chunk: whether each creation shares its process's cells.
+    shared: Vec<bool>,
     warnings: Vec<String>,
     /// Every warning text already shown in this search.
     warned: std::collections::HashSet<String>,
@@ -178,7 +217,10 @@ impl Enricher {
             names,
             layout: None,
             rows: Vec::new(),
-            creations: Vec::new(),
+            creations: Creations::default(),
+            procs: Vec::new(),
+            proc_index: HashMap::default(),
+            creation_slots: Vec::new(),
             hash_sets: Vec::new(),
             hash_index: HashMap::default(),
             images: Vec::new(),
@@ -200,7 +242,11 @@ impl Enricher {
             malicious: HashMap::new(),
             scratch: Vec::new(),
             render_buf: Vec::new(),
+            one_off: Vec::new(),
+            chain: Chain::default(),
             writer: None,
+            found: Vec::new(),
+            shared: Vec::new(),
             warnings: Vec::new(),
             warned: Default::default(),
             stats: Stats::default(),
@@ -259,6 +305,7 @@ impl Enricher {
             self.extend_lineage();
         }
         self.write(body, out);
+        self.persist();
         self.stats.rows += self.rows.len() as u64;
         Ok(())
     }
@@ -267,13 +314,24 @@ impl Enricher {
     fn read_rows(&mut self, reader: &mut RowReader<'_>) -> Result<(), BodyError> {
         self.rows.clear();
         self.creations.clear();
+        self.procs.clear();
+        self.proc_index.clear();
+        self.creation_slots.clear();
         self.hash_sets.clear();
         self.hash_index.clear();
         self.images.clear();
         self.image_index.clear();
-        let Some(layout) = self.layout.as_ref() else {
+        // Taken out for the loop (rows are noted through `&mut self`) and
+        // put back whatever happens.
+        let Some(layout) = self.layout.take() else {
             return Ok(());
         };
+        let result = self.note_rows(&layout, reader);
+        self.layout = Some(layout);
+        result
+    }
+
+    fn note_rows(&mut self, layout: &Layout, reader: &mut RowReader<'_>) -> Result<(), BodyError> {
         let lineage = self.engine.is_some();
         while let Some(span) = reader.next_row()? {
             let event = layout.fields.event(&*reader);
@@ -288,12 +346,7 @@ impl Enricher {
                 })
             };
             let start = if lineage {
-                row_start(
-                    &event,
-                    &mut self.creations,
-                    &mut self.images,
-                    &mut self.image_index,
-                )
+                self.row_start(&event)
             } else {
                 RowStart::None
             };
@@ -351,29 +404,30 @@ impl Enricher {
         let Some(engine) = self.engine.as_mut() else {
             return;
         };
-        for c in &self.creations {
-            engine.insert(c, SourceKind::Results);
+        for c in self.creations.iter() {
+            engine.index(&c, SourceKind::Results);
         }
         let mut anchors: Vec<Anchor> = Vec::with_capacity(self.rows.len());
         for r in &self.rows {
             match r.start {
                 RowStart::None => {}
-                RowStart::Creation(i) => {
-                    let c = &self.creations[i as usize];
+                RowStart::Creation { creation, .. } => {
+                    let c = self.creations.get(creation as usize);
                     anchors.push(Anchor::Created {
                         guid: c.guid,
                         parent: c.parent_guid,
                     });
                 }
-                RowStart::Process(guid, _) => anchors.push(Anchor::Acting(guid)),
+                RowStart::Process { slot, .. } => {
+                    // Many rows share an acting process: ask about each once.
+                    let p = &mut self.procs[slot as usize];
+                    if !p.anchored {
+                        p.anchored = true;
+                        anchors.push(Anchor::Acting(p.guid));
+                    }
+                }
             }
         }
-        // Many rows share an acting process: ask about each once.
-        let mut seen = crate::lineage::GuidSet::with_hasher(GuidBuildHasher::new());
-        anchors.retain(|a| match *a {
-            Anchor::Acting(g) => seen.insert(g),
-            Anchor::Created { .. } => true,
-        });
         if let Some(b) = self.backfill.as_mut() {
             b.start_chunk();
         }
@@ -417,29 +471,32 @@ impl Enricher {
                 "sysmonenrich: lineage source {kind}: {text}; affected rows are marked partial"
             ));
         }
-        self.persist(&found);
+        self.found = found;
     }
 
-    /// Stores this chunk's creations (and what backfill found) so later
-    /// searches find them without asking splunkd.
-    fn persist(&mut self, found: &[ProcessInfo]) {
+    /// Hands this chunk's creations (and what backfill found) to the
+    /// process-table writer, so later searches find them without asking
+    /// splunkd. Runs after the rows are written: the creations move to the
+    /// writer thread, which hands the emptied buffers back for reuse.
+    fn persist(&mut self) {
+        let found = std::mem::take(&mut self.found);
         let Some(state) = self.state.clone() else {
             return;
         };
+        if self.creations.is_empty() && found.is_empty() {
+            return;
+        }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
-        let stored: Vec<_> = self
-            .creations
-            .iter()
-            .chain(found)
-            .map(|p| to_stored(p, now))
-            .collect();
         let settings = self.settings.state.clone();
         let writer = self
             .writer
             .get_or_insert_with(|| ProcessWriter::start(state, settings));
-        writer.write(stored);
+        let fresh = writer.recycle().unwrap_or_default();
+        let mut batch = std::mem::replace(&mut self.creations, fresh);
+        batch.extend(&found);
+        writer.write(batch, now);
         if let Some(e) = writer.take_error() {
             self.state = None;
             self.warn_once(format!(
@@ -466,49 +523,37 @@ impl Enricher {
         let is_malicious = |h: &FileHashes| {
             LookupKey::from_hashes(h).is_some_and(|k| malicious.get(&k).copied().unwrap_or(false))
         };
+        let procs = &mut self.procs;
+        let creations = &self.creations;
         // A creation row whose own info is what the table holds for its
         // GUID has the same chain as every other event of that process:
-        // resolve it through the per-process cache instead of building
-        // (and rendering) the chain twice.
-        // How many rows of this chunk each process has: only processes with
-        // several rows are worth caching (a chunk of 50,000 distinct
-        // creations would otherwise keep 50,000 chains and their text).
-        let mut per_process: HashMap<ProcessGuid, u32, GuidBuildHasher> = HashMap::default();
-        for row in &self.rows {
-            let guid = match row.start {
-                RowStart::Creation(i) => self.creations[i as usize].guid,
-                RowStart::Process(g, _) => g,
-                RowStart::None => continue,
-            };
-            *per_process.entry(guid).or_insert(0) += 1;
+        // it shares the process's cells instead of building (and
+        // rendering) the chain twice.
+        let shared = &mut self.shared;
+        shared.clear();
+        if let Some(e) = self.engine.as_ref() {
+            shared.extend((0..creations.len()).map(|i| {
+                let c = creations.get(i);
+                procs[self.creation_slots[i] as usize].rows > 1
+                    && e.get(c.guid).is_some_and(|(t, kind)| {
+                        kind == SourceKind::Results
+                            && t.parent_guid == c.parent_guid
+                            && t.image == c.image
+                            && t.parent_image == c.parent_image
+                            && t.parent_command_line == c.parent_command_line
+                    })
+            }));
         }
-        let repeated = |g: ProcessGuid| per_process.get(&g).is_some_and(|&n| n > 1);
-        let shared: Vec<bool> = match self.engine.as_ref() {
-            Some(e) => self
-                .creations
-                .iter()
-                .map(|c| {
-                    repeated(c.guid)
-                        && e.get(c.guid).is_some_and(|(t, kind)| {
-                            kind == SourceKind::Results
-                                && t.parent_guid == c.parent_guid
-                                && t.image == &*c.image
-                                && t.parent_image == &*c.parent_image
-                                && t.parent_command_line == &*c.parent_command_line
-                        })
-                })
-                .collect(),
-            None => Vec::new(),
-        };
         let mut resolver = self
             .engine
             .as_mut()
             .map(|e| e.resolver(rules, is_malicious));
-        let mut stats = std::mem::take(&mut self.stats);
-        let mut rendered: Rendered = HashMap::default();
-        let mut render_buf = std::mem::take(&mut self.render_buf);
+        let stats = &mut self.stats;
+        let chain = &mut self.chain;
+        let scratch = &mut self.scratch;
+        let render_buf = &mut self.render_buf;
+        let one_off = &mut self.one_off;
         render_buf.clear();
-        let mut one_off: Vec<u8> = Vec::new();
         for row in &self.rows {
             match &layout.passthrough {
                 Passthrough::Raw => out.extend_from_slice(&body[row.span.clone()]),
@@ -522,105 +567,121 @@ impl Enricher {
                 }
             }
             let hashes = (row.hashes != NO_HASHES).then(|| &self.hash_sets[row.hashes as usize]);
-            let chain = match (&mut resolver, &row.start) {
-                (Some(r), RowStart::Creation(i)) => {
-                    let c = &self.creations[*i as usize];
-                    if shared[*i as usize] {
-                        Some(r.resolve(&Start::Process {
-                            guid: c.guid,
-                            image: &c.image,
-                        }))
-                    } else {
-                        Some(r.resolve(&Start::creation(&c.as_ref())))
-                    }
-                }
-                (Some(r), RowStart::Process(guid, image)) => Some(r.resolve(&Start::Process {
-                    guid: *guid,
-                    image: &self.images[*image as usize],
-                })),
-                _ => None,
-            };
-            let cells = chain.map(|c| {
-                stats.lineage_rows += 1;
-                match c.status() {
-                    crate::lineage::Status::Complete => stats.lineage_complete += 1,
-                    crate::lineage::Status::Partial => stats.lineage_partial += 1,
-                    _ => {}
-                }
-                let guid = match row.start {
-                    RowStart::Creation(i) => self.creations[i as usize].guid,
-                    RowStart::Process(g, _) => g,
-                    RowStart::None => ProcessGuid::from_u128(0),
-                };
-                if !repeated(guid) {
-                    // A process with one row: render, use, forget.
-                    one_off.clear();
-                    let (plain, mv) = output::render_chain(&c, &mut one_off, &mut self.scratch);
-                    return (true, plain, mv);
-                }
-                // Rows of one process share one Arc'd chain: render it once.
-                // The map keeps the Arc, so its address cannot be reused by
-                // another chain while the entry lives.
-                let key = Arc::as_ptr(&c) as usize;
-                let (_, plain, mv) = rendered.entry(key).or_insert_with(|| {
-                    let (plain, mv) = output::render_chain(&c, &mut render_buf, &mut self.scratch);
-                    (c, plain, mv)
-                });
-                (false, plain.clone(), mv.clone())
-            });
             let rep = (row.hashes != NO_HASHES)
                 .then(|| self.rep_cells.get(row.hashes as usize))
                 .flatten();
-            let cells = cells.map(|(once, p, m)| {
-                let buf = if once { &one_off } else { &render_buf };
-                output::ChainCells {
-                    plain: &buf[p],
-                    mv: &buf[m],
+            // The process whose cells this row may share, and where its
+            // chain starts if this is the first row to need them.
+            let (r, slot, start) = match (resolver.as_mut(), row.start) {
+                (Some(r), RowStart::Creation { creation, slot }) => {
+                    let c = creations.get(creation as usize);
+                    if shared[creation as usize] {
+                        let start = Start::Process {
+                            guid: c.guid,
+                            image: c.image,
+                        };
+                        (r, Some(slot), start)
+                    } else {
+                        (r, None, Start::creation(&c))
+                    }
                 }
-            });
-            output::push_cells(out, hashes, rep, cells);
+                (Some(r), RowStart::Process { slot, image }) => (
+                    r,
+                    Some(slot),
+                    Start::Process {
+                        guid: procs[slot as usize].guid,
+                        image: &self.images[image as usize],
+                    },
+                ),
+                _ => {
+                    output::push_cells(out, hashes, rep, None);
+                    out.push(b'\n');
+                    continue;
+                }
+            };
+            let cached = slot.and_then(|s| procs[s as usize].cells.clone());
+            let (buf, cells) = match cached {
+                Some(cells) => (&*render_buf, cells),
+                None => {
+                    r.build_into(&start, chain);
+                    // Rows of one process share its cells. An unknown
+                    // acting process takes its image from each row, so its
+                    // cells are not shared.
+                    let keep = slot.filter(|&s| {
+                        procs[s as usize].rows > 1
+                            && chain.stop_reason() != StopReason::ProcessNotFound
+                    });
+                    let buf = match keep {
+                        Some(_) => &mut *render_buf,
+                        None => {
+                            one_off.clear();
+                            &mut *one_off
+                        }
+                    };
+                    let (plain, mv) = output::render_chain(chain, buf, scratch);
+                    let cells = Cells {
+                        plain,
+                        mv,
+                        status: chain.status(),
+                    };
+                    if let Some(s) = keep {
+                        procs[s as usize].cells = Some(cells.clone());
+                    }
+                    (&*buf, cells)
+                }
+            };
+            stats.lineage_rows += 1;
+            match cells.status {
+                Status::Complete => stats.lineage_complete += 1,
+                Status::Partial => stats.lineage_partial += 1,
+                _ => {}
+            }
+            output::push_cells(
+                out,
+                hashes,
+                rep,
+                Some(output::ChainCells {
+                    plain: &buf[cells.plain],
+                    mv: &buf[cells.mv],
+                }),
+            );
             out.push(b'\n');
         }
-        self.stats = stats;
-        drop(rendered);
-        self.render_buf = render_buf;
     }
-}
 
-/// What lineage needs from one row.
-fn row_start(
-    event: &Event<'_>,
-    creations: &mut Vec<ProcessInfo>,
-    images: &mut Vec<Box<[u8]>>,
-    image_index: &mut HashMap<Box<[u8]>, u32, GuidBuildHasher>,
-) -> RowStart {
-    let Some(guid) = event.guid.filter(|g| !g.is_zero()) else {
-        return RowStart::None;
-    };
-    if event.is_process_creation() {
-        let mut p = ProcessInfo::new(guid);
-        p.parent_guid = event.parent_guid;
-        p.image = Box::from(&*event.image);
-        p.command_line = Box::from(&*event.command_line);
-        p.parent_image = Box::from(&*event.parent_image);
-        p.parent_command_line = Box::from(&*event.parent_command_line);
-        p.host = Box::from(&*event.host);
-        p.time = event.time;
-        p.hashes = event.hashes;
-        creations.push(p);
-        return RowStart::Creation(creations.len() as u32 - 1);
-    }
-    let image: &[u8] = &event.image;
-    let id = match image_index.get(image) {
-        Some(&id) => id,
-        None => {
-            let id = images.len() as u32;
-            images.push(Box::from(image));
-            image_index.insert(Box::from(image), id);
-            id
+    /// What lineage needs from one row.
+    fn row_start(&mut self, event: &Event<'_>) -> RowStart {
+        let Some(guid) = event.guid.filter(|g| !g.is_zero()) else {
+            return RowStart::None;
+        };
+        let next = self.procs.len() as u32;
+        let slot = *self.proc_index.entry(guid).or_insert(next);
+        if slot == next {
+            self.procs.push(ProcSlot {
+                guid,
+                rows: 0,
+                anchored: false,
+                cells: None,
+            });
         }
-    };
-    RowStart::Process(guid, id)
+        self.procs[slot as usize].rows += 1;
+        if event.is_process_creation() {
+            let creation = self.creations.push_event(guid, event);
+            self.creation_slots.push(slot);
+            return RowStart::Creation { creation, slot };
+        }
+        let image: &[u8] = &event.image;
+        let image = match self.image_index.get(image) {
+            Some(&id) => id,
+            None => {
+                let id = self.images.len() as u32;
+                self.images.push(Box::from(image));
+                self.image_index.insert(Box::from(image), id);
+                id
+            }
+        };
+        RowStart::Process { slot, image }
+    }
 }
 
 /// Wraps the splunkd source to keep what it found, for the process table.

@@ -8,10 +8,18 @@
 //! (one chunk deep: memory stays bounded, and a slow disk slows the search
 //! rather than growing a backlog) and the protocol loop moves on. The
 //! search's end joins the thread, so everything is on disk before exit.
+//!
+//! The thread has its own connection (WAL: the main thread's ancestor
+//! reads never wait for its transactions), converts rows to the store's
+//! shape itself, and asks first which processes are already stored: a
+//! scheduled search mostly sees processes an earlier run stored, and those
+//! cost one index probe instead of an insert.
 
+use super::creations::Creations;
+use super::state_source::to_stored;
 use crate::config::settings::StateSettings;
-use crate::state::{StateStore, StoredProcess};
-use std::sync::mpsc::{sync_channel, SyncSender};
+use crate::state::StateStore;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -20,9 +28,14 @@ const QUEUE: usize = 1;
 /// How often (in batches) a long search prunes the table to its cap.
 const PRUNE_EVERY: u64 = 20;
 
+/// One chunk's processes and the time they were seen (epoch seconds).
+type Batch = (Creations, i64);
+
 /// The writer thread of one search.
 pub struct ProcessWriter {
-    tx: Option<SyncSender<Vec<StoredProcess>>>,
+    tx: Option<SyncSender<Batch>>,
+    /// Written batches coming back, cleared, for reuse.
+    spent: Receiver<Creations>,
     handle: Option<JoinHandle<()>>,
     error: Arc<Mutex<Option<String>>>,
 }
@@ -30,15 +43,29 @@ pub struct ProcessWriter {
 impl ProcessWriter {
     /// Starts the writer for `state`.
     pub fn start(state: Arc<StateStore>, settings: StateSettings) -> ProcessWriter {
-        let (tx, rx) = sync_channel::<Vec<StoredProcess>>(QUEUE);
+        let (tx, rx) = sync_channel::<Batch>(QUEUE);
+        // Room for every batch in flight, so the writer never blocks here.
+        let (back, spent) = sync_channel::<Creations>(QUEUE + 2);
+        let own = match state.reopen() {
+            Some(Ok(store)) => Arc::new(store),
+            Some(Err(e)) => {
+                log::warn!("process table: a second connection failed ({e}); sharing one");
+                state
+            }
+            None => state,
+        };
+        let state = own;
         let error = Arc::new(Mutex::new(None));
         let failed = Arc::clone(&error);
         let handle = std::thread::Builder::new()
             .name("process-table".into())
             .spawn(move || {
                 let mut batches = 0u64;
-                for batch in rx {
-                    if let Err(e) = state.put_processes(&batch) {
+                for (mut batch, seen_at) in rx {
+                    let stored = store_new(&state, &batch, seen_at);
+                    batch.clear();
+                    let _ = back.try_send(batch);
+                    if let Err(e) = stored {
                         if let Ok(mut slot) = failed.lock() {
                             *slot = Some(e.to_string());
                         }
@@ -47,9 +74,9 @@ impl ProcessWriter {
                     }
                     batches += 1;
                     if batches % PRUNE_EVERY == 0 {
-                        let now = batch.first().map_or(0, |p| p.seen_at);
                         let keep = settings.process_retention.as_secs() as i64;
-                        if let Err(e) = state.prune_processes(now, keep, settings.process_max_rows)
+                        if let Err(e) =
+                            state.prune_processes(seen_at, keep, settings.process_max_rows)
                         {
                             log::warn!("pruning the process table failed: {e}");
                         }
@@ -59,16 +86,24 @@ impl ProcessWriter {
             .ok();
         ProcessWriter {
             tx: handle.as_ref().map(|_| tx),
+            spent,
             handle,
             error,
         }
     }
 
-    /// Queues one chunk's processes (blocks only while two are queued).
-    pub fn write(&self, batch: Vec<StoredProcess>) {
+    /// Queues one chunk's processes, seen at `seen_at` (blocks only while
+    /// the queue is full).
+    pub fn write(&self, batch: Creations, seen_at: i64) {
         if let Some(tx) = &self.tx {
-            let _ = tx.send(batch);
+            let _ = tx.send((batch, seen_at));
         }
+    }
+
+    /// An empty batch whose buffers have already grown, when the writer
+    /// has handed one back.
+    pub fn recycle(&self) -> Option<Creations> {
+        self.spent.try_recv().ok()
     }
 
     /// The first write error, once.
@@ -83,6 +118,23 @@ impl ProcessWriter {
             let _ = h.join();
         }
     }
+}
+
+/// Stores the processes of `batch` the table does not hold yet.
+fn store_new(
+    state: &StateStore,
+    batch: &Creations,
+    seen_at: i64,
+) -> Result<(), crate::state::StateError> {
+    let guids: Vec<u128> = batch.iter().map(|p| p.guid.as_u128()).collect();
+    let known = state.known_processes(&guids, seen_at)?;
+    let new: Vec<_> = batch
+        .iter()
+        .filter(|p| !known.contains(&p.guid.as_u128()))
+        .map(|p| to_stored(&p, seen_at))
+        .collect();
+    state.put_processes(&new)?;
+    Ok(())
 }
 
 impl Drop for ProcessWriter {

@@ -1,7 +1,7 @@
 //! The persistent process table as an ancestor source, and the conversion
 //! between the engine's `ProcessInfo` and the store's `StoredProcess`.
 
-use crate::lineage::{AncestorSource, ProcessInfo, SourceError, SourceKind};
+use crate::lineage::{AncestorSource, ProcessInfo, ProcessRef, SourceError, SourceKind};
 use crate::state::{StateStore, StoredProcess};
 use crate::sysmon::hashes::{Md5, Sha1, Sha256};
 use crate::sysmon::{FileHashes, ProcessGuid};
@@ -29,18 +29,18 @@ fn text(b: &[u8]) -> String {
 }
 
 /// Engine → store.
-pub fn to_stored(p: &ProcessInfo, seen_at: i64) -> StoredProcess {
+pub fn to_stored(p: &ProcessRef<'_>, seen_at: i64) -> StoredProcess {
     StoredProcess {
         guid: p.guid.as_u128(),
         parent_guid: p
             .parent_guid
             .filter(|g| !g.is_zero())
             .map(ProcessGuid::as_u128),
-        image: text(&p.image),
-        command_line: text(&p.command_line),
-        parent_image: text(&p.parent_image),
-        parent_command_line: text(&p.parent_command_line),
-        host: text(&p.host),
+        image: text(p.image),
+        command_line: text(p.command_line),
+        parent_image: text(p.parent_image),
+        parent_command_line: text(p.parent_command_line),
+        host: text(p.host),
         time: p.time,
         md5: p.hashes.md5.map(|d| d.to_string()),
         sha1: p.hashes.sha1.map(|d| d.to_string()),

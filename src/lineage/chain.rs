@@ -174,6 +174,13 @@ pub fn guid_text(guid: ProcessGuid) -> [u8; 38] {
     out
 }
 
+impl Default for Chain {
+    /// An empty chain, as a buffer for [`super::Resolver::build_into`].
+    fn default() -> Chain {
+        Chain::new(b"")
+    }
+}
+
 impl Chain {
     pub(crate) fn new(image: &[u8]) -> Chain {
         // Sized for a typical chain (depth ≤ 6, short command lines) so
@@ -189,6 +196,18 @@ impl Chain {
         };
         chain.image = chain.push_text(image);
         chain
+    }
+
+    /// Empties the chain for reuse as the chain of `image`, keeping its
+    /// buffers: a chunk builds thousands of chains and renders each once.
+    pub(crate) fn reset(&mut self, image: &[u8]) {
+        self.text.clear();
+        self.ancestors.clear();
+        self.stop = StopReason::ParentNotFound;
+        self.sources = SourceSet::default();
+        self.flags.clear();
+        self.malicious = None;
+        self.image = self.push_text(image);
     }
 
     fn push_text(&mut self, t: &[u8]) -> Range<u32> {

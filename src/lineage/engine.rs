@@ -320,11 +320,18 @@ impl Engine {
         }
     }
 
-    /// Builds the chain of one start (no rules, no cache): see
-    /// [`Resolver::resolve`].
-    fn build(&mut self, start: &Start<'_>, is_malicious: &dyn Fn(&FileHashes) -> bool) -> Chain {
+    /// Builds the chain of one start into `chain` (no rules, no cache):
+    /// see [`Resolver::resolve`].
+    fn build(
+        &mut self,
+        start: &Start<'_>,
+        is_malicious: &dyn Fn(&FileHashes) -> bool,
+        chain: &mut Chain,
+    ) {
         let table = &mut self.table;
-        let (own, mut chain) = match *start {
+        // The first link comes from the row (a creation) or from the
+        // table's entry for the acting process; the rest from the table.
+        let (own, parent, parent_image, parent_command_line, source) = match *start {
             Start::Creation {
                 guid,
                 image,
@@ -332,61 +339,49 @@ impl Engine {
                 parent_image,
                 parent_command_line,
             } => {
-                let mut chain = Chain::new(image);
-                match parent_guid {
-                    None => {
-                        chain.set_stop(StopReason::ParentGuidMissing);
-                        return chain;
-                    }
-                    Some(parent) if parent == guid => {
-                        chain.set_stop(StopReason::Cycle);
-                        return chain;
-                    }
-                    Some(parent) => {
-                        chain.push(
-                            parent,
-                            parent_image,
-                            parent_command_line,
-                            SourceKind::Results,
-                        );
-                    }
-                }
-                (guid, chain)
+                chain.reset(image);
+                (
+                    guid,
+                    parent_guid,
+                    parent_image,
+                    parent_command_line,
+                    SourceKind::Results,
+                )
             }
             Start::Process { guid, image } => {
                 let Some(i) = table.find_touch(guid) else {
-                    let mut chain = Chain::new(image);
+                    chain.reset(image);
                     chain.set_stop(StopReason::ProcessNotFound);
-                    return chain;
+                    return;
                 };
                 let e = table.entry(i);
-                let own_image = if e.image().is_empty() {
+                // An entry without an image (a backfill answer missing the
+                // field) still shows the row's.
+                chain.reset(if e.image().is_empty() {
                     image
                 } else {
                     e.image()
-                };
-                let mut chain = Chain::new(own_image);
-                match e.parent() {
-                    None => {
-                        chain.set_stop(StopReason::ParentGuidMissing);
-                        return chain;
-                    }
-                    Some(parent) if parent == guid => {
-                        chain.set_stop(StopReason::Cycle);
-                        return chain;
-                    }
-                    Some(parent) => {
-                        chain.push(
-                            parent,
-                            e.parent_image(),
-                            e.parent_command_line(),
-                            e.source(),
-                        );
-                    }
-                }
-                (guid, chain)
+                });
+                (
+                    guid,
+                    e.parent(),
+                    e.parent_image(),
+                    e.parent_command_line(),
+                    e.source(),
+                )
             }
         };
+        match parent {
+            None => {
+                chain.set_stop(StopReason::ParentGuidMissing);
+                return;
+            }
+            Some(p) if p == own => {
+                chain.set_stop(StopReason::Cycle);
+                return;
+            }
+            Some(p) => chain.push(p, parent_image, parent_command_line, source),
+        }
         let mut malicious_found = false;
         let stop = loop {
             // The chain holds at least one entry here.
@@ -423,11 +418,14 @@ impl Engine {
             chain.push(next, e.parent_image(), e.parent_command_line(), e.source());
         };
         chain.set_stop(stop);
-        chain
     }
 }
 
 /// Resolves the rows of one chunk (see [`Engine::resolver`]).
+///
+/// Two ways to use it: [`Resolver::resolve`] shares one `Arc`'d chain
+/// among the rows of a process; [`Resolver::build_into`] fills a caller's
+/// chain buffer, for callers that cache the rendered text themselves.
 pub struct Resolver<'e, F> {
     engine: &'e mut Engine,
     rules: &'e Rules,
@@ -437,6 +435,15 @@ pub struct Resolver<'e, F> {
 }
 
 impl<F: Fn(&FileHashes) -> bool> Resolver<'_, F> {
+    /// The chain of one row, rules applied, built into `chain` (its
+    /// buffers are reused; nothing is cached).
+    pub fn build_into(&mut self, start: &Start<'_>, chain: &mut Chain) {
+        self.engine.build(start, &self.is_malicious, chain);
+        let mut flags = std::mem::take(chain.flags_mut());
+        self.rules.evaluate(chain, &mut self.scratch, &mut flags);
+        *chain.flags_mut() = flags;
+    }
+
     /// The chain of one row, rules applied.
     ///
     /// Rows of the same acting process (non-creation events) share one
@@ -450,10 +457,8 @@ impl<F: Fn(&FileHashes) -> bool> Resolver<'_, F> {
                 return Arc::clone(c);
             }
         }
-        let mut chain = self.engine.build(start, &self.is_malicious);
-        let mut flags = std::mem::take(chain.flags_mut());
-        self.rules.evaluate(&chain, &mut self.scratch, &mut flags);
-        *chain.flags_mut() = flags;
+        let mut chain = Chain::new(b"");
+        self.build_into(start, &mut chain);
         let chain = Arc::new(chain);
         if let Start::Process { guid, .. } = start {
             // An unknown acting process is cheap to redo, and its image

@@ -225,6 +225,22 @@ impl StateStore {
         })
     }
 
+    /// A second, independent connection to the same file, for a thread
+    /// that writes while this one reads (WAL lets one writer and any number
+    /// of readers work at once; one shared connection would serialise them
+    /// behind its mutex). `None` for an in-memory store, which cannot be
+    /// shared: the caller keeps using this one.
+    pub fn reopen(&self) -> Option<Result<StateStore>> {
+        self.file_backed.then(|| {
+            StateStore::open(
+                &self.path,
+                &StateOptions {
+                    busy_timeout: self.busy_timeout,
+                },
+            )
+        })
+    }
+
     /// A private in-memory store with the same schema: for tests, and for
     /// running without persistent state. Nothing is shared or kept.
     pub fn open_in_memory() -> Result<StateStore> {

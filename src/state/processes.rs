@@ -8,6 +8,7 @@
 //! Growth is bounded by [`StateStore::prune_processes`] (retention and a row
 //! cap), driven by `seen_at`, the last time any search saw the process.
 
+use std::collections::HashSet;
 use std::sync::OnceLock;
 
 use rusqlite::types::ValueRef;
@@ -47,6 +48,12 @@ pub struct StoredProcess {
     /// Epoch seconds when a search last saw this process; drives pruning.
     pub seen_at: i64,
 }
+
+/// How far behind a search's clock a stored `seen_at` may stay before
+/// [`StateStore::known_processes`] rewrites it. Retention is counted in days
+/// (30 by default), so an hour of imprecision changes nothing, and it spares
+/// a write for every process a frequent scheduled search sees again.
+pub const SEEN_AT_SLACK: i64 = 3600;
 
 const COLUMNS: &str = "guid, parent_guid, image, command_line, parent_image, \
                        parent_command_line, host, time, md5, sha1, sha256, \
@@ -109,6 +116,71 @@ impl StateStore {
             }
             Ok(inserted)
         })
+    }
+
+    /// Which of `guids` the table already holds, moving their `seen_at`
+    /// forward to `seen_at` where it lags by more than [`SEEN_AT_SLACK`].
+    ///
+    /// Why: scheduled searches keep seeing the same processes (a search of
+    /// the last 24 hours every 15 minutes sees each one ~96 times). Asking
+    /// first costs one index probe per GUID in a read transaction; storing
+    /// blindly cost an `INSERT OR IGNORE` with thirteen bound values plus a
+    /// `seen_at` update (a row and an index write) for every one, which was
+    /// a quarter of a warm search's CPU. The caller stores only the rest
+    /// with [`StateStore::put_processes`], whose `OR IGNORE` still settles
+    /// a race with another search storing the same process in between.
+    pub fn known_processes(&self, guids: &[u128], seen_at: i64) -> Result<HashSet<u128>> {
+        let mut keys: Vec<[u8; 16]> = guids
+            .iter()
+            .filter(|g| **g != 0)
+            .map(|g| g.to_be_bytes())
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        if keys.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let found = self.read("checking processes", |conn| {
+            let sql = format!(
+                "SELECT guid, seen_at FROM processes WHERE guid IN ({})",
+                placeholders(IN_BATCH)
+            );
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let mut found = Vec::with_capacity(keys.len());
+            for batch in keys.chunks(IN_BATCH) {
+                bind_padded(&mut stmt, 1, batch)?;
+                let mut rows = stmt.raw_query();
+                while let Some(row) = rows.next()? {
+                    let guid = blob_guid(row.get_ref(0)?).flatten();
+                    let seen = match row.get_ref(1)? {
+                        ValueRef::Integer(i) => i,
+                        _ => i64::MIN,
+                    };
+                    if let Some(g) = guid {
+                        found.push((g, seen));
+                    }
+                }
+            }
+            Ok(found)
+        })?;
+        let stale: Vec<u128> = found
+            .iter()
+            .filter(|(_, seen)| *seen < seen_at.saturating_sub(SEEN_AT_SLACK))
+            .map(|(g, _)| *g)
+            .collect();
+        if !stale.is_empty() {
+            self.write("touching processes", |tx| {
+                let mut touch = tx.prepare_cached(
+                    "UPDATE processes SET seen_at = ?2 \
+                     WHERE guid = ?1 AND seen_at < ?2",
+                )?;
+                for g in &stale {
+                    touch.execute(params![g.to_be_bytes(), seen_at])?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(found.into_iter().map(|(g, _)| g).collect())
     }
 
     /// Looks up many GUIDs at once; returns the processes found, each once,

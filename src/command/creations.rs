@@ -1,0 +1,153 @@
+//! The process creations of one chunk, with all their text in one buffer.
+//!
+//! A chunk of 50,000 rows holds thousands of creations, each with five text
+//! fields. Owned `Box<[u8]>` fields cost five allocations per creation on
+//! the protocol thread and five frees on the process-table writer (glibc
+//! then passes the memory between the two threads' arenas, under a lock).
+//! Here a chunk's creations cost nothing once the buffers have grown: the
+//! writer hands each batch back, cleared, for the next chunk.
+
+use crate::lineage::{ProcessInfo, ProcessRef};
+use crate::sysmon::{Event, FileHashes, ProcessGuid};
+use std::ops::Range;
+
+/// One creation; its text lives in [`Creations::text`].
+#[derive(Debug, Clone)]
+struct Item {
+    guid: ProcessGuid,
+    parent_guid: Option<ProcessGuid>,
+    /// image, command line, parent image, parent command line, host.
+    fields: [Range<u32>; 5],
+    time: f64,
+    hashes: FileHashes,
+}
+
+/// A chunk's process creations (and what backfill found for it).
+#[derive(Debug, Clone, Default)]
+pub struct Creations {
+    text: Vec<u8>,
+    items: Vec<Item>,
+}
+
+impl Creations {
+    /// Forgets everything, keeping the buffers.
+    pub fn clear(&mut self) {
+        self.text.clear();
+        self.items.clear();
+    }
+
+    /// Number of creations.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    fn push_text(&mut self, t: &[u8]) -> Range<u32> {
+        // Offsets are u32: past 4 GiB of text in one chunk (impossible
+        // under the 512 MiB body cap) values would be cut, not corrupted.
+        let room = (u32::MAX as usize).saturating_sub(self.text.len());
+        let t = &t[..t.len().min(room)];
+        let start = self.text.len() as u32;
+        self.text.extend_from_slice(t);
+        start..self.text.len() as u32
+    }
+
+    /// Adds the creation `p`; returns its index.
+    pub fn push(&mut self, p: &ProcessRef<'_>) -> u32 {
+        let fields = [
+            self.push_text(p.image),
+            self.push_text(p.command_line),
+            self.push_text(p.parent_image),
+            self.push_text(p.parent_command_line),
+            self.push_text(p.host),
+        ];
+        self.items.push(Item {
+            guid: p.guid,
+            parent_guid: p.parent_guid,
+            fields,
+            time: p.time,
+            hashes: p.hashes,
+        });
+        (self.items.len() - 1) as u32
+    }
+
+    /// Adds the creation an event describes (`guid` is its non-zero
+    /// `ProcessGuid`); returns its index.
+    pub fn push_event(&mut self, guid: ProcessGuid, event: &Event<'_>) -> u32 {
+        self.push(&ProcessRef {
+            guid,
+            parent_guid: event.parent_guid,
+            image: &event.image,
+            command_line: &event.command_line,
+            parent_image: &event.parent_image,
+            parent_command_line: &event.parent_command_line,
+            host: &event.host,
+            time: event.time,
+            hashes: event.hashes,
+        })
+    }
+
+    /// Adds owned infos (what backfill found).
+    pub fn extend(&mut self, infos: &[ProcessInfo]) {
+        for p in infos {
+            self.push(&p.as_ref());
+        }
+    }
+
+    /// Creation `i` (panics when out of range, like slice indexing).
+    pub fn get(&self, i: usize) -> ProcessRef<'_> {
+        let item = &self.items[i];
+        let t = |k: usize| {
+            let r = &item.fields[k];
+            &self.text[r.start as usize..r.end as usize]
+        };
+        ProcessRef {
+            guid: item.guid,
+            parent_guid: item.parent_guid,
+            image: t(0),
+            command_line: t(1),
+            parent_image: t(2),
+            parent_command_line: t(3),
+            host: t(4),
+            time: item.time,
+            hashes: item.hashes,
+        }
+    }
+
+    /// The GUID of creation `i`.
+    pub fn guid(&self, i: usize) -> ProcessGuid {
+        self.items[i].guid
+    }
+
+    /// Every creation, in order.
+    pub fn iter(&self) -> impl Iterator<Item = ProcessRef<'_>> + '_ {
+        (0..self.items.len()).map(|i| self.get(i))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_reuses_buffers() {
+        let mut info = ProcessInfo::new(ProcessGuid::from_u128(7));
+        info.parent_guid = Some(ProcessGuid::from_u128(3));
+        info.image = Box::from(&b"C:\\w\\cmd.exe"[..]);
+        info.parent_command_line = Box::from(&b"\"x\" /c"[..]);
+        info.time = 12.5;
+        let mut c = Creations::default();
+        c.extend(std::slice::from_ref(&info));
+        c.push(&info.as_ref());
+        assert_eq!(c.len(), 2);
+        assert_eq!(c.get(1), info.as_ref());
+        assert_eq!(c.iter().count(), 2);
+        let cap = c.text.capacity();
+        c.clear();
+        assert!(c.is_empty() && c.text.capacity() == cap);
+    }
+}
