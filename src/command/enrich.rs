@@ -23,6 +23,7 @@ use crate::lineage::{
     backfill, AncestorSource, Anchor, Chain, Engine, GuidBuildHasher, LineageSettings, ProcessInfo,
     Rules, SourceKind, Start, Status, StopReason,
 };
+use crate::protocol::pieces::Pieces;
 use crate::protocol::records::{push_field, BodyError, Header, RowReader};
 use crate::reputation::{LookupKey, Service, Verdict};
 use crate::splunk::backfill::SplunkBackfill;
@@ -110,9 +111,9 @@ struct Cells {
 #[derive(Debug, Clone)]
 struct ProcSlot {
     guid: ProcessGuid,
-    /// Rows of the chunk naming it: only processes with several rows have
-    /// their cells kept (a chunk of 50,000 distinct creations would
-    /// otherwise keep 50,000 rendered chains).
+    /// Rows of the chunk naming it. A creation row shares its process's
+    /// cells only when other rows need them too; alone, it is built from
+    /// its own `Parent*` fields.
     rows: u32,
     /// Already asked about (one anchor per acting process).
     anchored: bool,
@@ -175,10 +176,12 @@ pub struct Enricher {
     /// Malicious verdicts seen in this search (for `lineage_malicious_ancestor`).
     malicious: HashMap<LookupKey, bool>,
     scratch: Vec<u8>,
-    /// Rendered lineage cells of the chunk (reused).
+    /// Rendered lineage cells of the chunk (source 2 of the reply).
     render_buf: Vec<u8>,
-    /// Cells of a process with one row: rendered, written, forgotten.
-    one_off: Vec<u8>,
+    /// Cells written per row (source 1 of the reply).
+    small: Vec<u8>,
+    /// The reply, as pieces of the body, `small` and `render_buf`.
+    pieces: Pieces,
     /// The chain being rendered (its buffers reused).
     chain: Chain,
     /// Background writer of the process table.
@@ -242,7 +245,8 @@ impl Enricher {
             malicious: HashMap::new(),
             scratch: Vec::new(),
             render_buf: Vec::new(),
-            one_off: Vec::new(),
+            small: Vec::new(),
+            pieces: Pieces::default(),
             chain: Chain::default(),
             writer: None,
             found: Vec::new(),
@@ -253,6 +257,13 @@ impl Enricher {
             options,
             settings,
         }
+    }
+
+    /// The reply to the last [`Enricher::process_pieces`]: its pieces, of
+    /// the request body (source 0) and of the two buffers returned (sources
+    /// 1 and 2).
+    pub fn reply(&self) -> ([&[u8]; 2], &Pieces) {
+        ([&self.small, &self.render_buf], &self.pieces)
     }
 
     /// The options in force.
@@ -285,7 +296,19 @@ impl Enricher {
     /// Enriches one body into `out` (cleared first). A body without rows
     /// gives an empty `out`.
     pub fn process(&mut self, body: &[u8], out: &mut Vec<u8>) -> Result<(), BodyError> {
-        out.clear();
+        self.process_pieces(body)?;
+        self.pieces
+            .assemble(&[body, &self.small, &self.render_buf], out);
+        Ok(())
+    }
+
+    /// Enriches one body into pieces of it and of this engine's buffers
+    /// (see [`Enricher::reply`]): what the protocol loop writes with
+    /// `writev`, without assembling the reply in memory.
+    pub fn process_pieces(&mut self, body: &[u8]) -> Result<(), BodyError> {
+        self.pieces.clear();
+        self.small.clear();
+        self.render_buf.clear();
         self.stats.chunks += 1;
         if !body.is_ascii() && std::str::from_utf8(body).is_err() {
             self.stats.non_utf8_chunks += 1;
@@ -304,7 +327,7 @@ impl Enricher {
         if self.engine.is_some() {
             self.extend_lineage();
         }
-        self.write(body, out);
+        self.write();
         self.persist();
         self.stats.rows += self.rows.len() as u64;
         Ok(())
@@ -513,11 +536,17 @@ impl Enricher {
     }
 
     /// Pass 2: write every row.
-    fn write(&mut self, body: &[u8], out: &mut Vec<u8>) {
+    fn write(&mut self) {
+        const BODY: u8 = 0;
+        const SMALL: u8 = 1;
+        const RENDERED: u8 = 2;
         let Some(layout) = self.layout.as_ref() else {
             return;
         };
+        let out = &mut self.small;
+        let pieces = &mut self.pieces;
         write_header(out, layout);
+        pieces.push(SMALL, 0..out.len());
         let rules = &self.rules;
         let malicious = &self.malicious;
         let is_malicious = |h: &FileHashes| {
@@ -552,11 +581,10 @@ impl Enricher {
         let chain = &mut self.chain;
         let scratch = &mut self.scratch;
         let render_buf = &mut self.render_buf;
-        let one_off = &mut self.one_off;
-        render_buf.clear();
         for row in &self.rows {
+            let mark = out.len();
             match &layout.passthrough {
-                Passthrough::Raw => out.extend_from_slice(&body[row.span.clone()]),
+                Passthrough::Raw => pieces.push(BODY, row.span.clone()),
                 Passthrough::Columns(_) => {
                     for (k, v) in row.kept.iter().enumerate() {
                         if k > 0 {
@@ -596,12 +624,13 @@ impl Enricher {
                 _ => {
                     output::push_cells(out, hashes, rep, None);
                     out.push(b'\n');
+                    pieces.push(SMALL, mark..out.len());
                     continue;
                 }
             };
             let cached = slot.and_then(|s| procs[s as usize].cells.clone());
-            let (buf, cells) = match cached {
-                Some(cells) => (&*render_buf, cells),
+            let cells = match cached {
+                Some(cells) => cells,
                 None => {
                     r.build_into(&start, chain);
                     // Rows of one process share its cells. An unknown
@@ -611,14 +640,7 @@ impl Enricher {
                         procs[s as usize].rows > 1
                             && chain.stop_reason() != StopReason::ProcessNotFound
                     });
-                    let buf = match keep {
-                        Some(_) => &mut *render_buf,
-                        None => {
-                            one_off.clear();
-                            &mut *one_off
-                        }
-                    };
-                    let (plain, mv) = output::render_chain(chain, buf, scratch);
+                    let (plain, mv) = output::render_chain(chain, render_buf, scratch);
                     let cells = Cells {
                         plain,
                         mv,
@@ -627,7 +649,7 @@ impl Enricher {
                     if let Some(s) = keep {
                         procs[s as usize].cells = Some(cells.clone());
                     }
-                    (&*buf, cells)
+                    cells
                 }
             };
             stats.lineage_rows += 1;
@@ -636,16 +658,16 @@ impl Enricher {
                 Status::Partial => stats.lineage_partial += 1,
                 _ => {}
             }
-            output::push_cells(
-                out,
-                hashes,
-                rep,
-                Some(output::ChainCells {
-                    plain: &buf[cells.plain],
-                    mv: &buf[cells.mv],
-                }),
-            );
+            output::push_cells_head(out, hashes, rep);
+            pieces.push(SMALL, mark..out.len());
+            pieces.push(RENDERED, cells.plain);
+            let mark = out.len();
+            output::push_cells_mid(out, rep);
+            pieces.push(SMALL, mark..out.len());
+            pieces.push(RENDERED, cells.mv);
+            let mark = out.len();
             out.push(b'\n');
+            pieces.push(SMALL, mark..out.len());
         }
     }
 

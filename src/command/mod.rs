@@ -35,6 +35,46 @@ pub fn splunk_home() -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
+/// Buffer for reply headers and metadata. Bodies go around it: they are
+/// written with `writev` from where their bytes already are, and a body
+/// window of at least this size bypasses the buffer (a 1 MiB buffer made
+/// the buffer copy every window again).
+const REPLY_BUFFER: usize = 64 << 10;
+
+/// Where replies go: stdout as a plain file. `Stdout` is line-buffered and
+/// scans what it writes for newlines; a duplicate of descriptor 1 takes
+/// `writev` straight to the pipe. Nothing else writes to stdout while the
+/// protocol runs (logs go to their file).
+fn reply_output() -> Box<dyn std::io::Write> {
+    use std::os::fd::AsFd;
+    grow_pipe(std::io::stdout().as_fd());
+    match std::io::stdout().as_fd().try_clone_to_owned() {
+        Ok(fd) => Box::new(std::fs::File::from(fd)),
+        Err(_) => Box::new(std::io::stdout()),
+    }
+}
+
+/// Pipe buffer asked for on stdout: Linux's default 64 KiB makes splunkd
+/// and us take turns every 64 KiB of a reply that can be 100 MB (an
+/// enriched 50,000-row chunk); 1 MiB is the unprivileged maximum
+/// (`/proc/sys/fs/pipe-max-size`).
+#[cfg(target_os = "linux")]
+const PIPE_BUFFER: usize = 1 << 20;
+
+/// Enlarges the pipe splunkd reads our replies from. Best effort: not a
+/// pipe (a file, a terminal) or a lower system limit leaves it as it is.
+#[cfg(target_os = "linux")]
+fn grow_pipe(fd: std::os::fd::BorrowedFd<'_>) {
+    if let Ok(size) = rustix::pipe::fcntl_getpipe_size(fd) {
+        if size < PIPE_BUFFER {
+            let _ = rustix::pipe::fcntl_setpipe_size(fd, PIPE_BUFFER);
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn grow_pipe(_fd: std::os::fd::BorrowedFd<'_>) {}
+
 fn run_protocol() -> ExitCode {
     let home = splunk_home();
     let app_dir = crate::config::settings::app_dir();
@@ -55,10 +95,9 @@ fn run_protocol() -> ExitCode {
         warnings: loaded.warnings,
     };
     let stdin = std::io::stdin().lock();
-    let stdout = std::io::stdout().lock();
     let outcome = serve::serve(
         std::io::BufReader::with_capacity(1 << 20, stdin),
-        std::io::BufWriter::with_capacity(1 << 20, stdout),
+        std::io::BufWriter::with_capacity(REPLY_BUFFER, reply_output()),
         &config,
     );
     log::logger().flush();

@@ -180,6 +180,27 @@ pub fn push_cells(
     rep: Option<&RepCells>,
     chain: Option<ChainCells<'_>>,
 ) {
+    push_cells_head(out, hashes, rep);
+    match chain {
+        Some(c) => out.extend_from_slice(c.plain),
+        None => out.extend_from_slice(NO_CHAIN_PLAIN),
+    }
+    push_cells_mid(out, rep);
+    match chain {
+        Some(c) => out.extend_from_slice(c.mv),
+        None => out.extend_from_slice(NO_CHAIN_MV),
+    }
+}
+
+/// The plain lineage cells of a row without lineage.
+pub const NO_CHAIN_PLAIN: &[u8] = b",,,,,,,,,,";
+/// The lineage `__mv_` cells of a row without lineage.
+pub const NO_CHAIN_MV: &[u8] = b",,,,,";
+
+/// The cells before the plain lineage cells: hashes and `rep_*`. Split from
+/// [`push_cells`] so a writer can take the lineage cells from elsewhere
+/// (see `protocol::pieces`).
+pub fn push_cells_head(out: &mut Vec<u8>, hashes: Option<&FileHashes>, rep: Option<&RepCells>) {
     let h = hashes.copied().unwrap_or_default();
     push_digest(out, h.md5.as_ref().map(|d| d.as_bytes()));
     push_digest(out, h.sha1.as_ref().map(|d| d.as_bytes()));
@@ -189,17 +210,13 @@ pub fn push_cells(
         Some(r) if !r.plain.is_empty() => out.extend_from_slice(&r.plain),
         _ => out.extend_from_slice(b",,,,,,,,,"),
     }
-    let rep_mv = rep.map_or(&b""[..], |r| &r.mv[..]);
-    match chain {
-        Some(c) => out.extend_from_slice(c.plain),
-        None => out.extend_from_slice(b",,,,,,,,,,"),
-    }
+}
+
+/// The cells between the plain and the `__mv_` lineage cells:
+/// `__mv_rep_sources`.
+pub fn push_cells_mid(out: &mut Vec<u8>, rep: Option<&RepCells>) {
     out.push(b',');
-    out.extend_from_slice(rep_mv);
-    match chain {
-        Some(c) => out.extend_from_slice(c.mv),
-        None => out.extend_from_slice(b",,,,,"),
-    }
+    out.extend_from_slice(rep.map_or(&b""[..], |r| &r.mv[..]));
 }
 
 /// Renders a chain's cells into `buf`; returns the ranges of the plain and

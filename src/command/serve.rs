@@ -113,7 +113,6 @@ fn execute_loop<R: BufRead, W: Write>(
     searchinfo: &SearchInfo,
     mut warnings: Vec<String>,
 ) -> Outcome {
-    let mut out = Vec::new();
     let mut warned_utf8 = false;
     loop {
         let request = match channel.read_request() {
@@ -138,7 +137,7 @@ fn execute_loop<R: BufRead, W: Write>(
             }
         }
         let chunk_no = channel.requests();
-        let result = enricher.process(channel.body(), &mut out);
+        let result = enricher.process_pieces(channel.body());
         let mut inspector = Inspector::default();
         if let Err(e) = result {
             let text = format!("chunk {chunk_no}: {e}");
@@ -166,7 +165,8 @@ fn execute_loop<R: BufRead, W: Write>(
             inspector: (!inspector.is_empty()).then_some(inspector),
             error: None,
         };
-        if let Err(e) = channel.reply(&to_json(&reply), &out) {
+        let (extra, pieces) = enricher.reply();
+        if let Err(e) = channel.reply_pieces(&to_json(&reply), &extra, pieces) {
             // splunkd went away (cancelled search): nobody to tell.
             log::warn!("sid={}: {e}", searchinfo.sid);
             return Outcome::Failed;

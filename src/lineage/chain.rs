@@ -158,18 +158,25 @@ pub fn basename(path: &[u8]) -> &[u8] {
 /// Sysmon's rendering of a GUID (`{UPPER-CASE}`) without allocating.
 pub fn guid_text(guid: ProcessGuid) -> [u8; 38] {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut out = [0u8; 38];
-    out[0] = b'{';
-    out[37] = b'}';
-    let v = guid.as_u128();
-    let mut nibble = 0;
-    for (i, o) in out[1..37].iter_mut().enumerate() {
-        if matches!(i, 8 | 13 | 18 | 23) {
-            *o = b'-';
-        } else {
-            *o = HEX[((v >> (124 - 4 * nibble)) & 15) as usize];
-            nibble += 1;
+    // Where each of the 32 nibbles goes, most significant first: every
+    // chain renders several GUIDs twice, so this is a straight loop.
+    const AT: [u8; 32] = {
+        let mut at = [0u8; 32];
+        let (mut n, mut pos) = (0, 1);
+        while n < 32 {
+            if pos == 9 || pos == 14 || pos == 19 || pos == 24 {
+                pos += 1;
+            }
+            at[n] = pos as u8;
+            n += 1;
+            pos += 1;
         }
+        at
+    };
+    let mut out = *b"{00000000-0000-0000-0000-000000000000}";
+    let v = guid.as_u128();
+    for (n, &pos) in AT.iter().enumerate() {
+        out[pos as usize] = HEX[((v >> (124 - 4 * n)) & 15) as usize];
     }
     out
 }

@@ -145,6 +145,16 @@ pub struct Engine {
     /// GUIDs every source was asked for and none had (see
     /// [`Engine::note_missing`]).
     misses: GuidSet,
+    /// [`Engine::frontier`]'s working sets, kept between chunks so that
+    /// each call does not grow three hash tables from nothing again.
+    scratch: FrontierScratch,
+}
+
+#[derive(Default)]
+struct FrontierScratch {
+    wanted: GuidSet,
+    walked: GuidMap<u32>,
+    acting_seen: GuidSet,
 }
 
 impl Engine {
@@ -154,6 +164,7 @@ impl Engine {
             table: ProcessTable::new(settings.capacity),
             max_depth: settings.max_depth.clamp(1, MAX_MAX_DEPTH),
             misses: GuidSet::with_hasher(GuidBuildHasher::new()),
+            scratch: FrontierScratch::default(),
         }
     }
 
@@ -216,13 +227,18 @@ impl Engine {
     /// safe from eviction by the backfill that follows.
     pub fn frontier(&mut self, anchors: &[Anchor]) -> Vec<ProcessGuid> {
         let mut out = Vec::new();
-        let mut wanted = GuidSet::with_hasher(GuidBuildHasher::new());
+        let FrontierScratch {
+            wanted,
+            walked,
+            acting_seen,
+        } = &mut self.scratch;
+        wanted.clear();
         // GUID -> smallest depth index at which a walk this call passed
         // through it. A later walk arriving at the same GUID no shallower
         // has nothing new to find: many rows share ancestors, so this turns
         // O(rows × depth) into O(distinct processes).
-        let mut walked: GuidMap<u32> = GuidMap::with_hasher(GuidBuildHasher::new());
-        let mut acting_seen = GuidSet::with_hasher(GuidBuildHasher::new());
+        walked.clear();
+        acting_seen.clear();
         let mut want = |g: ProcessGuid, out: &mut Vec<ProcessGuid>| {
             if wanted.insert(g) {
                 out.push(g);

@@ -37,6 +37,7 @@
 pub mod chunk;
 pub mod metadata;
 pub mod multivalue;
+pub mod pieces;
 pub mod records;
 
 pub use chunk::{Chunk, ChunkError, Limits};
@@ -124,6 +125,25 @@ impl<R: BufRead, W: Write> Channel<R, W> {
         }
         self.owed = false;
         chunk::write_chunk(&mut self.output, metadata, body).map_err(ProtocolError::Write)
+    }
+
+    /// Writes the reply owed for the last request, its body given as
+    /// pieces of the request body (source 0) and of `extra` (sources 1..).
+    pub fn reply_pieces(
+        &mut self,
+        metadata: &[u8],
+        extra: &[&[u8]],
+        pieces: &pieces::Pieces,
+    ) -> Result<(), ProtocolError> {
+        if !self.owed {
+            return Err(ProtocolError::NoRequest);
+        }
+        self.owed = false;
+        let mut sources: Vec<&[u8]> = Vec::with_capacity(extra.len() + 1);
+        sources.push(&self.chunk.body);
+        sources.extend_from_slice(extra);
+        pieces::write_chunk_pieces(&mut self.output, metadata, &sources, pieces)
+            .map_err(ProtocolError::Write)
     }
 
     /// True when the last request has not been answered yet.
