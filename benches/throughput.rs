@@ -15,8 +15,14 @@
 //!
 //! Variants:
 //! - `passthrough`: this bench binary in child mode: read each chunk, parse
-//!   every CSV row, write the rows back unchanged. The floor any command
-//!   pays for speaking the protocol.
+//!   every CSV row, write the rows back unchanged (with `writev` from the
+//!   request body and the same stdout handling as the command). The floor
+//!   any command pays for speaking the protocol.
+//! - `wide`: the pass-through, plus one constant cell of `--pad` bytes on
+//!   every row (default 1,195: what `lineage` adds per row to this
+//!   stream), written as one shared piece the way the command writes a
+//!   process's lineage cells. The floor for any command that must write
+//!   lineage's output volume: the cost of the bytes alone, no lineage.
 //! - `hashes`: `sysmonenrich lineage=false reputation=false`.
 //! - `cached`: `sysmonenrich lineage=false providers=hashlookup`, with
 //!   CIRCL hashlookup played by a tiny fake on 127.0.0.1 (every lookup a
@@ -39,6 +45,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use sysmonenrich::protocol::chunk::{read_chunk, write_chunk, Chunk, Limits};
+use sysmonenrich::protocol::pieces::{write_chunk_pieces, Pieces};
 use sysmonenrich::protocol::records::RowReader;
 use sysmonenrich::synth;
 
@@ -47,6 +54,8 @@ struct Args {
     chunk: usize,
     runs: usize,
     variants: Vec<String>,
+    /// Bytes the `wide` variant adds per row.
+    pad: usize,
     /// Write getinfo (with these args) + the stream to this file and stop:
     /// the input for a profiler run (`valgrind --tool=callgrind`).
     save: Option<(PathBuf, String)>,
@@ -64,6 +73,7 @@ fn parse_args() -> Args {
             "lineage".into(),
             "full".into(),
         ],
+        pad: 1195,
         save: None,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -75,6 +85,7 @@ fn parse_args() -> Args {
             "--chunk" => a.chunk = value.parse().expect("--chunk N"),
             "--runs" => a.runs = value.parse().expect("--runs K"),
             "--variants" => a.variants = value.split(',').map(String::from).collect(),
+            "--pad" => a.pad = value.parse().expect("--pad N"),
             "--save" => {
                 let args = argv.get(i + 2).cloned().unwrap_or_default();
                 a.save = Some((PathBuf::from(value), args));
@@ -186,25 +197,44 @@ fn run_once(mut cmd: Command, stream: &Path, getinfo: &[u8], home: &Path) -> Mea
     }
 }
 
-/// Child mode: the bare pass-through.
-fn passthrough() {
+/// Child mode: the bare pass-through; with `pad > 0` every row also gets
+/// one shared cell of `pad` bytes.
+fn passthrough(pad: usize) {
     let stdin = std::io::stdin().lock();
-    let stdout = std::io::stdout().lock();
     let mut input = BufReader::with_capacity(1 << 20, stdin);
-    let mut output = BufWriter::with_capacity(1 << 20, stdout);
+    let mut output = BufWriter::with_capacity(
+        sysmonenrich::command::REPLY_BUFFER,
+        sysmonenrich::command::reply_output(),
+    );
     let limits = Limits::default();
     let mut chunk = Chunk::default();
-    let mut out = Vec::new();
+    let mut small = Vec::new();
+    let mut pieces = Pieces::default();
     let mut rec = csv::ByteRecord::new();
     let mut first = true;
+    // `,"xx…x"`: one quoted cell of `pad` bytes with its comma.
+    let mut cell = Vec::new();
+    if pad > 0 {
+        cell.extend_from_slice(b",\"");
+        cell.resize(pad.max(3) - 1, b'x');
+        cell.push(b'"');
+    }
     while read_chunk(&mut input, &limits, &mut chunk).expect("chunk") {
-        out.clear();
+        small.clear();
+        pieces.clear();
+        small.extend_from_slice(b"\n");
         if let Some(mut rows) = RowReader::new(&chunk.body, limits.max_field).expect("body") {
-            let header_end = memchr::memchr(b'\n', &chunk.body).map_or(0, |i| i + 1);
-            out.extend_from_slice(&chunk.body[..header_end]);
+            let header_end = memchr::memchr(b'\n', &chunk.body).map_or(0, |i| i);
+            pieces.push(0, 0..header_end);
+            if pad > 0 {
+                small.extend_from_slice(b",pad");
+                pieces.push(1, 1..small.len());
+            }
+            pieces.push(1, 0..1);
             while let Some(span) = rows.read(&mut rec).expect("row") {
-                out.extend_from_slice(&chunk.body[span]);
-                out.push(b'\n');
+                pieces.push(0, span);
+                pieces.push(2, 0..cell.len());
+                pieces.push(1, 0..1);
             }
         }
         let meta: &[u8] = if first {
@@ -213,7 +243,8 @@ fn passthrough() {
             b"{\"finished\":false}"
         };
         first = false;
-        write_chunk(&mut output, meta, &out).expect("reply");
+        write_chunk_pieces(&mut output, meta, &[&chunk.body, &small, &cell], &pieces)
+            .expect("reply");
     }
     write_peak();
 }
@@ -324,7 +355,12 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 fn main() {
     if std::env::args().any(|a| a == "--child-passthrough") {
-        passthrough();
+        let pad = std::env::args()
+            .skip_while(|a| a != "--child-pad")
+            .nth(1)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        passthrough(pad);
         return;
     }
     let args = parse_args();
@@ -356,7 +392,7 @@ fn main() {
         let home = dir.path().join(format!("home-{variant}"));
         std::fs::create_dir_all(&home).expect("home");
         let command_args: Vec<&str> = match variant.as_str() {
-            "passthrough" => vec![],
+            "passthrough" | "wide" => vec![],
             "hashes" => vec!["lineage=false", "reputation=false"],
             "lineage" => vec!["reputation=false", "backfill=false"],
             "full" => vec!["backfill=false", "providers=local"],
@@ -369,9 +405,12 @@ fn main() {
             hashlookup = Some((fake, app));
         }
         let make = || {
-            if variant == "passthrough" {
+            if variant == "passthrough" || variant == "wide" {
                 let mut c = Command::new(&me);
                 c.arg("--child-passthrough");
+                if variant == "wide" {
+                    c.arg("--child-pad").arg(args.pad.to_string());
+                }
                 c
             } else {
                 let mut c = Command::new(&exe);

@@ -39,13 +39,13 @@ pub fn splunk_home() -> Option<PathBuf> {
 /// written with `writev` from where their bytes already are, and a body
 /// window of at least this size bypasses the buffer (a 1 MiB buffer made
 /// the buffer copy every window again).
-const REPLY_BUFFER: usize = 64 << 10;
+pub const REPLY_BUFFER: usize = 64 << 10;
 
 /// Where replies go: stdout as a plain file. `Stdout` is line-buffered and
 /// scans what it writes for newlines; a duplicate of descriptor 1 takes
 /// `writev` straight to the pipe. Nothing else writes to stdout while the
 /// protocol runs (logs go to their file).
-fn reply_output() -> Box<dyn std::io::Write> {
+pub fn reply_output() -> Box<dyn std::io::Write> {
     use std::os::fd::AsFd;
     grow_pipe(std::io::stdout().as_fd());
     match std::io::stdout().as_fd().try_clone_to_owned() {
