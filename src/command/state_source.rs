@@ -2,9 +2,10 @@
 //! between the engine's `ProcessInfo` and the store's `StoredProcess`.
 
 use crate::lineage::{AncestorSource, ProcessInfo, ProcessRef, SourceError, SourceKind};
-use crate::state::{StateStore, StoredProcess};
+use crate::state::{ProcessRow, StateStore, StoredProcess};
 use crate::sysmon::hashes::{Md5, Sha1, Sha256};
 use crate::sysmon::{FileHashes, ProcessGuid};
+use std::borrow::Cow;
 
 /// Reads ancestors from the state store.
 pub struct StateSource<'a>(pub &'a StateStore);
@@ -24,28 +25,28 @@ impl AncestorSource for StateSource<'_> {
     }
 }
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-/// Engine → store.
-pub fn to_stored(p: &ProcessRef<'_>, seen_at: i64) -> StoredProcess {
-    StoredProcess {
+/// Engine → store, borrowing the text (valid UTF-8, as Sysmon writes it,
+/// is not copied; anything else is repaired, as the store keeps text).
+pub fn to_row<'a>(p: &ProcessRef<'a>, seen_at: i64) -> ProcessRow<'a> {
+    fn hex<T: std::fmt::Display>(d: Option<T>) -> Option<Cow<'static, str>> {
+        d.map(|d| Cow::Owned(d.to_string()))
+    }
+    ProcessRow {
         guid: p.guid.as_u128(),
         parent_guid: p
             .parent_guid
             .filter(|g| !g.is_zero())
             .map(ProcessGuid::as_u128),
-        image: text(p.image),
-        command_line: text(p.command_line),
-        parent_image: text(p.parent_image),
-        parent_command_line: text(p.parent_command_line),
-        host: text(p.host),
+        image: String::from_utf8_lossy(p.image),
+        command_line: String::from_utf8_lossy(p.command_line),
+        parent_image: String::from_utf8_lossy(p.parent_image),
+        parent_command_line: String::from_utf8_lossy(p.parent_command_line),
+        host: String::from_utf8_lossy(p.host),
         time: p.time,
-        md5: p.hashes.md5.map(|d| d.to_string()),
-        sha1: p.hashes.sha1.map(|d| d.to_string()),
-        sha256: p.hashes.sha256.map(|d| d.to_string()),
-        imphash: p.hashes.imphash.map(|d| d.to_string()),
+        md5: hex(p.hashes.md5),
+        sha1: hex(p.hashes.sha1),
+        sha256: hex(p.hashes.sha256),
+        imphash: hex(p.hashes.imphash),
         seen_at,
     }
 }

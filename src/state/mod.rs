@@ -74,7 +74,7 @@ use rusqlite::{Connection, TransactionBehavior};
 pub use cache::{CachePut, CachedEntry};
 pub use error::{StateError, StateErrorKind};
 pub use pending::PendingEntry;
-pub use processes::StoredProcess;
+pub use processes::{ProcessRow, StoredProcess};
 pub use quota::QuotaDecision;
 
 /// `Result` with [`StateError`].
@@ -239,6 +239,16 @@ impl StateStore {
                 },
             )
         })
+    }
+
+    /// Sets this connection's page cache to `kib` KiB (the default is
+    /// 32 MiB). For a second connection whose work is mostly sequential
+    /// (the process-table writer), where a full-size cache would only add
+    /// to the search's peak memory.
+    pub fn set_cache_kib(&self, kib: u32) -> Result<()> {
+        let conn = self.lock();
+        conn.pragma_update(None, "cache_size", -i64::from(kib))
+            .map_err(self.err("setting cache_size"))
     }
 
     /// A private in-memory store with the same schema: for tests, and for

@@ -8,6 +8,7 @@
 //! Growth is bounded by [`StateStore::prune_processes`] (retention and a row
 //! cap), driven by `seen_at`, the last time any search saw the process.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::OnceLock;
 
@@ -55,6 +56,59 @@ pub struct StoredProcess {
 /// a write for every process a frequent scheduled search sees again.
 pub const SEEN_AT_SLACK: i64 = 3600;
 
+/// A process to store, borrowing its text: what a search hands the
+/// process-table writer, which then allocates nothing per row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessRow<'a> {
+    /// See [`StoredProcess::guid`].
+    pub guid: u128,
+    /// See [`StoredProcess::parent_guid`].
+    pub parent_guid: Option<u128>,
+    /// `Image`.
+    pub image: Cow<'a, str>,
+    /// `CommandLine`.
+    pub command_line: Cow<'a, str>,
+    /// `ParentImage`.
+    pub parent_image: Cow<'a, str>,
+    /// `ParentCommandLine`.
+    pub parent_command_line: Cow<'a, str>,
+    /// `Computer`.
+    pub host: Cow<'a, str>,
+    /// See [`StoredProcess::time`].
+    pub time: f64,
+    /// MD5, lower-case hex.
+    pub md5: Option<Cow<'a, str>>,
+    /// SHA1, lower-case hex.
+    pub sha1: Option<Cow<'a, str>>,
+    /// SHA256, lower-case hex.
+    pub sha256: Option<Cow<'a, str>>,
+    /// IMPHASH, lower-case hex.
+    pub imphash: Option<Cow<'a, str>>,
+    /// See [`StoredProcess::seen_at`].
+    pub seen_at: i64,
+}
+
+impl StoredProcess {
+    /// Borrows this process as a row to store.
+    pub fn as_row(&self) -> ProcessRow<'_> {
+        ProcessRow {
+            guid: self.guid,
+            parent_guid: self.parent_guid,
+            image: Cow::Borrowed(&self.image),
+            command_line: Cow::Borrowed(&self.command_line),
+            parent_image: Cow::Borrowed(&self.parent_image),
+            parent_command_line: Cow::Borrowed(&self.parent_command_line),
+            host: Cow::Borrowed(&self.host),
+            time: self.time,
+            md5: self.md5.as_deref().map(Cow::Borrowed),
+            sha1: self.sha1.as_deref().map(Cow::Borrowed),
+            sha256: self.sha256.as_deref().map(Cow::Borrowed),
+            imphash: self.imphash.as_deref().map(Cow::Borrowed),
+            seen_at: self.seen_at,
+        }
+    }
+}
+
 const COLUMNS: &str = "guid, parent_guid, image, command_line, parent_image, \
                        parent_command_line, host, time, md5, sha1, sha256, \
                        imphash, seen_at";
@@ -74,7 +128,16 @@ impl StateStore {
     ///
     /// Rows with GUID 0 are skipped (that value means "no process").
     pub fn put_processes(&self, processes: &[StoredProcess]) -> Result<usize> {
-        if processes.is_empty() {
+        self.put_process_rows(processes.iter().map(StoredProcess::as_row))
+    }
+
+    /// [`StateStore::put_processes`] for borrowed rows.
+    pub fn put_process_rows<'a, I>(&self, processes: I) -> Result<usize>
+    where
+        I: IntoIterator<Item = ProcessRow<'a>>,
+    {
+        let mut processes = processes.into_iter().peekable();
+        if processes.peek().is_none() {
             return Ok(0);
         }
         self.write("storing processes", |tx| {
@@ -87,7 +150,7 @@ impl StateStore {
                  WHERE guid = ?1 AND seen_at < ?2",
             )?;
             let mut inserted = 0;
-            for p in processes.iter().filter(|p| p.guid != 0) {
+            for p in processes.filter(|p| p.guid != 0) {
                 let guid = p.guid.to_be_bytes();
                 let parent = p.parent_guid.filter(|g| *g != 0).map(u128::to_be_bytes);
                 // SQLite stores NaN as NULL, which the NOT NULL constraint
@@ -96,16 +159,16 @@ impl StateStore {
                 let n = insert.execute(params![
                     guid,
                     parent,
-                    p.image,
-                    p.command_line,
-                    p.parent_image,
-                    p.parent_command_line,
-                    p.host,
+                    &*p.image,
+                    &*p.command_line,
+                    &*p.parent_image,
+                    &*p.parent_command_line,
+                    &*p.host,
                     time,
-                    p.md5,
-                    p.sha1,
-                    p.sha256,
-                    p.imphash,
+                    p.md5.as_deref(),
+                    p.sha1.as_deref(),
+                    p.sha256.as_deref(),
+                    p.imphash.as_deref(),
                     p.seen_at,
                 ])?;
                 if n == 0 {
