@@ -190,6 +190,9 @@ pub struct Enricher {
     found: Vec<ProcessInfo>,
     /// Per chunk: whether each creation shares its process's cells.
     shared: Vec<bool>,
+    /// Per chunk: whether each creation was new to the table (so the table
+    /// holds exactly its row).
+    fresh: Vec<bool>,
     warnings: Vec<String>,
     /// Every warning text already shown in this search.
     warned: std::collections::HashSet<String>,
@@ -251,6 +254,7 @@ impl Enricher {
             writer: None,
             found: Vec::new(),
             shared: Vec::new(),
+            fresh: Vec::new(),
             warnings: Vec::new(),
             warned: Default::default(),
             stats: Stats::default(),
@@ -427,8 +431,16 @@ impl Enricher {
         let Some(engine) = self.engine.as_mut() else {
             return;
         };
-        for c in self.creations.iter() {
-            engine.index(&c, SourceKind::Results);
+        self.fresh.clear();
+        for (i, c) in self.creations.iter().enumerate() {
+            let new = engine.index(&c, SourceKind::Results);
+            self.fresh.push(new);
+            if new {
+                // The table now holds exactly this row for the process, so
+                // the creation's own anchor walks the same parents as its
+                // other rows would: they need no anchor of their own.
+                self.procs[self.creation_slots[i] as usize].anchored = true;
+            }
         }
         let mut anchors: Vec<Anchor> = Vec::with_capacity(self.rows.len());
         for r in &self.rows {
@@ -561,16 +573,23 @@ impl Enricher {
         let shared = &mut self.shared;
         shared.clear();
         if let Some(e) = self.engine.as_ref() {
+            let fresh = &self.fresh;
             shared.extend((0..creations.len()).map(|i| {
                 let c = creations.get(i);
-                procs[self.creation_slots[i] as usize].rows > 1
-                    && e.get(c.guid).is_some_and(|(t, kind)| {
-                        kind == SourceKind::Results
-                            && t.parent_guid == c.parent_guid
-                            && t.image == c.image
-                            && t.parent_image == c.parent_image
-                            && t.parent_command_line == c.parent_command_line
-                    })
+                if procs[self.creation_slots[i] as usize].rows < 2 {
+                    return false;
+                }
+                if fresh.get(i).copied().unwrap_or(false) {
+                    // Inserted from this very row: equal unless evicted.
+                    return e.contains(c.guid);
+                }
+                e.get(c.guid).is_some_and(|(t, kind)| {
+                    kind == SourceKind::Results
+                        && t.parent_guid == c.parent_guid
+                        && t.image == c.image
+                        && t.parent_image == c.parent_image
+                        && t.parent_command_line == c.parent_command_line
+                })
             }));
         }
         let mut resolver = self

@@ -47,33 +47,11 @@ pub const REPLY_BUFFER: usize = 64 << 10;
 /// protocol runs (logs go to their file).
 pub fn reply_output() -> Box<dyn std::io::Write> {
     use std::os::fd::AsFd;
-    grow_pipe(std::io::stdout().as_fd());
     match std::io::stdout().as_fd().try_clone_to_owned() {
         Ok(fd) => Box::new(std::fs::File::from(fd)),
         Err(_) => Box::new(std::io::stdout()),
     }
 }
-
-/// Pipe buffer asked for on stdout: Linux's default 64 KiB makes splunkd
-/// and us take turns every 64 KiB of a reply that can be 100 MB (an
-/// enriched 50,000-row chunk); 1 MiB is the unprivileged maximum
-/// (`/proc/sys/fs/pipe-max-size`).
-#[cfg(target_os = "linux")]
-const PIPE_BUFFER: usize = 1 << 20;
-
-/// Enlarges the pipe splunkd reads our replies from. Best effort: not a
-/// pipe (a file, a terminal) or a lower system limit leaves it as it is.
-#[cfg(target_os = "linux")]
-fn grow_pipe(fd: std::os::fd::BorrowedFd<'_>) {
-    if let Ok(size) = rustix::pipe::fcntl_getpipe_size(fd) {
-        if size < PIPE_BUFFER {
-            let _ = rustix::pipe::fcntl_setpipe_size(fd, PIPE_BUFFER);
-        }
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn grow_pipe(_fd: std::os::fd::BorrowedFd<'_>) {}
 
 fn run_protocol() -> ExitCode {
     let home = splunk_home();
