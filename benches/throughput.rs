@@ -14,10 +14,11 @@
 //! the child's own `VmHWM`, which it reports at exit.
 //!
 //! Variants:
-//! - `passthrough`: this bench binary in child mode: read each chunk, parse
-//!   every CSV row, write the rows back unchanged (with `writev` from the
-//!   request body and the same stdout handling as the command). The floor
-//!   any command pays for speaking the protocol.
+//! - `passthrough`: this bench binary in child mode: read each chunk, scan
+//!   every CSV row with the command's own row scanner (field spans, quoting
+//!   checked), write the rows back unchanged (with `writev` from the request
+//!   body and the same stdout handling as the command). The floor any
+//!   command pays for speaking the protocol.
 //! - `wide`: the pass-through, plus one constant cell of `--pad` bytes on
 //!   every row (default 1,195: what `lineage` adds per row to this
 //!   stream), written as one shared piece the way the command writes a
@@ -210,7 +211,6 @@ fn passthrough(pad: usize) {
     let mut chunk = Chunk::default();
     let mut small = Vec::new();
     let mut pieces = Pieces::default();
-    let mut rec = csv::ByteRecord::new();
     let mut first = true;
     // `,"xx…x"`: one quoted cell of `pad` bytes with its comma.
     let mut cell = Vec::new();
@@ -231,7 +231,7 @@ fn passthrough(pad: usize) {
                 pieces.push(1, 1..small.len());
             }
             pieces.push(1, 0..1);
-            while let Some(span) = rows.read(&mut rec).expect("row") {
+            while let Some(span) = rows.next_row().expect("row") {
                 pieces.push(0, span);
                 pieces.push(2, 0..cell.len());
                 pieces.push(1, 0..1);
