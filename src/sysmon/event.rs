@@ -299,7 +299,7 @@ impl FieldMap {
             .iter()
             .filter_map(|&i| row.get(i))
             .find(|v| !v.is_empty())
-            .and_then(|v| parse_code(v));
+            .and_then(parse_code);
         let hashes = self.read_hashes(row);
         if code.is_some() && !hashes.is_empty() {
             return hashes;
