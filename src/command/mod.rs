@@ -45,12 +45,19 @@ pub const REPLY_BUFFER: usize = 64 << 10;
 /// scans what it writes for newlines; a duplicate of descriptor 1 takes
 /// `writev` straight to the pipe. Nothing else writes to stdout while the
 /// protocol runs (logs go to their file).
+#[cfg(unix)]
 pub fn reply_output() -> Box<dyn std::io::Write> {
     use std::os::fd::AsFd;
     match std::io::stdout().as_fd().try_clone_to_owned() {
         Ok(fd) => Box::new(std::fs::File::from(fd)),
         Err(_) => Box::new(std::io::stdout()),
     }
+}
+
+/// Where replies go (elsewhere than Unix: plain stdout).
+#[cfg(not(unix))]
+pub fn reply_output() -> Box<dyn std::io::Write> {
+    Box::new(std::io::stdout())
 }
 
 fn run_protocol() -> ExitCode {
