@@ -449,6 +449,43 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn known_processes_probe_and_touch_only_stale_rows() {
+        let store = StateStore::open_in_memory().unwrap();
+        store
+            .put_processes(&[process(1, None), process(2, Some(1))])
+            .unwrap();
+        let seen = |g: u128| store.get_processes(&[g]).unwrap()[0].seen_at;
+        // Within the slack: found, nothing rewritten.
+        let known = store.known_processes(&[2, 1, 3, 0, 2], 1000 + 60).unwrap();
+        assert_eq!(known, HashSet::from([1, 2]));
+        assert_eq!((seen(1), seen(2)), (1000, 1000));
+        // Past the slack: `seen_at` moves forward, for the asked one only.
+        let later = 1000 + SEEN_AT_SLACK + 1;
+        assert_eq!(
+            store.known_processes(&[1], later).unwrap(),
+            HashSet::from([1])
+        );
+        assert_eq!((seen(1), seen(2)), (later, 1000));
+        // Never backwards.
+        store.known_processes(&[1], 5).unwrap();
+        assert_eq!(seen(1), later);
+        assert!(store.known_processes(&[], later).unwrap().is_empty());
+    }
+
+    #[test]
+    fn borrowed_rows_store_like_owned_ones() {
+        let store = StateStore::open_in_memory().unwrap();
+        let p = process(9, Some(4));
+        assert_eq!(store.put_process_rows([p.as_row()]).unwrap(), 1);
+        assert_eq!(
+            store.put_process_rows([p.as_row()]).unwrap(),
+            0,
+            "first write wins"
+        );
+        assert_eq!(store.get_processes(&[9]).unwrap(), vec![p]);
+    }
+
+    #[test]
     fn zero_guids_are_no_process() {
         let store = StateStore::open_in_memory().unwrap();
         let mut orphan = process(5, Some(0));
