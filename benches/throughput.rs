@@ -73,6 +73,7 @@ fn parse_args() -> Args {
             "cached".into(),
             "lineage".into(),
             "full".into(),
+            "wide".into(),
         ],
         pad: 1195,
         save: None,

@@ -466,17 +466,12 @@ impl Site {
 // Reading results
 // ---------------------------------------------------------------------------
 
-const REP_FIELDS: [&str; 9] = [
-    "rep_verdict",
-    "rep_detections",
-    "rep_engines",
-    "rep_label",
-    "rep_sources",
-    "rep_checked",
-    "rep_cached",
-    "rep_link",
-    "rep_error",
-];
+/// The `rep_*` fields, from the stand-in's own list of output fields.
+fn rep_fields() -> impl Iterator<Item = &'static str> {
+    splunkd::OUTPUT_FIELDS
+        .into_iter()
+        .filter(|f| f.starts_with("rep_"))
+}
 
 fn cell(o: &Outcome, row: usize, name: &str) -> String {
     o.merged
@@ -642,7 +637,7 @@ fn a_every_row_with_a_hash_gets_the_reputation_of_its_file() {
         let c = |n: &str| cell(&o, r, n);
         let Some(sha) = row_sha256(&data, r) else {
             other_rows += 1;
-            for f in REP_FIELDS {
+            for f in rep_fields() {
                 assert_eq!(c(f), "", "row {r} has no lookup hash but {f} = {:?}", c(f));
             }
             let imphash_only = data.get(r, "Hashes").is_some_and(|h| !h.is_empty());
@@ -1209,7 +1204,7 @@ fn d_a_hanging_provider_costs_at_most_the_budget_and_changes_nothing_else() {
                 "row {r} column {c} differs from the reputation=false run"
             );
         }
-        for f in REP_FIELDS {
+        for f in rep_fields() {
             assert_eq!(cell(&plain, r, f), "", "reputation=false fills {f}");
         }
     }

@@ -7,8 +7,8 @@
 //! Here a chunk's creations cost nothing once the buffers have grown: the
 //! writer hands each batch back, cleared, for the next chunk.
 
-use crate::lineage::{ProcessInfo, ProcessRef};
-use crate::sysmon::{Event, FileHashes, ProcessGuid};
+use crate::lineage::{push_span, ProcessInfo, ProcessRef};
+use crate::sysmon::{FileHashes, ProcessGuid};
 use std::ops::Range;
 
 /// One creation; its text lives in [`Creations::text`].
@@ -46,24 +46,14 @@ impl Creations {
         self.items.is_empty()
     }
 
-    fn push_text(&mut self, t: &[u8]) -> Range<u32> {
-        // Offsets are u32: past 4 GiB of text in one chunk (impossible
-        // under the 512 MiB body cap) values would be cut, not corrupted.
-        let room = (u32::MAX as usize).saturating_sub(self.text.len());
-        let t = &t[..t.len().min(room)];
-        let start = self.text.len() as u32;
-        self.text.extend_from_slice(t);
-        start..self.text.len() as u32
-    }
-
     /// Adds the creation `p`; returns its index.
     pub fn push(&mut self, p: &ProcessRef<'_>) -> u32 {
         let fields = [
-            self.push_text(p.image),
-            self.push_text(p.command_line),
-            self.push_text(p.parent_image),
-            self.push_text(p.parent_command_line),
-            self.push_text(p.host),
+            push_span(&mut self.text, p.image),
+            push_span(&mut self.text, p.command_line),
+            push_span(&mut self.text, p.parent_image),
+            push_span(&mut self.text, p.parent_command_line),
+            push_span(&mut self.text, p.host),
         ];
         self.items.push(Item {
             guid: p.guid,
@@ -73,22 +63,6 @@ impl Creations {
             hashes: p.hashes,
         });
         (self.items.len() - 1) as u32
-    }
-
-    /// Adds the creation an event describes (`guid` is its non-zero
-    /// `ProcessGuid`); returns its index.
-    pub fn push_event(&mut self, guid: ProcessGuid, event: &Event<'_>) -> u32 {
-        self.push(&ProcessRef {
-            guid,
-            parent_guid: event.parent_guid,
-            image: &event.image,
-            command_line: &event.command_line,
-            parent_image: &event.parent_image,
-            parent_command_line: &event.parent_command_line,
-            host: &event.host,
-            time: event.time,
-            hashes: event.hashes,
-        })
     }
 
     /// Adds owned infos (what backfill found).
@@ -116,11 +90,6 @@ impl Creations {
             time: item.time,
             hashes: item.hashes,
         }
-    }
-
-    /// The GUID of creation `i`.
-    pub fn guid(&self, i: usize) -> ProcessGuid {
-        self.items[i].guid
     }
 
     /// Every creation, in order.

@@ -21,7 +21,7 @@ use super::state_source::StateSource;
 use crate::config::settings::Settings;
 use crate::lineage::{
     backfill, AncestorSource, Anchor, Chain, Engine, GuidBuildHasher, LineageSettings, ProcessInfo,
-    Rules, SourceKind, Start, Status, StopReason,
+    ProcessRef, Rules, SourceKind, Start, Status, StopReason,
 };
 use crate::protocol::pieces::Pieces;
 use crate::protocol::records::{push_field, BodyError, Header, RowReader};
@@ -657,10 +657,7 @@ impl Enricher {
                     // Rows of one process share its cells. An unknown
                     // acting process takes its image from each row, so its
                     // cells are not shared.
-                    let keep = slot.filter(|&s| {
-                        procs[s as usize].rows > 1
-                            && chain.stop_reason() != StopReason::ProcessNotFound
-                    });
+                    let keep = slot.filter(|_| chain.stop_reason() != StopReason::ProcessNotFound);
                     let (plain, mv) = output::render_chain(chain, render_buf, scratch);
                     let cells = Cells {
                         plain,
@@ -708,8 +705,8 @@ impl Enricher {
             });
         }
         self.procs[slot as usize].rows += 1;
-        if event.is_process_creation() {
-            let creation = self.creations.push_event(guid, event);
+        if let Some(p) = ProcessRef::from_event(event) {
+            let creation = self.creations.push(&p);
             self.creation_slots.push(slot);
             return RowStart::Creation { creation, slot };
         }

@@ -52,7 +52,7 @@ impl ProcessWriter {
         let (tx, rx) = sync_channel::<Batch>(QUEUE);
         // Room for every batch in flight, so the writer never blocks here.
         let (back, spent) = sync_channel::<Creations>(QUEUE + 2);
-        let own = match state.reopen() {
+        let state = match state.reopen() {
             Some(Ok(store)) => {
                 if let Err(e) = store.set_cache_kib(WRITER_CACHE_KIB) {
                     log::warn!("process table: {e}");
@@ -65,7 +65,6 @@ impl ProcessWriter {
             }
             None => state,
         };
-        let state = own;
         let error = Arc::new(Mutex::new(None));
         let failed = Arc::clone(&error);
         let handle = std::thread::Builder::new()

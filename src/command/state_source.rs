@@ -1,5 +1,6 @@
 //! The persistent process table as an ancestor source, and the conversion
-//! between the engine's `ProcessInfo` and the store's `StoredProcess`.
+//! between the engine's process info and the store's rows (`ProcessRow` to
+//! write, `StoredProcess` read back).
 
 use crate::lineage::{AncestorSource, ProcessInfo, ProcessRef, SourceError, SourceKind};
 use crate::state::{ProcessRow, StateStore, StoredProcess};

@@ -181,6 +181,18 @@ pub fn guid_text(guid: ProcessGuid) -> [u8; 38] {
     out
 }
 
+/// Appends `t` to a text buffer addressed by `u32` offsets; returns its
+/// span. Offsets are u32 to keep spans small; past 4 GiB of text (never
+/// seen, but command lines are attacker-controlled) values are cut rather
+/// than corrupting the offsets.
+pub(crate) fn push_span(text: &mut Vec<u8>, t: &[u8]) -> Range<u32> {
+    let room = (u32::MAX as usize).saturating_sub(text.len());
+    let t = &t[..t.len().min(room)];
+    let start = text.len() as u32;
+    text.extend_from_slice(t);
+    start..text.len() as u32
+}
+
 impl Default for Chain {
     /// An empty chain, as a buffer for [`super::Resolver::build_into`].
     fn default() -> Chain {
@@ -218,14 +230,7 @@ impl Chain {
     }
 
     fn push_text(&mut self, t: &[u8]) -> Range<u32> {
-        // Offsets are u32 to keep spans small; past 4 GiB of text (never
-        // seen, but command lines are attacker-controlled) values are cut
-        // rather than corrupting the offsets.
-        let room = (u32::MAX as usize).saturating_sub(self.text.len());
-        let t = &t[..t.len().min(room)];
-        let start = self.text.len() as u32;
-        self.text.extend_from_slice(t);
-        start..self.text.len() as u32
+        push_span(&mut self.text, t)
     }
 
     pub(crate) fn push(

@@ -473,7 +473,7 @@ impl<F: Fn(&FileHashes) -> bool> Resolver<'_, F> {
                 return Arc::clone(c);
             }
         }
-        let mut chain = Chain::new(b"");
+        let mut chain = Chain::default();
         self.build_into(start, &mut chain);
         let chain = Arc::new(chain);
         if let Start::Process { guid, .. } = start {

@@ -75,6 +75,7 @@ mod table;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use chain::push_span;
 pub use chain::{basename, guid_text, Ancestor, Chain, SourceSet, Status, StopReason};
 pub use engine::{
     Anchor, Engine, LineageSettings, Resolver, Start, DEFAULT_CAPACITY, DEFAULT_MAX_DEPTH,

@@ -57,7 +57,8 @@ pub struct StoredProcess {
 pub const SEEN_AT_SLACK: i64 = 3600;
 
 /// A process to store, borrowing its text: what a search hands the
-/// process-table writer, which then allocates nothing per row.
+/// process-table writer, which then copies no command lines or paths (only
+/// the hex digests are formatted).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProcessRow<'a> {
     /// See [`StoredProcess::guid`].
@@ -109,6 +110,22 @@ impl StoredProcess {
     }
 }
 
+/// Moves one process's `seen_at` forward (never back).
+const TOUCH: &str = "UPDATE processes SET seen_at = ?2 WHERE guid = ?1 AND seen_at < ?2";
+
+/// The lookup keys for `guids`: big-endian blobs, sorted, each once, the
+/// zero GUID ("no process") left out.
+fn guid_keys(guids: &[u128]) -> Vec<[u8; 16]> {
+    let mut keys: Vec<[u8; 16]> = guids
+        .iter()
+        .filter(|g| **g != 0)
+        .map(|g| g.to_be_bytes())
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
 const COLUMNS: &str = "guid, parent_guid, image, command_line, parent_image, \
                        parent_command_line, host, time, md5, sha1, sha256, \
                        imphash, seen_at";
@@ -145,10 +162,7 @@ impl StateStore {
                 "INSERT OR IGNORE INTO processes ({COLUMNS}) \
                  VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
             ))?;
-            let mut touch = tx.prepare_cached(
-                "UPDATE processes SET seen_at = ?2 \
-                 WHERE guid = ?1 AND seen_at < ?2",
-            )?;
+            let mut touch = tx.prepare_cached(TOUCH)?;
             let mut inserted = 0;
             for p in processes.filter(|p| p.guid != 0) {
                 let guid = p.guid.to_be_bytes();
@@ -193,13 +207,7 @@ impl StateStore {
     /// with [`StateStore::put_processes`], whose `OR IGNORE` still settles
     /// a race with another search storing the same process in between.
     pub fn known_processes(&self, guids: &[u128], seen_at: i64) -> Result<HashSet<u128>> {
-        let mut keys: Vec<[u8; 16]> = guids
-            .iter()
-            .filter(|g| **g != 0)
-            .map(|g| g.to_be_bytes())
-            .collect();
-        keys.sort_unstable();
-        keys.dedup();
+        let keys = guid_keys(guids);
         if keys.is_empty() {
             return Ok(HashSet::new());
         }
@@ -233,10 +241,7 @@ impl StateStore {
             .collect();
         if !stale.is_empty() {
             self.write("touching processes", |tx| {
-                let mut touch = tx.prepare_cached(
-                    "UPDATE processes SET seen_at = ?2 \
-                     WHERE guid = ?1 AND seen_at < ?2",
-                )?;
+                let mut touch = tx.prepare_cached(TOUCH)?;
                 for g in &stale {
                     touch.execute(params![g.to_be_bytes(), seen_at])?;
                 }
@@ -250,13 +255,7 @@ impl StateStore {
     /// ordered by GUID. Unknown GUIDs are simply absent. Rows that cannot be
     /// decoded (wrong types in a hand-edited file) are skipped with a WARN.
     pub fn get_processes(&self, guids: &[u128]) -> Result<Vec<StoredProcess>> {
-        let mut keys: Vec<[u8; 16]> = guids
-            .iter()
-            .filter(|g| **g != 0)
-            .map(|g| g.to_be_bytes())
-            .collect();
-        keys.sort_unstable();
-        keys.dedup();
+        let keys = guid_keys(guids);
         if keys.is_empty() {
             return Ok(Vec::new());
         }

@@ -243,6 +243,15 @@ fn first_line(v: &[u8]) -> &[u8] {
     }
 }
 
+/// The first non-empty value among `cols` (a field may come under several
+/// names: Sysmon's, CIM's), or empty.
+fn first_value<'r, R: Row + ?Sized>(row: &'r R, cols: &[usize]) -> &'r [u8] {
+    cols.iter()
+        .filter_map(|&i| row.get(i))
+        .find(|v| !v.is_empty())
+        .unwrap_or(b"")
+}
+
 fn parse_code(v: &[u8]) -> Option<u32> {
     let v = first_line(v).trim_ascii();
     if v.is_empty() || v.len() > 9 {
@@ -294,12 +303,7 @@ impl FieldMap {
     /// has an EventCode and hash fields, as most hashed rows do. For
     /// `lineage=false`, where that reading was a fifth of the work.
     pub fn hashes_of<R: Row + ?Sized>(&self, row: &R) -> FileHashes {
-        let code = self
-            .event_code
-            .iter()
-            .filter_map(|&i| row.get(i))
-            .find(|v| !v.is_empty())
-            .and_then(parse_code);
+        let code = parse_code(first_value(row, &self.event_code));
         let hashes = self.read_hashes(row);
         if code.is_some() && !hashes.is_empty() {
             return hashes;
@@ -310,12 +314,7 @@ impl FieldMap {
 
     /// The hash fields of one row (no `_raw`).
     fn read_hashes<R: Row + ?Sized>(&self, row: &R) -> FileHashes {
-        let get = |cols: &[usize]| -> &[u8] {
-            cols.iter()
-                .filter_map(|&i| row.get(i))
-                .find(|v| !v.is_empty())
-                .unwrap_or(b"")
-        };
+        let get = |cols: &[usize]| first_value(row, cols);
         // `Hashes`, `Hash` and CIM `process_hash` usually hold the same
         // string: parse each distinct one once, and only while an
         // algorithm is still missing.
@@ -349,12 +348,7 @@ impl FieldMap {
 
     /// Reads one row.
     pub fn event<'r, R: Row + ?Sized>(&self, row: &'r R) -> Event<'r> {
-        let get = |cols: &[usize]| -> &'r [u8] {
-            cols.iter()
-                .filter_map(|&i| row.get(i))
-                .find(|v| !v.is_empty())
-                .unwrap_or(b"")
-        };
+        let get = |cols: &[usize]| first_value(row, cols);
         let code = parse_code(get(&self.event_code));
         let source = is_source_code(code);
         let guid = if source {

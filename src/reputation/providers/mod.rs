@@ -74,8 +74,8 @@ pub(crate) fn unreadable(status: u16) -> Outcome {
     Outcome::Failed(Failure::Error(format!("unreadable reply (http {status})")))
 }
 
-/// A provider-chosen word (error code, status) made safe to show: only
-/// `[A-Za-z0-9_-]`, at most 40 characters.
+/// A provider-chosen word (error code, status) made safe to show: the
+/// word itself when it is 1–40 ASCII letters and underscores, else empty.
 pub(crate) fn token(text: &str) -> String {
     // Provider codes and statuses are words (`NotFoundError`,
     // `hash_not_found`). Anything else is not shown at all: a reply that
