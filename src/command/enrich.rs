@@ -14,6 +14,7 @@
 //! row; the process table is bounded by its own capacity.
 
 use super::args::Options;
+use super::cells::Composer;
 use super::creations::Creations;
 use super::output::{self, RepCells};
 use super::persist::ProcessWriter;
@@ -184,6 +185,8 @@ pub struct Enricher {
     pieces: Pieces,
     /// The chain being rendered (its buffers reused).
     chain: Chain,
+    /// Renders chains by sharing each ancestor's (most rows).
+    composer: Composer,
     /// Background writer of the process table.
     writer: Option<ProcessWriter>,
     /// Ancestors splunkd backfill found in this chunk, for the writer.
@@ -251,6 +254,7 @@ impl Enricher {
             small: Vec::new(),
             pieces: Pieces::default(),
             chain: Chain::default(),
+            composer: Composer::default(),
             writer: None,
             found: Vec::new(),
             shared: Vec::new(),
@@ -594,10 +598,9 @@ impl Enricher {
                 })
             }));
         }
-        let mut resolver = self
-            .engine
-            .as_mut()
-            .map(|e| e.resolver(rules, is_malicious));
+        let mut engine = self.engine.as_mut();
+        let composer = &mut self.composer;
+        composer.start_chunk();
         let stats = &mut self.stats;
         let chain = &mut self.chain;
         let scratch = &mut self.scratch;
@@ -621,21 +624,21 @@ impl Enricher {
                 .flatten();
             // The process whose cells this row may share, and where its
             // chain starts if this is the first row to need them.
-            let (r, slot, start) = match (resolver.as_mut(), row.start) {
-                (Some(r), RowStart::Creation { creation, slot }) => {
+            let (engine, slot, start) = match (engine.as_deref_mut(), row.start) {
+                (Some(e), RowStart::Creation { creation, slot }) => {
                     let c = creations.get(creation as usize);
                     if shared[creation as usize] {
                         let start = Start::Process {
                             guid: c.guid,
                             image: c.image,
                         };
-                        (r, Some(slot), start)
+                        (e, Some(slot), start)
                     } else {
-                        (r, None, Start::creation(&c))
+                        (e, None, Start::creation(&c))
                     }
                 }
-                (Some(r), RowStart::Process { slot, image }) => (
-                    r,
+                (Some(e), RowStart::Process { slot, image }) => (
+                    e,
                     Some(slot),
                     Start::Process {
                         guid: procs[slot as usize].guid,
@@ -653,18 +656,26 @@ impl Enricher {
             let cells = match cached {
                 Some(cells) => cells,
                 None => {
-                    r.build_into(&start, chain);
-                    // Rows of one process share its cells. An unknown
-                    // acting process takes its image from each row, so its
-                    // cells are not shared.
-                    let keep = slot.filter(|_| chain.stop_reason() != StopReason::ProcessNotFound);
-                    let (plain, mv) = output::render_chain(chain, render_buf, scratch);
+                    let composed = composer.cells(engine, rules, &is_malicious, &start, render_buf);
+                    let (plain, mv, stop) = match composed {
+                        Some(c) => (c.plain, c.mv, c.stop),
+                        None => {
+                            engine
+                                .resolver(rules, &is_malicious)
+                                .build_into(&start, chain);
+                            let (plain, mv) = output::render_chain(chain, render_buf, scratch);
+                            (plain, mv, chain.stop_reason())
+                        }
+                    };
                     let cells = Cells {
                         plain,
                         mv,
-                        status: chain.status(),
+                        status: stop.status(),
                     };
-                    if let Some(s) = keep {
+                    // Rows of one process share its cells. An unknown
+                    // acting process takes its image from each row, so its
+                    // cells are not shared.
+                    if let Some(s) = slot.filter(|_| stop != StopReason::ProcessNotFound) {
                         procs[s as usize].cells = Some(cells.clone());
                     }
                     cells

@@ -6,6 +6,7 @@
 //! chunks that will never come.
 
 pub mod args;
+pub mod cells;
 pub mod creations;
 pub mod enrich;
 pub mod output;

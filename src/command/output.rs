@@ -64,7 +64,7 @@ pub fn push_header(out: &mut Vec<u8>) {
 
 /// Appends `v` with every `"` doubled (the inside of a quoted cell).
 #[inline]
-fn push_escaped(out: &mut Vec<u8>, mut v: &[u8]) {
+pub(super) fn push_escaped(out: &mut Vec<u8>, mut v: &[u8]) {
     while let Some(k) = memchr::memchr(b'"', v) {
         out.extend_from_slice(&v[..=k]);
         out.push(b'"');
@@ -76,7 +76,7 @@ fn push_escaped(out: &mut Vec<u8>, mut v: &[u8]) {
 /// Appends a multivalue's plain cell: the values joined by LF, quoted
 /// whenever there is more than one (the LF forces it). Written straight
 /// into `out`: lineage cells are most of what the command writes.
-fn push_joined<'v, I>(out: &mut Vec<u8>, values: I)
+pub(super) fn push_joined<'v, I>(out: &mut Vec<u8>, values: I)
 where
     I: ExactSizeIterator<Item = &'v [u8]>,
 {
@@ -104,7 +104,7 @@ where
 /// Appends a multivalue's `__mv_` cell (empty for fewer than two values):
 /// `$v1$;$v2$` with `$` doubled inside values, CSV-quoted when a value
 /// needs it (rare: then the cell is written again, quoted).
-fn push_mv<'v, I>(out: &mut Vec<u8>, values: I)
+pub(super) fn push_mv<'v, I>(out: &mut Vec<u8>, values: I)
 where
     I: ExactSizeIterator<Item = &'v [u8]>,
 {

@@ -211,6 +211,18 @@ impl Engine {
         self.table.find(guid).is_some()
     }
 
+    /// The creation record of `guid`, counted as use (what a chain walk
+    /// does for each entry it passes).
+    pub fn record(&mut self, guid: ProcessGuid) -> Option<super::Record<'_>> {
+        let i = self.table.find_touch(guid)?;
+        Some(self.table.entry(i))
+    }
+
+    /// The creation record of `guid`, without counting as use.
+    pub fn peek(&self, guid: ProcessGuid) -> Option<super::Record<'_>> {
+        Some(self.table.entry(self.table.find(guid)?))
+    }
+
     /// The creation info of `guid` and where it came from (does not count
     /// as use).
     pub fn get(&self, guid: ProcessGuid) -> Option<(ProcessRef<'_>, SourceKind)> {

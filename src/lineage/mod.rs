@@ -83,5 +83,8 @@ pub use engine::{
 };
 pub use hash::{GuidBuildHasher, GuidHasher, GuidMap, GuidSet};
 pub use process::{ProcessInfo, ProcessRef, SourceKind};
-pub use rules::{Rule, RuleError, RuleScratch, Rules, Severity, DEFAULT_RULES};
+pub use rules::{
+    NameClass, Rule, RuleError, RuleScratch, Rules, Severity, TermBits, CLASS_WORDS, DEFAULT_RULES,
+};
 pub use source::{backfill, AncestorSource, BackfillReport, SourceError, SourceWarning};
+pub use table::Entry as Record;

@@ -397,20 +397,110 @@ impl Rules {
             scratch.state[i] = Name::Unknown;
             return;
         }
-        scratch.lower.clear();
-        scratch
-            .lower
-            .extend(name.iter().map(u8::to_ascii_lowercase));
-        let bits = &mut scratch.bits[i * w..(i + 1) * w];
-        if let Some(&t) = self.exact.get(&scratch.lower[..]) {
+        self.term_bits(
+            name,
+            &mut scratch.lower,
+            &mut scratch.bits[i * w..(i + 1) * w],
+        );
+        scratch.state[i] = Name::Known;
+    }
+
+    /// Sets the bits of the terms a (non-empty) basename matches.
+    fn term_bits(&self, name: &[u8], lower: &mut Vec<u8>, bits: &mut [u64]) {
+        lower.clear();
+        lower.extend(name.iter().map(u8::to_ascii_lowercase));
+        if let Some(&t) = self.exact.get(&lower[..]) {
             bits[t as usize / 64] |= 1 << (t % 64);
         }
         for (pattern, t) in &self.wild {
-            if glob(pattern, &scratch.lower) {
+            if glob(pattern, lower) {
                 bits[*t as usize / 64] |= 1 << (t % 64);
             }
         }
-        scratch.state[i] = Name::Known;
+    }
+
+    /// True when these rules' terms fit a [`NameClass`] (at most
+    /// `64 × CLASS_WORDS` distinct names), so that
+    /// [`Rules::evaluate_classes`] can be used.
+    pub fn classes_fit(&self) -> bool {
+        self.words <= CLASS_WORDS
+    }
+
+    /// Classifies one name of a chain: `image` is the process's or the
+    /// ancestor's image, `real` false for the all-zero GUID entry. Meant
+    /// for callers that keep classes per ancestor instead of per chain;
+    /// only meaningful when [`Rules::classes_fit`].
+    pub fn classify(&self, image: &[u8], real: bool, lower: &mut Vec<u8>) -> NameClass {
+        let mut class = NameClass::default();
+        let name = basename(image);
+        if real && !name.is_empty() && self.classes_fit() {
+            class.known = true;
+            self.term_bits(name, lower, &mut class.bits[..self.words]);
+        }
+        class
+    }
+
+    /// [`Rules::evaluate`] from classes: `child` is the process's,
+    /// `parent` its nearest ancestor's (none without ancestors), and
+    /// `ancestors` the union of [`NameClass::bits`] over all ancestors.
+    /// Pushes the indices (into [`Rules::rules`]) of the matched rules, in
+    /// file order.
+    pub fn evaluate_classes(
+        &self,
+        child: &NameClass,
+        parent: Option<&NameClass>,
+        ancestors: &TermBits,
+        out: &mut Vec<u32>,
+    ) {
+        let hits =
+            |bits: &TermBits, set: &TermSet| bits.iter().zip(set.iter()).any(|(a, b)| a & b != 0);
+        let test = |c: &NameClass, set: &TermSet| c.known.then(|| hits(&c.bits, set));
+        for (i, rule) in self.rules.iter().enumerate() {
+            if let Some(set) = &rule.child {
+                if test(child, set) != Some(true) {
+                    continue;
+                }
+            }
+            if let Some(set) = &rule.parent {
+                if parent.and_then(|p| test(p, set)) != Some(true) {
+                    continue;
+                }
+            }
+            if let Some(set) = &rule.parent_not {
+                if parent.and_then(|p| test(p, set)) != Some(false) {
+                    continue;
+                }
+            }
+            if let Some(set) = &rule.ancestor {
+                if !hits(ancestors, set) {
+                    continue;
+                }
+            }
+            out.push(i as u32);
+        }
+    }
+}
+
+/// Words of term bits a [`NameClass`] holds.
+pub const CLASS_WORDS: usize = 4;
+
+/// Term bits of a [`NameClass`].
+pub type TermBits = [u64; CLASS_WORDS];
+
+/// What the rules need to know about one name of a chain (see
+/// [`Rules::classify`]).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct NameClass {
+    /// A real process with an image (else it matches nothing).
+    known: bool,
+    bits: TermBits,
+}
+
+impl NameClass {
+    /// The terms it matches (none when not known), to union over
+    /// ancestors.
+    pub fn bits(&self) -> TermBits {
+        self.bits
     }
 }
 

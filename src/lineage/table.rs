@@ -57,9 +57,10 @@ struct Slot {
     source: SourceKind,
 }
 
-/// Read access to one entry.
+/// Read access to one entry: one process's creation info, as the table
+/// holds it.
 #[derive(Clone, Copy)]
-pub(crate) struct Entry<'t> {
+pub struct Entry<'t> {
     slot: &'t Slot,
 }
 
@@ -73,28 +74,33 @@ impl<'t> Entry<'t> {
         &self.slot.text[start..self.slot.ends[i] as usize]
     }
 
-    pub(crate) fn parent(&self) -> Option<ProcessGuid> {
+    /// Its `ParentProcessGuid`, when the creation had a readable one.
+    pub fn parent(&self) -> Option<ProcessGuid> {
         self.slot.parent_known.then_some(self.slot.parent)
     }
 
-    pub(crate) fn image(&self) -> &'t [u8] {
+    /// Its image (may be empty: a backfill answer without the field).
+    pub fn image(&self) -> &'t [u8] {
         self.part(0)
     }
 
-    pub(crate) fn parent_image(&self) -> &'t [u8] {
+    /// Its parent's image, as this creation reported it.
+    pub fn parent_image(&self) -> &'t [u8] {
         self.part(2)
     }
 
-    pub(crate) fn parent_command_line(&self) -> &'t [u8] {
+    /// Its parent's command line, as this creation reported it.
+    pub fn parent_command_line(&self) -> &'t [u8] {
         self.part(3)
     }
 
-    pub(crate) fn source(&self) -> SourceKind {
+    /// Where the record came from.
+    pub fn source(&self) -> SourceKind {
         self.slot.source
     }
 
     /// The hashes of the process's image, when any were known.
-    pub(crate) fn hashes(&self) -> Option<&'t FileHashes> {
+    pub fn hashes(&self) -> Option<&'t FileHashes> {
         self.slot.hashes.as_deref()
     }
 

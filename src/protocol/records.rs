@@ -390,7 +390,8 @@ impl<'b> RowReader<'b> {
 
 /// True when a value must be quoted in CSV.
 #[inline]
-fn needs_quotes(value: &[u8]) -> bool {
+/// True when a CSV field must be quoted.
+pub fn needs_quotes(value: &[u8]) -> bool {
     memchr::memchr3(b',', b'"', b'\n', value).is_some() || memchr::memchr(b'\r', value).is_some()
 }
 

@@ -1,0 +1,779 @@
+//! Lineage cells by composition: each ancestor's chain rendered once per
+//! chunk, shared by all its descendants.
+//!
+//! A process's chain is its first entry (its parent, as its own creation
+//! reports it) followed by its parent's chain, exactly (see the chain
+//! definition in `lineage`). Rendering every chain from scratch walks,
+//! escapes and classifies the same ancestors once per descendant, and that
+//! was most of what lineage cost per row. Here the chain of each ancestor
+//! is kept per chunk in *inner* forms (escaped for CSV, without the
+//! surrounding quotes: names joined by ` > `, values joined by LF or by
+//! `;` in `$…$` form, with whether the joined text needs quoting), so a
+//! process's cells are its first entry, escaped once, followed by copies of
+//! its parent's inner forms; rule classes are unioned the same way.
+//!
+//! The result is byte-identical to rendering the chain `Engine` builds
+//! (the tests compare both on generated trees with cycles, missing parents,
+//! `max_depth`, quoting and `$`). Where composition could differ, or cost
+//! more than it saves, [`Composer::cells`] returns `None` and the caller
+//! builds the chain the general way: an unknown acting process, a chain
+//! that would reach `max_depth` or pass the process itself again, a walk
+//! longer than [`MAX_WALK`], a rule set with more names than a
+//! [`NameClass`] holds.
+
+use super::output::{push_joined, push_mv};
+use crate::lineage::{
+    basename, guid_text, Engine, GuidBuildHasher, GuidMap, NameClass, Rules, SourceKind, SourceSet,
+    Start, StopReason, TermBits,
+};
+use crate::protocol::records::needs_quotes;
+use crate::sysmon::{FileHashes, ProcessGuid};
+use std::ops::Range;
+
+/// Longest walk up to an already composed ancestor; deeper chains (far
+/// beyond any real Windows tree) take the general path.
+pub const MAX_WALK: usize = 64;
+
+/// Marks a GUID whose chain is not composed (the general path builds it).
+const NOT_COMPOSED: u32 = u32::MAX;
+
+/// Escaped text in the composer's arena, and whether its cell must be
+/// quoted.
+#[derive(Clone, Debug, Default)]
+struct Span {
+    range: Range<usize>,
+    quote: bool,
+}
+
+/// One chain, in inner forms (see the module docs).
+#[derive(Clone, Debug)]
+struct Memo {
+    depth: usize,
+    stop: StopReason,
+    sources: SourceSet,
+    /// Image of the nearest malicious entry.
+    malicious: Option<Span>,
+    /// Class of entry 0 (the `parent` of rules).
+    first: NameClass,
+    /// Union of the classes of all entries.
+    ancestors: TermBits,
+    /// Entry GUIDs, nearest first (to see a cycle through a descendant).
+    guids: Range<usize>,
+    /// Basenames, root first, each followed by ` > `; quote: any name
+    /// needs it.
+    names: Span,
+    /// Images joined by LF; quote: the first image needs it (only read for
+    /// a single value: two or more are always quoted).
+    parents: Span,
+    /// `$image$;…`; quote: any value needs it.
+    parents_mv: Span,
+    /// GUID texts joined by LF (never need escaping).
+    guid_text: Range<usize>,
+    /// `$GUID$;…`.
+    guid_mv: Range<usize>,
+    /// As `parents`, for command lines.
+    cmdlines: Span,
+    /// As `parents_mv`, for command lines.
+    cmdlines_mv: Span,
+    /// The farthest entry's image.
+    root: Span,
+}
+
+impl Memo {
+    fn empty(stop: StopReason) -> Memo {
+        Memo {
+            depth: 0,
+            stop,
+            sources: SourceSet::default(),
+            malicious: None,
+            first: NameClass::default(),
+            ancestors: TermBits::default(),
+            guids: 0..0,
+            names: Span::default(),
+            parents: Span::default(),
+            parents_mv: Span::default(),
+            guid_text: 0..0,
+            guid_mv: 0..0,
+            cmdlines: Span::default(),
+            cmdlines_mv: Span::default(),
+            root: Span::default(),
+        }
+    }
+}
+
+/// A chain's first entry (its GUID aside), as a creation reports it.
+struct Head<'a> {
+    image: &'a [u8],
+    command_line: &'a [u8],
+    source: SourceKind,
+}
+
+/// What follows the first entry.
+enum Tail {
+    /// Nothing: the chain stops here, for this reason.
+    Stop(StopReason),
+    /// The parent's composed chain, and whether the parent itself is
+    /// malicious.
+    Memo(u32, bool),
+}
+
+/// The three cells-and-status a process's rows share.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Composed {
+    /// `,lineage,…,lineage_malicious_ancestor` in the caller's buffer.
+    pub plain: Range<usize>,
+    /// `,__mv_lineage_parents,…,__mv_lineage_flags`.
+    pub mv: Range<usize>,
+    /// Why the chain stopped.
+    pub stop: StopReason,
+}
+
+/// Per-search composer; its memory is per chunk (see
+/// [`Composer::start_chunk`]).
+pub struct Composer {
+    index: GuidMap<u32>,
+    memos: Vec<Memo>,
+    text: Vec<u8>,
+    guids: Vec<ProcessGuid>,
+    walk: Vec<ProcessGuid>,
+    lower: Vec<u8>,
+    flags: Vec<u32>,
+}
+
+impl Default for Composer {
+    fn default() -> Self {
+        Composer {
+            index: GuidMap::with_hasher(GuidBuildHasher::new()),
+            memos: Vec::new(),
+            text: Vec::new(),
+            guids: Vec::new(),
+            walk: Vec::new(),
+            lower: Vec::new(),
+            flags: Vec::new(),
+        }
+    }
+}
+
+/// Appends `v` with `"` doubled.
+fn push_csv_escaped(out: &mut Vec<u8>, v: &[u8]) {
+    let mut rest = v;
+    while let Some(i) = memchr::memchr(b'"', rest) {
+        out.extend_from_slice(&rest[..=i]);
+        out.push(b'"');
+        rest = &rest[i + 1..];
+    }
+    out.extend_from_slice(rest);
+}
+
+/// Appends `$v$` with `$` doubled (the multivalue encoding), then `"`
+/// doubled (CSV).
+fn push_mv_escaped(out: &mut Vec<u8>, v: &[u8]) {
+    out.push(b'$');
+    let mut rest = v;
+    while let Some(i) = memchr::memchr2(b'$', b'"', rest) {
+        out.extend_from_slice(&rest[..=i]);
+        out.push(rest[i]);
+        rest = &rest[i + 1..];
+    }
+    out.extend_from_slice(rest);
+    out.push(b'$');
+}
+
+/// Appends an inner form as one cell.
+fn push_cell(out: &mut Vec<u8>, inner: &[u8], quote: bool) {
+    if quote {
+        out.push(b'"');
+        out.extend_from_slice(inner);
+        out.push(b'"');
+    } else {
+        out.extend_from_slice(inner);
+    }
+}
+
+fn push_depth(out: &mut Vec<u8>, depth: usize) {
+    let mut digits = [0u8; 20];
+    let mut n = depth;
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+impl Composer {
+    /// Forgets the previous chunk's chains: the table may have changed.
+    pub fn start_chunk(&mut self) {
+        self.index.clear();
+        self.memos.clear();
+        self.text.clear();
+        self.guids.clear();
+    }
+
+    /// Renders the lineage cells of `start` into `out`, or `None` when the
+    /// caller must build the chain the general way (see the module docs).
+    /// Entries used count as use in the table, as a chain walk does.
+    pub fn cells(
+        &mut self,
+        engine: &mut Engine,
+        rules: &Rules,
+        is_malicious: &dyn Fn(&FileHashes) -> bool,
+        start: &Start<'_>,
+        out: &mut Vec<u8>,
+    ) -> Option<Composed> {
+        if !rules.classes_fit() {
+            return None;
+        }
+        match *start {
+            Start::Process { guid, image } => {
+                let m = self.memo_of(engine, rules, is_malicious, guid)?;
+                let rec = engine.peek(guid)?;
+                let own = if rec.image().is_empty() {
+                    image
+                } else {
+                    rec.image()
+                };
+                Some(self.render(rules, own, m as usize, out))
+            }
+            Start::Creation {
+                guid,
+                image,
+                parent_guid,
+                parent_image,
+                parent_command_line,
+            } => {
+                if let Some(p) = parent_guid.filter(|&p| p != guid && !p.is_zero()) {
+                    if engine.record(p).is_some() {
+                        self.memo_of(engine, rules, is_malicious, p);
+                    }
+                }
+                let (text, guids) = (self.text.len(), self.guids.len());
+                let head = Head {
+                    image: parent_image,
+                    command_line: parent_command_line,
+                    source: SourceKind::Results,
+                };
+                let memo = self.first_link(engine, rules, is_malicious, guid, parent_guid, head)?;
+                self.memos.push(memo);
+                let cells = self.render(rules, image, self.memos.len() - 1, out);
+                self.memos.pop();
+                self.text.truncate(text);
+                self.guids.truncate(guids);
+                Some(cells)
+            }
+        }
+    }
+
+    /// The chain of a process from its creation info: `own` its GUID,
+    /// `parent` its parent's (and `head` the parent as the creation
+    /// reports it). Mirrors the first link of `Engine::build`; the
+    /// parent's chain must already be composed (or known not to be).
+    fn first_link(
+        &mut self,
+        engine: &Engine,
+        rules: &Rules,
+        is_malicious: &dyn Fn(&FileHashes) -> bool,
+        own: ProcessGuid,
+        parent: Option<ProcessGuid>,
+        head: Head<'_>,
+    ) -> Option<Memo> {
+        let p = match parent {
+            None => return Some(Memo::empty(StopReason::ParentGuidMissing)),
+            Some(p) if p == own => return Some(Memo::empty(StopReason::Cycle)),
+            Some(p) => p,
+        };
+        let tail = if p.is_zero() {
+            Tail::Stop(StopReason::NoParent)
+        } else if engine.peek(p).is_none() {
+            Tail::Stop(if engine.max_depth() <= 1 {
+                StopReason::MaxDepth
+            } else {
+                StopReason::ParentNotFound
+            })
+        } else {
+            let m = self.index.get(&p).copied().filter(|&m| m != NOT_COMPOSED)?;
+            let malicious = engine
+                .peek(p)
+                .and_then(|r| r.hashes())
+                .is_some_and(is_malicious);
+            let t = &self.memos[m as usize];
+            // `own` again further up: the general walk stops there (cycle).
+            // Near `max_depth`: it truncates differently one level down.
+            if self.guids[t.guids.clone()].contains(&own)
+                || t.stop == StopReason::MaxDepth
+                || t.depth + 2 > engine.max_depth()
+            {
+                return None;
+            }
+            Tail::Memo(m, malicious)
+        };
+        Some(self.compose(rules, p, head, tail))
+    }
+
+    /// The composed chain of `guid` (in the table), composing it and the
+    /// ancestors it needs first; `None` when it is not composed.
+    fn memo_of(
+        &mut self,
+        engine: &mut Engine,
+        rules: &Rules,
+        is_malicious: &dyn Fn(&FileHashes) -> bool,
+        guid: ProcessGuid,
+    ) -> Option<u32> {
+        if let Some(&m) = self.index.get(&guid) {
+            return (m != NOT_COMPOSED).then_some(m);
+        }
+        // Up to the first ancestor already composed (or whose chain ends
+        // within one link), then down again composing each.
+        self.walk.clear();
+        let mut cur = guid;
+        loop {
+            self.walk.push(cur);
+            let next = match engine.record(cur).and_then(|r| r.parent()) {
+                Some(p) if p != cur && !p.is_zero() => p,
+                _ => break,
+            };
+            if self.index.contains_key(&next) || engine.peek(next).is_none() {
+                break;
+            }
+            if self.walk.len() >= MAX_WALK {
+                // Very deep, or a cycle: the general path handles both.
+                for g in &self.walk {
+                    self.index.insert(*g, NOT_COMPOSED);
+                }
+                return None;
+            }
+            cur = next;
+        }
+        let mut walk = std::mem::take(&mut self.walk);
+        let engine = &*engine;
+        for &g in walk.iter().rev() {
+            let memo = engine.peek(g).and_then(|r| {
+                let head = Head {
+                    image: r.parent_image(),
+                    command_line: r.parent_command_line(),
+                    source: r.source(),
+                };
+                self.first_link(engine, rules, is_malicious, g, r.parent(), head)
+            });
+            let m = match memo {
+                Some(memo) => {
+                    self.memos.push(memo);
+                    (self.memos.len() - 1) as u32
+                }
+                None => NOT_COMPOSED,
+            };
+            self.index.insert(g, m);
+        }
+        walk.clear();
+        self.walk = walk;
+        self.index
+            .get(&guid)
+            .copied()
+            .filter(|&m| m != NOT_COMPOSED)
+    }
+
+    /// Entry `guid` (as `head` describes it) followed by `tail`, in inner
+    /// forms.
+    fn compose(&mut self, rules: &Rules, guid: ProcessGuid, head: Head<'_>, tail: Tail) -> Memo {
+        let (t, malicious_here, stop) = match tail {
+            Tail::Stop(stop) => (None, false, stop),
+            Tail::Memo(m, mal) => {
+                let t = self.memos[m as usize].clone();
+                let stop = t.stop;
+                (Some(t), mal, stop)
+            }
+        };
+        let text = &mut self.text;
+        let deeper = t.as_ref().filter(|t| t.depth > 0);
+        let special = needs_quotes(head.image);
+        let name = match basename(head.image) {
+            b"" => &b"?"[..],
+            n => n,
+        };
+
+        let start = text.len();
+        if let Some(t) = &t {
+            text.extend_from_within(t.names.range.clone());
+        }
+        push_csv_escaped(text, name);
+        text.extend_from_slice(b" > ");
+        let names = Span {
+            range: start..text.len(),
+            quote: t.as_ref().is_some_and(|t| t.names.quote) || needs_quotes(name),
+        };
+
+        let start = text.len();
+        push_csv_escaped(text, head.image);
+        let image = start..text.len();
+        if let Some(t) = deeper {
+            text.push(b'\n');
+            text.extend_from_within(t.parents.range.clone());
+        }
+        let parents = Span {
+            range: start..text.len(),
+            quote: special,
+        };
+        let start = text.len();
+        push_mv_escaped(text, head.image);
+        if let Some(t) = deeper {
+            text.push(b';');
+            text.extend_from_within(t.parents_mv.range.clone());
+        }
+        let parents_mv = Span {
+            range: start..text.len(),
+            quote: special || deeper.is_some_and(|t| t.parents_mv.quote),
+        };
+
+        let g = guid_text(guid);
+        let start = text.len();
+        text.extend_from_slice(&g);
+        if let Some(t) = deeper {
+            text.push(b'\n');
+            text.extend_from_within(t.guid_text.clone());
+        }
+        let guid_range = start..text.len();
+        let start = text.len();
+        text.push(b'$');
+        text.extend_from_slice(&g);
+        text.push(b'$');
+        if let Some(t) = deeper {
+            text.push(b';');
+            text.extend_from_within(t.guid_mv.clone());
+        }
+        let guid_mv = start..text.len();
+
+        let cmd_special = needs_quotes(head.command_line);
+        let start = text.len();
+        push_csv_escaped(text, head.command_line);
+        if let Some(t) = deeper {
+            text.push(b'\n');
+            text.extend_from_within(t.cmdlines.range.clone());
+        }
+        let cmdlines = Span {
+            range: start..text.len(),
+            quote: cmd_special,
+        };
+        let start = text.len();
+        push_mv_escaped(text, head.command_line);
+        if let Some(t) = deeper {
+            text.push(b';');
+            text.extend_from_within(t.cmdlines_mv.range.clone());
+        }
+        let cmdlines_mv = Span {
+            range: start..text.len(),
+            quote: cmd_special || deeper.is_some_and(|t| t.cmdlines_mv.quote),
+        };
+
+        let image = Span {
+            range: image,
+            quote: special,
+        };
+        let root = match deeper {
+            Some(t) => t.root.clone(),
+            None => image.clone(),
+        };
+        let malicious = if malicious_here {
+            Some(image)
+        } else {
+            t.as_ref().and_then(|t| t.malicious.clone())
+        };
+
+        let start = self.guids.len();
+        self.guids.push(guid);
+        if let Some(t) = &t {
+            self.guids.extend_from_within(t.guids.clone());
+        }
+        let mut sources = SourceSet::default();
+        sources.add(head.source);
+        let mut ancestors = TermBits::default();
+        if let Some(t) = &t {
+            t.sources.iter().for_each(|k| sources.add(k));
+            ancestors = t.ancestors;
+        }
+        let first = rules.classify(head.image, !guid.is_zero(), &mut self.lower);
+        for (a, b) in ancestors.iter_mut().zip(first.bits()) {
+            *a |= b;
+        }
+        Memo {
+            depth: 1 + t.as_ref().map_or(0, |t| t.depth),
+            stop,
+            sources,
+            malicious,
+            first,
+            ancestors,
+            guids: start..self.guids.len(),
+            names,
+            parents,
+            parents_mv,
+            guid_text: guid_range,
+            guid_mv,
+            cmdlines,
+            cmdlines_mv,
+            root,
+        }
+    }
+
+    /// The cells of a process with image `own` whose chain is memo `m`.
+    fn render(&mut self, rules: &Rules, own: &[u8], m: usize, out: &mut Vec<u8>) -> Composed {
+        let memo = &self.memos[m];
+        let text = &self.text;
+        let at = |s: &Range<usize>| &text[s.clone()];
+        let name = match basename(own) {
+            b"" => &b"?"[..],
+            n => n,
+        };
+        let depth = memo.depth;
+        let start = out.len();
+
+        out.push(b',');
+        if memo.names.quote || needs_quotes(name) {
+            out.push(b'"');
+            out.extend_from_slice(at(&memo.names.range));
+            push_csv_escaped(out, name);
+            out.push(b'"');
+        } else {
+            out.extend_from_slice(at(&memo.names.range));
+            out.extend_from_slice(name);
+        }
+        out.push(b',');
+        push_depth(out, depth);
+        // A single value is quoted only when it must be; several always
+        // are (they are joined by LF).
+        let many = depth > 1;
+        out.push(b',');
+        push_cell(out, at(&memo.parents.range), many || memo.parents.quote);
+        out.push(b',');
+        push_cell(out, at(&memo.guid_text), many);
+        out.push(b',');
+        push_cell(out, at(&memo.cmdlines.range), many || memo.cmdlines.quote);
+        out.push(b',');
+        push_cell(out, at(&memo.root.range), memo.root.quote);
+        out.push(b',');
+        out.extend_from_slice(memo.stop.status().as_str().as_bytes());
+        let mut sources: [&[u8]; 3] = [b""; 3];
+        let mut n_sources = 0;
+        for k in memo.sources.iter().take(3) {
+            sources[n_sources] = k.as_str().as_bytes();
+            n_sources += 1;
+        }
+        let sources = &sources[..n_sources];
+        out.push(b',');
+        push_joined(out, sources.iter().copied());
+        let child = rules.classify(own, true, &mut self.lower);
+        self.flags.clear();
+        rules.evaluate_classes(
+            &child,
+            (depth > 0).then_some(&memo.first),
+            &memo.ancestors,
+            &mut self.flags,
+        );
+        let all = rules.rules();
+        let flags = || {
+            self.flags
+                .iter()
+                .map(|&i| all[i as usize].name().as_bytes())
+        };
+        out.push(b',');
+        push_joined(out, flags());
+        out.push(b',');
+        if let Some(s) = &memo.malicious {
+            push_cell(out, at(&s.range), s.quote);
+        }
+        let plain = start..out.len();
+
+        out.push(b',');
+        if many {
+            push_cell(out, at(&memo.parents_mv.range), memo.parents_mv.quote);
+        }
+        out.push(b',');
+        if many {
+            out.extend_from_slice(at(&memo.guid_mv));
+        }
+        out.push(b',');
+        if many {
+            push_cell(out, at(&memo.cmdlines_mv.range), memo.cmdlines_mv.quote);
+        }
+        out.push(b',');
+        push_mv(out, sources.iter().copied());
+        out.push(b',');
+        push_mv(out, flags());
+        Composed {
+            mv: plain.end..out.len(),
+            plain,
+            stop: memo.stop,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::output::render_chain;
+    use crate::config::conf::ConfFile;
+    use crate::lineage::{Chain, LineageSettings, ProcessInfo};
+    use crate::synth::Rng;
+
+    const IMAGES: &[&str] = &[
+        "C:\\Windows\\System32\\cmd.exe",
+        "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe",
+        "C:\\Program Files\\Microsoft Office\\root\\Office16\\WINWORD.EXE",
+        "C:\\Windows\\System32\\wbem\\WmiPrvSE.exe",
+        "C:\\Windows\\System32\\lsass.exe",
+        "C:\\Windows\\System32\\wininit.exe",
+        "C:\\inetpub\\w3wp.exe",
+        "C:\\x\\a,b \"quoted\" $cash$.exe",
+        "C:\\x\\line\nbreak.exe",
+        "C:\\dir\\",
+        "",
+        "System",
+    ];
+    const CMDLINES: &[&str] = &[
+        "",
+        "cmd.exe /c \"dir C:\\ & whoami\"",
+        "powershell -enc $x,$y",
+        "plain args",
+        "a\r\nb",
+    ];
+
+    /// Rules using every kind of condition, wildcards included.
+    const RULES: &str = "
+[office_shell]
+parent = winword.exe
+child = cmd.exe, powershell.exe
+[office_above]
+ancestor = winword.exe, *prvse.exe
+child = cmd.exe
+[lsass_parent]
+child = lsass.exe
+parent_not = wininit.exe
+[from_web]
+parent = w3wp.exe
+[odd, name]
+ancestor = *quoted*
+";
+
+    fn pick<'a>(rng: &mut Rng, from: &[&'a str]) -> &'a str {
+        from[rng.below(from.len())]
+    }
+
+    /// A random table: forests with shared ancestors, missing parents,
+    /// zero and absent parent GUIDs, self-parents, cycles and long chains.
+    fn table(rng: &mut Rng, n: u128, max_depth: usize) -> (Engine, Vec<ProcessInfo>) {
+        let mut engine = Engine::new(LineageSettings {
+            capacity: 100_000,
+            max_depth,
+        });
+        let g = ProcessGuid::from_u128;
+        let mut infos = Vec::new();
+        for i in 1..=n {
+            let mut p = ProcessInfo::new(g(i));
+            p.parent_guid = match rng.below(20) {
+                0 => None,
+                1 => Some(g(0)),
+                2 => Some(g(i)),
+                // Missing from the table.
+                3 => Some(g(n + 1 + rng.below(5) as u128)),
+                // A later process: cycles become possible.
+                4 => Some(g(1 + rng.below(n as usize) as u128)),
+                // A long line.
+                5..=9 if i > 1 => Some(g(i - 1)),
+                _ => Some(g(1 + rng.below(i as usize) as u128)),
+            };
+            p.image = pick(rng, IMAGES).as_bytes().into();
+            p.parent_image = pick(rng, IMAGES).as_bytes().into();
+            p.parent_command_line = pick(rng, CMDLINES).as_bytes().into();
+            if rng.chance(0.3) {
+                p.hashes = crate::sysmon::FileHashes::parse_sysmon(
+                    format!("MD5={:032X}", rng.below(4)).as_bytes(),
+                );
+            }
+            let source = [SourceKind::Results, SourceKind::State, SourceKind::Splunk][rng.below(3)];
+            engine.insert(&p, source);
+            infos.push(p);
+        }
+        (engine, infos)
+    }
+
+    fn general(
+        engine: &mut Engine,
+        rules: &Rules,
+        is_malicious: &dyn Fn(&FileHashes) -> bool,
+        start: &Start<'_>,
+    ) -> (Vec<u8>, StopReason) {
+        let mut chain = Chain::default();
+        engine
+            .resolver(rules, is_malicious)
+            .build_into(start, &mut chain);
+        let (mut buf, mut scratch) = (Vec::new(), Vec::new());
+        render_chain(&chain, &mut buf, &mut scratch);
+        (buf, chain.stop_reason())
+    }
+
+    #[test]
+    fn composed_cells_equal_the_general_path() {
+        let custom = Rules::from_conf(&ConfFile::parse(RULES).unwrap()).unwrap();
+        let builtin = Rules::builtin().unwrap();
+        let is_malicious =
+            |h: &FileHashes| h.md5.as_ref().is_some_and(|d| d.as_bytes().ends_with(b"1"));
+        let mut composed_count = 0;
+        let mut stops = std::collections::HashSet::new();
+        for seed in 0..40u64 {
+            let mut rng = Rng::new(seed);
+            let max_depth = [3, 8, 64][seed as usize % 3];
+            let (mut engine, infos) = table(&mut rng, 60, max_depth);
+            let rules = if seed % 2 == 0 { &custom } else { &builtin };
+            let mut composer = Composer::default();
+            for chunk in 0..2 {
+                composer.start_chunk();
+                for i in 0..infos.len() + 8 {
+                    let guid = ProcessGuid::from_u128(i as u128 + chunk);
+                    let info = infos.get(i).cloned().unwrap_or_else(|| {
+                        let mut p = ProcessInfo::new(guid);
+                        p.parent_guid = Some(ProcessGuid::from_u128(rng.below(70) as u128));
+                        p
+                    });
+                    // A creation as its row reports it, sometimes not what
+                    // the table holds.
+                    let mut row = info.clone();
+                    if rng.chance(0.2) {
+                        row.parent_guid = Some(ProcessGuid::from_u128(rng.below(70) as u128));
+                        row.parent_image = pick(&mut rng, IMAGES).as_bytes().into();
+                    }
+                    let own = pick(&mut rng, IMAGES);
+                    let starts = [
+                        Start::creation(&row.as_ref()),
+                        Start::Process {
+                            guid,
+                            image: own.as_bytes(),
+                        },
+                    ];
+                    for start in &starts {
+                        let (want, stop) = general(&mut engine, rules, &is_malicious, start);
+                        stops.insert(stop);
+                        let mut out = b"prefix".to_vec();
+                        let got =
+                            composer.cells(&mut engine, rules, &is_malicious, start, &mut out);
+                        if let Some(c) = got {
+                            composed_count += 1;
+                            assert_eq!(c.plain.start, 6);
+                            assert_eq!(c.plain.end, c.mv.start);
+                            assert_eq!(
+                                String::from_utf8_lossy(&out[6..]),
+                                String::from_utf8_lossy(&want),
+                                "seed {seed}, start {start:?}"
+                            );
+                            assert_eq!(c.stop, stop, "seed {seed}, start {start:?}");
+                        }
+                    }
+                }
+            }
+        }
+        // Most starts compose; every way a chain can end was exercised.
+        assert!(composed_count > 3000, "{composed_count}");
+        assert_eq!(stops.len(), 6, "{stops:?}");
+    }
+}
