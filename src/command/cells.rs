@@ -26,7 +26,6 @@ use crate::lineage::{
     basename, guid_text, Engine, GuidBuildHasher, GuidMap, NameClass, Rules, SourceKind, SourceSet,
     Start, StopReason, TermBits,
 };
-use crate::protocol::records::needs_quotes;
 use crate::sysmon::{FileHashes, ProcessGuid};
 use std::ops::Range;
 
@@ -183,6 +182,30 @@ impl Default for Composer {
             scratch: Vec::new(),
         }
     }
+}
+
+/// What a value holds that its cells must escape ([`scan`]): any of
+/// `,` `"` LF CR (the cell must be quoted) …
+const QUOTE_CELL: u8 = 1;
+/// … `"` (doubled inside a quoted cell) …
+const DQUOTE: u8 = 2;
+/// … `$` (doubled inside a `$…$` value).
+const DOLLAR: u8 = 4;
+
+static CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[b',' as usize] = QUOTE_CELL;
+    t[b'\n' as usize] = QUOTE_CELL;
+    t[b'\r' as usize] = QUOTE_CELL;
+    t[b'"' as usize] = QUOTE_CELL | DQUOTE;
+    t[b'$' as usize] = DOLLAR;
+    t
+};
+
+/// The escaping classes of a value, in one pass (values are short: a pass
+/// per question through `memchr` cost more in calls than in bytes).
+fn scan(v: &[u8]) -> u8 {
+    v.iter().fold(0, |class, &b| class | CLASS[b as usize])
 }
 
 /// Appends `v` with `"` doubled.
@@ -437,23 +460,35 @@ impl Composer {
             b"" => &b"?"[..],
             n => n,
         };
-        let mut span = |v: &[u8]| {
+        // Each value is scanned once; the common value (nothing to double)
+        // is copied as is.
+        let mut span = |v: &[u8], mv: bool| {
+            let class = scan(v);
             let start = buf.len();
-            push_csv_escaped(buf, v);
-            Span {
-                range: start..buf.len(),
-                quote: needs_quotes(v),
+            if class & DQUOTE == 0 {
+                buf.extend_from_slice(v);
+            } else {
+                push_csv_escaped(buf, v);
             }
+            let plain = Span {
+                range: start..buf.len(),
+                quote: class & QUOTE_CELL != 0,
+            };
+            let start = buf.len();
+            if mv {
+                if class & (DQUOTE | DOLLAR) == 0 {
+                    buf.push(b'$');
+                    buf.extend_from_slice(v);
+                    buf.push(b'$');
+                } else {
+                    push_mv_escaped(buf, v);
+                }
+            }
+            (plain, start..buf.len())
         };
-        let name_span = span(name);
-        let image = span(head.image);
-        let command_line = span(head.command_line);
-        let start = buf.len();
-        push_mv_escaped(buf, head.image);
-        let image_mv = start..buf.len();
-        let start = buf.len();
-        push_mv_escaped(buf, head.command_line);
-        let command_line_mv = start..buf.len();
+        let (name_span, _) = span(name, false);
+        let (image, image_mv) = span(head.image, true);
+        let (command_line, command_line_mv) = span(head.command_line, true);
         Escaped {
             guid,
             name: name_span,
@@ -685,7 +720,8 @@ impl Composer {
         let start = out.len();
 
         out.push(b',');
-        let quote = t.names.quote || head.is_some_and(|h| h.name.quote) || needs_quotes(name);
+        let class = scan(name);
+        let quote = t.names.quote || head.is_some_and(|h| h.name.quote) || class & QUOTE_CELL != 0;
         if quote {
             out.push(b'"');
         }
@@ -694,7 +730,11 @@ impl Composer {
             out.extend_from_slice(mine(&h.name.range));
             out.extend_from_slice(b" > ");
         }
-        push_csv_escaped(out, name);
+        if class & DQUOTE == 0 {
+            out.extend_from_slice(name);
+        } else {
+            push_csv_escaped(out, name);
+        }
         if quote {
             out.push(b'"');
         }
