@@ -344,7 +344,16 @@ impl Composer {
                     command_line: parent_command_line,
                     source: SourceKind::Results,
                 };
-                self.from_head(engine, rules, is_malicious, guid, parent_guid, head, image, out)
+                self.from_head(
+                    engine,
+                    rules,
+                    is_malicious,
+                    guid,
+                    parent_guid,
+                    head,
+                    image,
+                    out,
+                )
             }
         }
     }
@@ -406,11 +415,7 @@ impl Composer {
             (None, false, StopReason::NoParent)
         } else if let Some(rec) = engine.peek(p) {
             let malicious = rec.hashes().is_some_and(is_malicious);
-            let m = self
-                .index
-                .get(&p)
-                .copied()
-                .filter(|&m| m != NOT_COMPOSED)?;
+            let m = self.index.get(&p).copied().filter(|&m| m != NOT_COMPOSED)?;
             let t = &self.memos[m as usize];
             // `own` again further up: the general walk stops there (cycle).
             // Near `max_depth`: it truncates differently one level down.
@@ -751,7 +756,13 @@ impl Composer {
         );
         out.push(b',');
         let g = head.map(|h| guid_text(h.guid));
-        cell(out, g.as_ref().map(|g| &g[..]), b'\n', at(&t.guid_text), many);
+        cell(
+            out,
+            g.as_ref().map(|g| &g[..]),
+            b'\n',
+            at(&t.guid_text),
+            many,
+        );
         out.push(b',');
         let first_cmd = head.map_or(t.cmdlines.quote, |h| h.command_line.quote);
         cell(
@@ -798,7 +809,11 @@ impl Composer {
             &mut self.flags,
         );
         let all = rules.rules();
-        let flags = || self.flags.iter().map(|&i| all[i as usize].name().as_bytes());
+        let flags = || {
+            self.flags
+                .iter()
+                .map(|&i| all[i as usize].name().as_bytes())
+        };
         out.push(b',');
         push_joined(out, flags());
         out.push(b',');
@@ -826,7 +841,13 @@ impl Composer {
         out.push(b',');
         if many {
             let mv = g.as_ref().map(guid_mv_text);
-            cell(out, mv.as_ref().map(|v| &v[..]), b';', at(&t.guid_mv), false);
+            cell(
+                out,
+                mv.as_ref().map(|v| &v[..]),
+                b';',
+                at(&t.guid_mv),
+                false,
+            );
         }
         out.push(b',');
         if many {

@@ -92,12 +92,19 @@ enum RowStart {
         creation: u32,
         slot: u32,
     },
-    /// Any other event: the acting process's slot and the row's image
-    /// (interned).
+    /// Any other event: the acting process's slot and the row's image.
     Process {
         slot: u32,
-        image: u32,
+        image: ImageAt,
     },
+}
+
+/// Where a row's image is: in the body (the common case, free), or
+/// interned (a quoted field with doubled quotes, unescaped elsewhere).
+#[derive(Debug, Clone, Copy)]
+enum ImageAt {
+    Body(u32, u32),
+    Interned(u32),
 }
 
 /// A process's rendered cells in the chunk's render buffer.
@@ -329,7 +336,7 @@ impl Enricher {
         if self.layout.as_ref().map(|l| &l.header) != Some(reader.header()) {
             self.layout = Some(prepare(reader.header().clone(), &self.names));
         }
-        self.read_rows(&mut reader)?;
+        self.read_rows(body, &mut reader)?;
         if self.rows.is_empty() {
             return Ok(());
         }
@@ -337,14 +344,14 @@ impl Enricher {
         if self.engine.is_some() {
             self.extend_lineage();
         }
-        self.write();
+        self.write(body);
         self.persist();
         self.stats.rows += self.rows.len() as u64;
         Ok(())
     }
 
     /// Pass 1: every row once.
-    fn read_rows(&mut self, reader: &mut RowReader<'_>) -> Result<(), BodyError> {
+    fn read_rows(&mut self, body: &[u8], reader: &mut RowReader<'_>) -> Result<(), BodyError> {
         self.rows.clear();
         self.creations.clear();
         self.procs.clear();
@@ -359,17 +366,22 @@ impl Enricher {
         let Some(layout) = self.layout.take() else {
             return Ok(());
         };
-        let result = self.note_rows(&layout, reader);
+        let result = self.note_rows(body, &layout, reader);
         self.layout = Some(layout);
         result
     }
 
-    fn note_rows(&mut self, layout: &Layout, reader: &mut RowReader<'_>) -> Result<(), BodyError> {
+    fn note_rows(
+        &mut self,
+        body: &[u8],
+        layout: &Layout,
+        reader: &mut RowReader<'_>,
+    ) -> Result<(), BodyError> {
         let lineage = self.engine.is_some();
         while let Some(span) = reader.next_row()? {
             let (file_hashes, start) = if lineage {
                 let event = layout.fields.event(&*reader);
-                (event.hashes, self.row_start(&event))
+                (event.hashes, self.row_start(body, &event))
             } else {
                 (layout.fields.hashes_of(&*reader), RowStart::None)
             };
@@ -554,7 +566,7 @@ impl Enricher {
     }
 
     /// Pass 2: write every row.
-    fn write(&mut self) {
+    fn write(&mut self, body: &[u8]) {
         const BODY: u8 = 0;
         const SMALL: u8 = 1;
         const RENDERED: u8 = 2;
@@ -642,7 +654,10 @@ impl Enricher {
                     Some(slot),
                     Start::Process {
                         guid: procs[slot as usize].guid,
-                        image: &self.images[image as usize],
+                        image: match image {
+                            ImageAt::Body(a, b) => &body[a as usize..b as usize],
+                            ImageAt::Interned(i) => &self.images[i as usize],
+                        },
                     },
                 ),
                 _ => {
@@ -701,7 +716,7 @@ impl Enricher {
     }
 
     /// What lineage needs from one row.
-    fn row_start(&mut self, event: &Event<'_>) -> RowStart {
+    fn row_start(&mut self, body: &[u8], event: &Event<'_>) -> RowStart {
         let Some(guid) = event.guid.filter(|g| !g.is_zero()) else {
             return RowStart::None;
         };
@@ -722,6 +737,19 @@ impl Enricher {
             return RowStart::Creation { creation, slot };
         }
         let image: &[u8] = &event.image;
+        // Most cells are slices of the body: note where (address
+        // arithmetic on two slices, no access); intern only the others.
+        let offset = (image.as_ptr() as usize).wrapping_sub(body.as_ptr() as usize);
+        if offset <= body.len() && image.len() <= body.len() - offset {
+            if let (Ok(start), Ok(end)) =
+                (u32::try_from(offset), u32::try_from(offset + image.len()))
+            {
+                return RowStart::Process {
+                    slot,
+                    image: ImageAt::Body(start, end),
+                };
+            }
+        }
         let image = match self.image_index.get(image) {
             Some(&id) => id,
             None => {
@@ -731,7 +759,10 @@ impl Enricher {
                 id
             }
         };
-        RowStart::Process { slot, image }
+        RowStart::Process {
+            slot,
+            image: ImageAt::Interned(image),
+        }
     }
 }
 
