@@ -327,7 +327,16 @@ impl Composer {
                             command_line: rec.parent_command_line(),
                             source: rec.source(),
                         };
-                        self.from_head(engine, rules, is_malicious, guid, parent, head, own, out)
+                        self.cells_from_head(
+                            engine,
+                            rules,
+                            is_malicious,
+                            guid,
+                            parent,
+                            head,
+                            own,
+                            out,
+                        )
                     }
                 }
             }
@@ -344,7 +353,7 @@ impl Composer {
                     command_line: parent_command_line,
                     source: SourceKind::Results,
                 };
-                self.from_head(
+                self.cells_from_head(
                     engine,
                     rules,
                     is_malicious,
@@ -361,7 +370,7 @@ impl Composer {
     /// The cells of process `own` (image `own_image`) from its creation
     /// info.
     #[allow(clippy::too_many_arguments)]
-    fn from_head(
+    fn cells_from_head(
         &mut self,
         engine: &Engine,
         rules: &Rules,

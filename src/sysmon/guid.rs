@@ -27,12 +27,12 @@ fn hex8(v: u64) -> Option<u32> {
         return None;
     }
     let digit = in_range(v, b'0', b'9');
-    let letter = in_range(v | ONES * 0x20, b'a', b'f');
+    let letter = in_range(v | (ONES * 0x20), b'a', b'f');
     if digit | letter != HIGH {
         return None;
     }
     // '0'..'9' → low nibble; letters → low nibble + 9.
-    let nibbles = (v & ONES * 0x0f) + (letter >> 7) * 9;
+    let nibbles = (v & (ONES * 0x0f)) + (letter >> 7) * 9;
     // Digit 0 in the top nibble: reverse the bytes, then pack pairs.
     let x = nibbles.swap_bytes();
     let x = (x | (x >> 4)) & 0x00ff_00ff_00ff_00ff;
