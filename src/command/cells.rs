@@ -33,6 +33,11 @@ use std::ops::Range;
 /// beyond any real Windows tree) take the general path.
 pub const MAX_WALK: usize = 64;
 
+/// Most memory a chunk's composed chains may hold (a chunk of the
+/// throughput benchmark needs ~5 MiB); past it, chains are built the
+/// general way, as without the composer.
+pub const MAX_ARENA: usize = 16 << 20;
+
 /// Marks a GUID whose chain is not composed (the general path builds it).
 const NOT_COMPOSED: u32 = u32::MAX;
 
@@ -66,10 +71,9 @@ struct Memo {
     parents: Span,
     /// `$image$;…`; quote: any value needs it.
     parents_mv: Span,
-    /// GUID texts joined by LF (never need escaping).
+    /// GUID texts joined by LF (never need escaping; their `$GUID$;…`
+    /// form is derived when written).
     guid_text: Range<usize>,
-    /// `$GUID$;…`.
-    guid_mv: Range<usize>,
     /// As `parents`, for command lines.
     cmdlines: Span,
     /// As `parents_mv`, for command lines.
@@ -92,7 +96,6 @@ impl Memo {
             parents: Span::default(),
             parents_mv: Span::default(),
             guid_text: 0..0,
-            guid_mv: 0..0,
             cmdlines: Span::default(),
             cmdlines_mv: Span::default(),
             root: Span::default(),
@@ -244,6 +247,9 @@ fn join(text: &mut Vec<u8>, head: &[u8], sep: &[u8], tail: Option<Range<usize>>)
     start..text.len()
 }
 
+/// Length of a GUID's text (`{…}`).
+const GUID_TEXT: usize = 38;
+
 /// `$GUID$`: a GUID text needs no `$` or CSV escaping.
 fn guid_mv_text(g: &[u8; 38]) -> [u8; 40] {
     let mut v = [b'$'; 40];
@@ -278,6 +284,13 @@ fn push_depth(out: &mut Vec<u8>, depth: usize) {
 }
 
 impl Composer {
+    /// Memory the chunk's composed chains hold.
+    fn arena_bytes(&self) -> usize {
+        self.text.len()
+            + self.memos.len() * std::mem::size_of::<Memo>()
+            + self.guids.len() * std::mem::size_of::<ProcessGuid>()
+    }
+
     /// Forgets the previous chunk's chains: the table may have changed.
     pub fn start_chunk(&mut self) {
         self.index.clear();
@@ -528,6 +541,10 @@ impl Composer {
         if let Some(&m) = self.index.get(&guid) {
             return (m != NOT_COMPOSED).then_some(m);
         }
+        if self.arena_bytes() > MAX_ARENA {
+            // Bounded memory per chunk; the rest take the general path.
+            return None;
+        }
         // Up to the first ancestor already composed (or whose chain ends
         // within one link), then down again composing each.
         self.walk.clear();
@@ -628,12 +645,6 @@ impl Composer {
         };
         let g = guid_text(h.guid);
         let guid_range = join(text, &g, b"\n", deeper.map(|t| t.guid_text.clone()));
-        let guid_mv = join(
-            text,
-            &guid_mv_text(&g),
-            b";",
-            deeper.map(|t| t.guid_mv.clone()),
-        );
         let cmdlines = Span {
             range: join(
                 text,
@@ -685,7 +696,6 @@ impl Composer {
             parents,
             parents_mv,
             guid_text: guid_range,
-            guid_mv,
             cmdlines,
             cmdlines_mv,
             root,
@@ -849,14 +859,20 @@ impl Composer {
         }
         out.push(b',');
         if many {
-            let mv = g.as_ref().map(guid_mv_text);
-            cell(
-                out,
-                mv.as_ref().map(|v| &v[..]),
-                b';',
-                at(&t.guid_mv),
-                false,
-            );
+            if let Some(g) = &g {
+                out.extend_from_slice(&guid_mv_text(g));
+                if t.depth > 0 {
+                    out.push(b';');
+                }
+            }
+            for (k, g) in at(&t.guid_text).chunks(GUID_TEXT + 1).enumerate() {
+                if k > 0 {
+                    out.push(b';');
+                }
+                out.push(b'$');
+                out.extend_from_slice(&g[..GUID_TEXT.min(g.len())]);
+                out.push(b'$');
+            }
         }
         out.push(b',');
         if many {
