@@ -1,16 +1,19 @@
-//! Lineage cells by composition: each ancestor's chain rendered once per
-//! chunk, shared by all its descendants.
+//! Lineage cells by composition: each ancestor escaped and classified once
+//! per chunk, shared by all its descendants.
 //!
 //! A process's chain is its first entry (its parent, as its own creation
 //! reports it) followed by its parent's chain, exactly (see the chain
-//! definition in `lineage`). Rendering every chain from scratch walks,
-//! escapes and classifies the same ancestors once per descendant, and that
-//! was most of what lineage cost per row. Here the chain of each ancestor
-//! is kept per chunk in *inner* forms (escaped for CSV, without the
-//! surrounding quotes: names joined by ` > `, values joined by LF or by
-//! `;` in `$…$` form, with whether the joined text needs quoting), so a
-//! process's cells are its first entry, escaped once, followed by copies of
-//! its parent's inner forms; rule classes are unioned the same way.
+//! definition in `lineage`). Rendering every chain from scratch walks the
+//! table, escapes and classifies the same ancestors once per descendant,
+//! and that was most of what lineage cost per row. Here each ancestor's
+//! chain is kept per chunk as one *link*: its first entry, escaped once
+//! (for CSV cells and for `$…$` multivalue cells), plus a reference to the
+//! parent's link and what the whole chain sums up (depth, stop, sources,
+//! nearest malicious entry, rule classes, whether any value needs
+//! quoting). A process's cells are then its own first entry followed by
+//! copies of its ancestors' escaped values: no table walk, no escaping, no
+//! classification beyond the first entry. Memory is one escaped entry per
+//! ancestor, not one chain.
 //!
 //! The result is byte-identical to rendering the chain `Engine` builds
 //! (the tests compare both on generated trees with cycles, missing parents,
@@ -19,7 +22,7 @@
 //! builds the chain the general way: an unknown acting process, a chain
 //! that would reach `max_depth` or pass the process itself again, a walk
 //! longer than [`MAX_WALK`], a rule set with more names than a
-//! [`NameClass`] holds.
+//! [`NameClass`] holds, a chunk past [`MAX_ARENA`].
 
 use super::output::{push_joined, push_mv};
 use crate::lineage::{
@@ -33,74 +36,19 @@ use std::ops::Range;
 /// beyond any real Windows tree) take the general path.
 pub const MAX_WALK: usize = 64;
 
-/// Most memory a chunk's composed chains may hold (a chunk of the
-/// throughput benchmark needs ~5 MiB); past it, chains are built the
-/// general way, as without the composer.
-pub const MAX_ARENA: usize = 16 << 20;
+/// Most memory a chunk's links may hold (a chunk of the throughput
+/// benchmark needs ~2 MiB); past it, chains are built the general way, as
+/// without the composer.
+pub const MAX_ARENA: usize = 4 << 20;
 
 /// Marks a GUID whose chain is not composed (the general path builds it).
 const NOT_COMPOSED: u32 = u32::MAX;
 
-/// Escaped text in the composer's arena, and whether its cell must be
-/// quoted.
+/// Escaped text in a buffer, and whether its cell must be quoted.
 #[derive(Clone, Debug, Default)]
 struct Span {
-    range: Range<usize>,
+    range: Range<u32>,
     quote: bool,
-}
-
-/// One chain, in inner forms (see the module docs).
-#[derive(Clone, Debug)]
-struct Memo {
-    depth: usize,
-    stop: StopReason,
-    sources: SourceSet,
-    /// Image of the nearest malicious entry.
-    malicious: Option<Span>,
-    /// Class of entry 0 (the `parent` of rules).
-    first: NameClass,
-    /// Union of the classes of all entries.
-    ancestors: TermBits,
-    /// Entry GUIDs, nearest first (to see a cycle through a descendant).
-    guids: Range<usize>,
-    /// Basenames, root first, each followed by ` > `; quote: any name
-    /// needs it.
-    names: Span,
-    /// Images joined by LF; quote: the first image needs it (only read for
-    /// a single value: two or more are always quoted).
-    parents: Span,
-    /// `$image$;…`; quote: any value needs it.
-    parents_mv: Span,
-    /// GUID texts joined by LF (never need escaping; their `$GUID$;…`
-    /// form is derived when written).
-    guid_text: Range<usize>,
-    /// As `parents`, for command lines.
-    cmdlines: Span,
-    /// As `parents_mv`, for command lines.
-    cmdlines_mv: Span,
-    /// The farthest entry's image.
-    root: Span,
-}
-
-impl Memo {
-    fn empty(stop: StopReason) -> Memo {
-        Memo {
-            depth: 0,
-            stop,
-            sources: SourceSet::default(),
-            malicious: None,
-            first: NameClass::default(),
-            ancestors: TermBits::default(),
-            guids: 0..0,
-            names: Span::default(),
-            parents: Span::default(),
-            parents_mv: Span::default(),
-            guid_text: 0..0,
-            cmdlines: Span::default(),
-            cmdlines_mv: Span::default(),
-            root: Span::default(),
-        }
-    }
 }
 
 /// A chain's first entry (its GUID aside), as a creation reports it.
@@ -110,20 +58,62 @@ struct Head<'a> {
     source: SourceKind,
 }
 
-/// A first entry escaped once (in [`Composer::head`]), for composing a
-/// stored chain or rendering cells.
+/// One entry escaped once (by [`escape`]): in the arena for a stored
+/// link, in the scratch buffer for a process's own first entry.
+#[derive(Clone, Debug)]
 struct Escaped {
     guid: ProcessGuid,
-    /// Basename (or `?`), escaped.
+    /// Basename (or `?`), escaped, followed by ` > `.
     name: Span,
     image: Span,
-    image_mv: Range<usize>,
+    /// `$image$`, escaped.
+    image_mv: Range<u32>,
     command_line: Span,
-    command_line_mv: Range<usize>,
+    command_line_mv: Range<u32>,
+    /// `${GUID}$`.
+    guid_text: Range<u32>,
     source: SourceKind,
     class: NameClass,
     /// The entry's own record is malicious.
     malicious: bool,
+}
+
+/// One composed chain: its first entry, the rest by reference, and what
+/// the whole chain sums up.
+#[derive(Clone, Debug)]
+struct Memo {
+    /// None for a chain without entries.
+    entry: Option<Escaped>,
+    /// The parent's link (the rest of the chain).
+    next: Option<u32>,
+    depth: usize,
+    stop: StopReason,
+    sources: SourceSet,
+    /// The link whose entry is the nearest malicious one.
+    malicious: Option<u32>,
+    /// Union of the classes of all entries.
+    ancestors: TermBits,
+    /// Whether any name, image or command line needs quoting.
+    names_quote: bool,
+    images_quote: bool,
+    command_lines_quote: bool,
+}
+
+impl Memo {
+    fn empty(stop: StopReason) -> Memo {
+        Memo {
+            entry: None,
+            next: None,
+            depth: 0,
+            stop,
+            sources: SourceSet::default(),
+            malicious: None,
+            ancestors: TermBits::default(),
+            names_quote: false,
+            images_quote: false,
+            command_lines_quote: false,
+        }
+    }
 }
 
 /// How a chain continues after the creation info (see [`Composer::plan`]).
@@ -136,15 +126,6 @@ enum Plan {
         malicious: bool,
         stop: StopReason,
     },
-}
-
-/// A chain as its first link determines it: nothing, the first entry
-/// alone, or the first entry followed by a composed chain.
-enum Link {
-    Empty(StopReason),
-    Head(Escaped, Option<u32>, StopReason),
-    /// A chain composed already.
-    Memo(u32),
 }
 
 /// The three cells-and-status a process's rows share.
@@ -163,12 +144,12 @@ pub struct Composed {
 pub struct Composer {
     index: GuidMap<u32>,
     memos: Vec<Memo>,
+    /// Escaped entries of the links.
     text: Vec<u8>,
-    guids: Vec<ProcessGuid>,
     walk: Vec<ProcessGuid>,
     lower: Vec<u8>,
     flags: Vec<u32>,
-    /// Escaped first entries (see [`Escaped`]).
+    /// The escaped first entry of the process being rendered.
     scratch: Vec<u8>,
 }
 
@@ -178,7 +159,6 @@ impl Default for Composer {
             index: GuidMap::with_hasher(GuidBuildHasher::new()),
             memos: Vec::new(),
             text: Vec::new(),
-            guids: Vec::new(),
             walk: Vec::new(),
             lower: Vec::new(),
             flags: Vec::new(),
@@ -236,38 +216,6 @@ fn push_mv_escaped(out: &mut Vec<u8>, v: &[u8]) {
     out.push(b'$');
 }
 
-/// Appends `head`, then `sep` and the arena's `tail`; returns the span.
-fn join(text: &mut Vec<u8>, head: &[u8], sep: &[u8], tail: Option<Range<usize>>) -> Range<usize> {
-    let start = text.len();
-    text.extend_from_slice(head);
-    if let Some(t) = tail {
-        text.extend_from_slice(sep);
-        text.extend_from_within(t);
-    }
-    start..text.len()
-}
-
-/// Length of a GUID's text (`{…}`).
-const GUID_TEXT: usize = 38;
-
-/// `$GUID$`: a GUID text needs no `$` or CSV escaping.
-fn guid_mv_text(g: &[u8; 38]) -> [u8; 40] {
-    let mut v = [b'$'; 40];
-    v[1..39].copy_from_slice(g);
-    v
-}
-
-/// Appends an inner form as one cell.
-fn push_cell(out: &mut Vec<u8>, inner: &[u8], quote: bool) {
-    if quote {
-        out.push(b'"');
-        out.extend_from_slice(inner);
-        out.push(b'"');
-    } else {
-        out.extend_from_slice(inner);
-    }
-}
-
 fn push_depth(out: &mut Vec<u8>, depth: usize) {
     let mut digits = [0u8; 20];
     let mut n = depth;
@@ -283,12 +231,80 @@ fn push_depth(out: &mut Vec<u8>, depth: usize) {
     out.extend_from_slice(&digits[i..]);
 }
 
+/// Offsets into a buffer as `u32` (entries are short; a buffer past 4 GiB
+/// is never composed: see [`MAX_ARENA`]).
+fn at32(r: Range<usize>) -> Range<u32> {
+    r.start as u32..r.end as u32
+}
+
+/// Escapes an entry into `buf`: each value scanned once, the common value
+/// (nothing to double) copied as is.
+fn escape(
+    buf: &mut Vec<u8>,
+    lower: &mut Vec<u8>,
+    rules: &Rules,
+    guid: ProcessGuid,
+    head: &Head<'_>,
+    malicious: bool,
+) -> Escaped {
+    let name = match basename(head.image) {
+        b"" => &b"?"[..],
+        n => n,
+    };
+    // `suffix`: written after the value (a name is always followed by
+    // ` > `); `mv`: also write the `$…$` form.
+    let mut span = |v: &[u8], mv: bool, suffix: &[u8]| {
+        let class = scan(v);
+        let start = buf.len();
+        if class & DQUOTE == 0 {
+            buf.extend_from_slice(v);
+        } else {
+            push_csv_escaped(buf, v);
+        }
+        buf.extend_from_slice(suffix);
+        let plain = Span {
+            range: at32(start..buf.len()),
+            quote: class & QUOTE_CELL != 0,
+        };
+        let start = buf.len();
+        if mv {
+            if class & (DQUOTE | DOLLAR) == 0 {
+                buf.push(b'$');
+                buf.extend_from_slice(v);
+                buf.push(b'$');
+            } else {
+                push_mv_escaped(buf, v);
+            }
+        }
+        (plain, at32(start..buf.len()))
+    };
+    let (name_span, _) = span(name, false, b" > ");
+    let (image, image_mv) = span(head.image, true, b"");
+    let (command_line, command_line_mv) = span(head.command_line, true, b"");
+    // `$GUID$`: the multivalue form; the plain one is its inside.
+    let start = buf.len();
+    buf.push(b'$');
+    buf.extend_from_slice(&guid_text(guid));
+    buf.push(b'$');
+    let guid_range = at32(start..buf.len());
+    Escaped {
+        guid,
+        name: name_span,
+        image,
+        image_mv,
+        command_line,
+        command_line_mv,
+        guid_text: guid_range,
+        source: head.source,
+        class: rules.classify(head.image, !guid.is_zero(), lower),
+        malicious,
+    }
+}
+
 impl Composer {
-    /// Memory the chunk's composed chains hold.
+    /// Memory the chunk's links hold.
     fn arena_bytes(&self) -> usize {
-        self.text.len()
-            + self.memos.len() * std::mem::size_of::<Memo>()
-            + self.guids.len() * std::mem::size_of::<ProcessGuid>()
+        self.text.len() + self.memos.len() * std::mem::size_of::<Memo>()
     }
 
     /// Forgets the previous chunk's chains: the table may have changed.
@@ -296,7 +312,6 @@ impl Composer {
         self.index.clear();
         self.memos.clear();
         self.text.clear();
-        self.guids.clear();
     }
 
     /// Renders the lineage cells of `start` into `out`, or `None` when the
@@ -313,14 +328,13 @@ impl Composer {
         if !rules.classes_fit() {
             return None;
         }
-        self.scratch.clear();
         match *start {
             Start::Process { guid, image } => {
                 let parent = engine.record(guid)?.parent();
                 // A process composed already (it is an ancestor of an
-                // earlier row) renders from its chain; otherwise from its
-                // first entry and its parent's chain, without storing its
-                // own (most processes are nobody's parent).
+                // earlier row) renders from its link; otherwise from its
+                // first entry and its parent's link, without storing one
+                // (most processes are nobody's parent).
                 let memo = self.index.get(&guid).copied();
                 if memo.is_none() {
                     self.prepare_parent(engine, rules, is_malicious, guid, parent)?;
@@ -333,7 +347,7 @@ impl Composer {
                 };
                 match memo {
                     Some(NOT_COMPOSED) => None,
-                    Some(m) => Some(self.render(rules, own, &Link::Memo(m), out)),
+                    Some(m) => Some(self.render(rules, own, None, Some(m), out)),
                     None => {
                         let head = Head {
                             image: rec.parent_image(),
@@ -394,9 +408,37 @@ impl Composer {
         own_image: &[u8],
         out: &mut Vec<u8>,
     ) -> Option<Composed> {
-        let plan = self.plan(engine, is_malicious, own, parent)?;
-        let link = self.link(rules, plan, &head);
-        Some(self.render(rules, own_image, &link, out))
+        match self.plan(engine, is_malicious, own, parent)? {
+            Plan::Empty(stop) => {
+                let m = self.memos.len() as u32;
+                self.memos.push(Memo::empty(stop));
+                let cells = self.render(rules, own_image, None, Some(m), out);
+                self.memos.pop();
+                Some(cells)
+            }
+            Plan::Head {
+                parent,
+                tail,
+                malicious,
+                stop,
+            } => {
+                self.scratch.clear();
+                let h = escape(
+                    &mut self.scratch,
+                    &mut self.lower,
+                    rules,
+                    parent,
+                    &head,
+                    malicious,
+                );
+                let m = self.memos.len() as u32;
+                let memo = self.link(h, tail, stop);
+                self.memos.push(memo);
+                let cells = self.render(rules, own_image, Some(m), None, out);
+                self.memos.pop();
+                Some(cells)
+            }
+        }
     }
 
     /// Composes the chain of `own`'s parent if it needs one (it is in the
@@ -441,9 +483,9 @@ impl Composer {
             let t = &self.memos[m as usize];
             // `own` again further up: the general walk stops there (cycle).
             // Near `max_depth`: it truncates differently one level down.
-            if self.guids[t.guids.clone()].contains(&own)
-                || t.stop == StopReason::MaxDepth
+            if t.stop == StopReason::MaxDepth
                 || t.depth + 2 > engine.max_depth()
+                || self.links(Some(m)).any(|e| e.guid == own)
             {
                 return None;
             }
@@ -461,76 +503,56 @@ impl Composer {
         })
     }
 
-    /// A plan with its first entry escaped.
-    fn link(&mut self, rules: &Rules, plan: Plan, head: &Head<'_>) -> Link {
-        match plan {
-            Plan::Empty(stop) => Link::Empty(stop),
-            Plan::Head {
-                parent,
-                tail,
-                malicious,
-                stop,
-            } => Link::Head(self.escape(rules, parent, head, malicious), tail, stop),
-        }
+    /// The entries of the chain starting at link `m`, nearest first.
+    fn links(&self, m: Option<u32>) -> impl Iterator<Item = &Escaped> + '_ {
+        let mut next = m;
+        std::iter::from_fn(move || {
+            let memo = &self.memos[next? as usize];
+            next = memo.next;
+            memo.entry.as_ref()
+        })
     }
 
-    /// Escapes a first entry into the scratch buffer.
-    fn escape(
-        &mut self,
-        rules: &Rules,
-        guid: ProcessGuid,
-        head: &Head<'_>,
-        malicious: bool,
-    ) -> Escaped {
-        let buf = &mut self.scratch;
-        let name = match basename(head.image) {
-            b"" => &b"?"[..],
-            n => n,
+    /// The link of entry `h` followed by link `tail`; the caller stores it
+    /// at the next index of `memos`.
+    fn link(&self, h: Escaped, tail: Option<u32>, stop: StopReason) -> Memo {
+        let me = self.memos.len() as u32;
+        let t = tail.map(|m| &self.memos[m as usize]);
+        let mut sources = SourceSet::default();
+        sources.add(h.source);
+        let mut ancestors = h.class.bits();
+        let mut memo = Memo {
+            entry: None,
+            next: tail,
+            depth: 1,
+            stop,
+            sources,
+            malicious: h.malicious.then_some(me),
+            ancestors,
+            names_quote: h.name.quote,
+            images_quote: h.image.quote,
+            command_lines_quote: h.command_line.quote,
         };
-        // Each value is scanned once; the common value (nothing to double)
-        // is copied as is.
-        let mut span = |v: &[u8], mv: bool| {
-            let class = scan(v);
-            let start = buf.len();
-            if class & DQUOTE == 0 {
-                buf.extend_from_slice(v);
-            } else {
-                push_csv_escaped(buf, v);
+        if let Some(t) = t {
+            memo.depth += t.depth;
+            t.sources.iter().for_each(|k| memo.sources.add(k));
+            if memo.malicious.is_none() {
+                memo.malicious = t.malicious;
             }
-            let plain = Span {
-                range: start..buf.len(),
-                quote: class & QUOTE_CELL != 0,
-            };
-            let start = buf.len();
-            if mv {
-                if class & (DQUOTE | DOLLAR) == 0 {
-                    buf.push(b'$');
-                    buf.extend_from_slice(v);
-                    buf.push(b'$');
-                } else {
-                    push_mv_escaped(buf, v);
-                }
+            for (a, b) in ancestors.iter_mut().zip(t.ancestors) {
+                *a |= b;
             }
-            (plain, start..buf.len())
-        };
-        let (name_span, _) = span(name, false);
-        let (image, image_mv) = span(head.image, true);
-        let (command_line, command_line_mv) = span(head.command_line, true);
-        Escaped {
-            guid,
-            name: name_span,
-            image,
-            image_mv,
-            command_line,
-            command_line_mv,
-            source: head.source,
-            class: rules.classify(head.image, !guid.is_zero(), &mut self.lower),
-            malicious,
+            memo.ancestors = ancestors;
+            memo.names_quote |= t.names_quote;
+            memo.images_quote |= t.images_quote;
+            memo.command_lines_quote |= t.command_lines_quote;
         }
+        memo.entry = Some(h);
+        memo
     }
 
-    /// The composed chain of `guid` (in the table), composing it and the
-    /// ancestors it needs first; `None` when it is not composed.
+    /// The link of `guid` (in the table), composing it and the ancestors
+    /// it needs first; `None` when it is not composed.
     fn memo_of(
         &mut self,
         engine: &mut Engine,
@@ -570,19 +592,35 @@ impl Composer {
         let mut walk = std::mem::take(&mut self.walk);
         let engine = &*engine;
         for &g in walk.iter().rev() {
-            self.scratch.clear();
-            let link = engine.peek(g).and_then(|r| {
-                let head = Head {
-                    image: r.parent_image(),
-                    command_line: r.parent_command_line(),
-                    source: r.source(),
-                };
+            let memo = engine.peek(g).and_then(|r| {
                 let plan = self.plan(engine, is_malicious, g, r.parent())?;
-                Some(self.link(rules, plan, &head))
+                Some(match plan {
+                    Plan::Empty(stop) => Memo::empty(stop),
+                    Plan::Head {
+                        parent,
+                        tail,
+                        malicious,
+                        stop,
+                    } => {
+                        let head = Head {
+                            image: r.parent_image(),
+                            command_line: r.parent_command_line(),
+                            source: r.source(),
+                        };
+                        let h = escape(
+                            &mut self.text,
+                            &mut self.lower,
+                            rules,
+                            parent,
+                            &head,
+                            malicious,
+                        );
+                        self.link(h, tail, stop)
+                    }
+                })
             });
-            let m = match link {
-                Some(link) => {
-                    let memo = self.compose(&link);
+            let m = match memo {
+                Some(memo) => {
                     self.memos.push(memo);
                     (self.memos.len() - 1) as u32
                 }
@@ -598,161 +636,65 @@ impl Composer {
             .filter(|&m| m != NOT_COMPOSED)
     }
 
-    /// A link's chain in inner forms, stored in the arena.
-    fn compose(&mut self, link: &Link) -> Memo {
-        let (h, tail, stop) = match link {
-            Link::Empty(stop) => return Memo::empty(*stop),
-            Link::Memo(m) => return self.memos[*m as usize].clone(),
-            Link::Head(h, tail, stop) => (h, tail.map(|m| self.memos[m as usize].clone()), *stop),
-        };
-        let text = &mut self.text;
-        let mine = |r: &Range<usize>| &self.scratch[r.clone()];
-        let deeper = tail.as_ref().filter(|t| t.depth > 0);
-        let image_at = join(text, mine(&h.image.range), b"", None);
-        let image = Span {
-            range: image_at,
-            quote: h.image.quote,
-        };
-        let names = {
-            let start = text.len();
-            if let Some(t) = &tail {
-                text.extend_from_within(t.names.range.clone());
+    /// The cells of a process with image `own` whose chain is link `first`
+    /// (its first entry the process's own, escaped in the scratch buffer,
+    /// its link pushed last) or link `stored`.
+    fn render(
+        &mut self,
+        rules: &Rules,
+        own: &[u8],
+        first: Option<u32>,
+        stored: Option<u32>,
+        out: &mut Vec<u8>,
+    ) -> Composed {
+        let top = first.or(stored).map_or(0, |m| m as usize);
+        let memo = &self.memos[top];
+        // The chain's entries, nearest first, resolved to their text once.
+        let mut items: Vec<Item<'_>> = Vec::with_capacity(memo.depth);
+        let mut malicious = None;
+        let mut next = Some(top as u32);
+        while let Some(m) = next {
+            let l = &self.memos[m as usize];
+            if let Some(e) = &l.entry {
+                let buf = if items.is_empty() && first.is_some() {
+                    &self.scratch
+                } else {
+                    &self.text
+                };
+                let t = |r: &Range<u32>| &buf[r.start as usize..r.end as usize];
+                if memo.malicious == Some(m) {
+                    malicious = Some(items.len());
+                }
+                items.push(Item {
+                    name: t(&e.name.range),
+                    image: t(&e.image.range),
+                    image_quote: e.image.quote,
+                    image_mv: t(&e.image_mv),
+                    command_line: t(&e.command_line.range),
+                    command_line_quote: e.command_line.quote,
+                    command_line_mv: t(&e.command_line_mv),
+                    guid: t(&e.guid_text),
+                    class: e.class,
+                });
             }
-            text.extend_from_slice(mine(&h.name.range));
-            text.extend_from_slice(b" > ");
-            Span {
-                range: start..text.len(),
-                quote: tail.as_ref().is_some_and(|t| t.names.quote) || h.name.quote,
-            }
-        };
-        let parents = Span {
-            range: join(
-                text,
-                mine(&h.image.range),
-                b"\n",
-                deeper.map(|t| t.parents.range.clone()),
-            ),
-            quote: h.image.quote,
-        };
-        let parents_mv = Span {
-            range: join(
-                text,
-                mine(&h.image_mv),
-                b";",
-                deeper.map(|t| t.parents_mv.range.clone()),
-            ),
-            quote: h.image.quote || deeper.is_some_and(|t| t.parents_mv.quote),
-        };
-        let g = guid_text(h.guid);
-        let guid_range = join(text, &g, b"\n", deeper.map(|t| t.guid_text.clone()));
-        let cmdlines = Span {
-            range: join(
-                text,
-                mine(&h.command_line.range),
-                b"\n",
-                deeper.map(|t| t.cmdlines.range.clone()),
-            ),
-            quote: h.command_line.quote,
-        };
-        let cmdlines_mv = Span {
-            range: join(
-                text,
-                mine(&h.command_line_mv),
-                b";",
-                deeper.map(|t| t.cmdlines_mv.range.clone()),
-            ),
-            quote: h.command_line.quote || deeper.is_some_and(|t| t.cmdlines_mv.quote),
-        };
-        let root = match deeper {
-            Some(t) => t.root.clone(),
-            None => image.clone(),
-        };
-        let malicious = if h.malicious {
-            Some(image)
-        } else {
-            tail.as_ref().and_then(|t| t.malicious.clone())
-        };
-        let start = self.guids.len();
-        self.guids.push(h.guid);
-        let mut sources = SourceSet::default();
-        sources.add(h.source);
-        let mut ancestors = h.class.bits();
-        if let Some(t) = &tail {
-            self.guids.extend_from_within(t.guids.clone());
-            t.sources.iter().for_each(|k| sources.add(k));
-            for (a, b) in ancestors.iter_mut().zip(t.ancestors) {
-                *a |= b;
-            }
+            next = l.next;
         }
-        Memo {
-            depth: 1 + tail.as_ref().map_or(0, |t| t.depth),
-            stop,
-            sources,
-            malicious,
-            first: h.class,
-            ancestors,
-            guids: start..self.guids.len(),
-            names,
-            parents,
-            parents_mv,
-            guid_text: guid_range,
-            cmdlines,
-            cmdlines_mv,
-            root,
-        }
-    }
-
-    /// The cells of a process with image `own` whose chain is `link`.
-    fn render(&mut self, rules: &Rules, own: &[u8], link: &Link, out: &mut Vec<u8>) -> Composed {
-        let empty = Memo::empty(StopReason::NoParent);
-        let (head, tail, stop) = match link {
-            Link::Empty(stop) => (None, None, *stop),
-            Link::Memo(m) => {
-                let t = &self.memos[*m as usize];
-                (None, Some(t), t.stop)
-            }
-            Link::Head(h, tail, stop) => (Some(h), tail.map(|m| &self.memos[m as usize]), *stop),
-        };
-        let text = &self.text;
-        let scratch = &self.scratch;
-        let t = tail.unwrap_or(&empty);
-        let at = |r: &Range<usize>| &text[r.clone()];
-        let mine = |r: &Range<usize>| &scratch[r.clone()];
+        let depth = items.len();
+        let many = depth > 1;
         let name = match basename(own) {
             b"" => &b"?"[..],
             n => n,
-        };
-        let depth = usize::from(head.is_some()) + t.depth;
-        let many = depth > 1;
-        // One cell: the head's part, then (after `sep`, when the tail has
-        // entries) the tail's.
-        let cell = |out: &mut Vec<u8>, h: Option<&[u8]>, sep: u8, tail: &[u8], quote: bool| {
-            if quote {
-                out.push(b'"');
-            }
-            if let Some(h) = h {
-                out.extend_from_slice(h);
-                if t.depth > 0 {
-                    out.push(sep);
-                }
-            }
-            out.extend_from_slice(tail);
-            if quote {
-                out.push(b'"');
-            }
         };
         let start = out.len();
 
         out.push(b',');
         let class = scan(name);
-        let quote = t.names.quote || head.is_some_and(|h| h.name.quote) || class & QUOTE_CELL != 0;
+        let quote = memo.names_quote || class & QUOTE_CELL != 0;
         if quote {
             out.push(b'"');
         }
-        out.extend_from_slice(at(&t.names.range));
-        if let Some(h) = head {
-            out.extend_from_slice(mine(&h.name.range));
-            out.extend_from_slice(b" > ");
+        for item in items.iter().rev() {
+            out.extend_from_slice(item.name);
         }
         if class & DQUOTE == 0 {
             out.extend_from_slice(name);
@@ -764,48 +706,27 @@ impl Composer {
         }
         out.push(b',');
         push_depth(out, depth);
+        // A single value is quoted only when it must be; several always
+        // are (they are joined by LF).
+        let single = |q: fn(&Item<'_>) -> bool| depth == 1 && q(&items[0]);
         out.push(b',');
-        let first_image = head.map_or(t.parents.quote, |h| h.image.quote);
-        cell(
-            out,
-            head.map(|h| mine(&h.image.range)),
-            b'\n',
-            at(&t.parents.range),
-            many || first_image,
-        );
+        values(out, &items, b'\n', many || single(|i| i.image_quote), |i| {
+            i.image
+        });
         out.push(b',');
-        let g = head.map(|h| guid_text(h.guid));
-        cell(
-            out,
-            g.as_ref().map(|g| &g[..]),
-            b'\n',
-            at(&t.guid_text),
-            many,
-        );
+        values(out, &items, b'\n', many, |i| &i.guid[1..i.guid.len() - 1]);
         out.push(b',');
-        let first_cmd = head.map_or(t.cmdlines.quote, |h| h.command_line.quote);
-        cell(
-            out,
-            head.map(|h| mine(&h.command_line.range)),
-            b'\n',
-            at(&t.cmdlines.range),
-            many || first_cmd,
-        );
+        let quote = many || single(|i| i.command_line_quote);
+        values(out, &items, b'\n', quote, |i| i.command_line);
         out.push(b',');
-        match head {
-            Some(h) if t.depth == 0 => push_cell(out, mine(&h.image.range), h.image.quote),
-            _ => push_cell(out, at(&t.root.range), t.root.quote),
+        if let Some(root) = items.last() {
+            push_cell(out, root.image, root.image_quote);
         }
         out.push(b',');
-        out.extend_from_slice(stop.status().as_str().as_bytes());
-        let mut sources = SourceSet::default();
-        if let Some(h) = head {
-            sources.add(h.source);
-        }
-        t.sources.iter().for_each(|k| sources.add(k));
+        out.extend_from_slice(memo.stop.status().as_str().as_bytes());
         let mut names: [&[u8]; 3] = [b""; 3];
         let mut n_sources = 0;
-        for k in sources.iter().take(3) {
+        for k in memo.sources.iter().take(3) {
             names[n_sources] = k.as_str().as_bytes();
             n_sources += 1;
         }
@@ -813,20 +734,9 @@ impl Composer {
         out.push(b',');
         push_joined(out, sources.iter().copied());
         let child = rules.classify(own, true, &mut self.lower);
-        let (first, mut ancestors) = match head {
-            Some(h) => (&h.class, h.class.bits()),
-            None => (&t.first, TermBits::default()),
-        };
-        for (a, b) in ancestors.iter_mut().zip(t.ancestors) {
-            *a |= b;
-        }
         self.flags.clear();
-        rules.evaluate_classes(
-            &child,
-            (depth > 0).then_some(first),
-            &ancestors,
-            &mut self.flags,
-        );
+        let parent_class = items.first().map(|i| &i.class);
+        rules.evaluate_classes(&child, parent_class, &memo.ancestors, &mut self.flags);
         let all = rules.rules();
         let flags = || {
             self.flags
@@ -836,54 +746,23 @@ impl Composer {
         out.push(b',');
         push_joined(out, flags());
         out.push(b',');
-        match head {
-            Some(h) if h.malicious => push_cell(out, mine(&h.image.range), h.image.quote),
-            _ => {
-                if let Some(s) = &t.malicious {
-                    push_cell(out, at(&s.range), s.quote);
-                }
-            }
+        if let Some(i) = malicious.map(|k| &items[k]) {
+            push_cell(out, i.image, i.image_quote);
         }
         let plain = start..out.len();
 
         out.push(b',');
         if many {
-            let quote = head.is_some_and(|h| h.image.quote) || t.parents_mv.quote;
-            cell(
-                out,
-                head.map(|h| mine(&h.image_mv)),
-                b';',
-                at(&t.parents_mv.range),
-                quote,
-            );
+            values(out, &items, b';', memo.images_quote, |i| i.image_mv);
         }
         out.push(b',');
         if many {
-            if let Some(g) = &g {
-                out.extend_from_slice(&guid_mv_text(g));
-                if t.depth > 0 {
-                    out.push(b';');
-                }
-            }
-            for (k, g) in at(&t.guid_text).chunks(GUID_TEXT + 1).enumerate() {
-                if k > 0 {
-                    out.push(b';');
-                }
-                out.push(b'$');
-                out.extend_from_slice(&g[..GUID_TEXT.min(g.len())]);
-                out.push(b'$');
-            }
+            values(out, &items, b';', false, |i| i.guid);
         }
         out.push(b',');
         if many {
-            let quote = head.is_some_and(|h| h.command_line.quote) || t.cmdlines_mv.quote;
-            cell(
-                out,
-                head.map(|h| mine(&h.command_line_mv)),
-                b';',
-                at(&t.cmdlines_mv.range),
-                quote,
-            );
+            let quote = memo.command_lines_quote;
+            values(out, &items, b';', quote, |i| i.command_line_mv);
         }
         out.push(b',');
         push_mv(out, sources.iter().copied());
@@ -892,8 +771,56 @@ impl Composer {
         Composed {
             mv: plain.end..out.len(),
             plain,
-            stop,
+            stop: memo.stop,
         }
+    }
+}
+
+/// One entry of a chain being rendered, its text resolved.
+struct Item<'a> {
+    name: &'a [u8],
+    image: &'a [u8],
+    image_quote: bool,
+    image_mv: &'a [u8],
+    command_line: &'a [u8],
+    command_line_quote: bool,
+    command_line_mv: &'a [u8],
+    /// `${GUID}$`.
+    guid: &'a [u8],
+    class: NameClass,
+}
+
+/// One multivalue cell over the entries: values joined by `sep`, quoted
+/// when `quote` (several values, or any that needs it).
+fn values<'a>(
+    out: &mut Vec<u8>,
+    items: &[Item<'a>],
+    sep: u8,
+    quote: bool,
+    value: impl Fn(&Item<'a>) -> &'a [u8],
+) {
+    if quote {
+        out.push(b'"');
+    }
+    for (k, item) in items.iter().enumerate() {
+        if k > 0 {
+            out.push(sep);
+        }
+        out.extend_from_slice(value(item));
+    }
+    if quote {
+        out.push(b'"');
+    }
+}
+
+/// Appends a cell, quoted or not.
+fn push_cell(out: &mut Vec<u8>, inner: &[u8], quote: bool) {
+    if quote {
+        out.push(b'"');
+    }
+    out.extend_from_slice(inner);
+    if quote {
+        out.push(b'"');
     }
 }
 
