@@ -25,7 +25,7 @@ use std::thread::JoinHandle;
 
 /// Page cache of the writer's connection, KiB. Its probes and inserts
 /// follow the chunk's GUIDs; 8 MiB holds the index pages they touch, and
-/// the full 32 MiB of the reading connection would add ~25 MB to the
+/// the 16 MiB of the reading connection would add ~8 MB to the
 /// search's peak (the memory benchmark's 400 MB limit).
 const WRITER_CACHE_KIB: u32 = 8 * 1024;
 

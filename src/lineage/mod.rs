@@ -63,6 +63,14 @@
 //! chunks of 50,000 rows, ≈ 2.6 M rows/s for `evtx_attack_samples` (46 %
 //! creations) and ≈ 11.9 M rows/s for `otrf_lsass_campaign_01` (mostly
 //! cached non-creation rows). See `tests::reference::measure_resolve_speed`.
+//!
+//! The search command renders most chains without building a [`Chain`]:
+//! `command::cells` keeps each ancestor of a chunk escaped once and linked
+//! to its parent's, so a process costs its own first entry plus copies
+//! (through [`Engine::record`], [`Engine::peek`] and
+//! [`Rules::classify`]/[`Rules::evaluate_classes`]). The [`Resolver`] stays
+//! the general path (cycles, `max_depth`, very deep chains) and the
+//! reference those cells are tested against.
 
 mod chain;
 mod engine;

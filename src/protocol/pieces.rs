@@ -80,7 +80,7 @@ impl Pieces {
         }
     }
 
-    /// Writes every piece to `out`, in windows of at most [`WINDOW`]
+    /// Writes every piece to `out`, in windows of at most `WINDOW`
     /// slices, resuming after partial writes.
     pub fn write_to<W: Write>(&self, sources: &[&[u8]], out: &mut W) -> io::Result<()> {
         let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(WINDOW.min(self.list.len()));

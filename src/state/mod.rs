@@ -242,7 +242,7 @@ impl StateStore {
     }
 
     /// Sets this connection's page cache to `kib` KiB (the default is
-    /// 32 MiB). For a second connection whose work is mostly sequential
+    /// 16 MiB). For a second connection whose work is mostly sequential
     /// (the process-table writer), where a full-size cache would only add
     /// to the search's peak memory.
     pub fn set_cache_kib(&self, kib: u32) -> Result<()> {

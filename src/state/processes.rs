@@ -196,7 +196,7 @@ impl StateStore {
     }
 
     /// Which of `guids` the table already holds, moving their `seen_at`
-    /// forward to `seen_at` where it lags by more than [`SEEN_AT_SLACK`].
+    /// forward to `seen_at` where it lags by more than `SEEN_AT_SLACK`.
     ///
     /// Why: scheduled searches keep seeing the same processes (a search of
     /// the last 24 hours every 15 minutes sees each one ~96 times). Asking
