@@ -151,6 +151,8 @@ pub struct Composer {
     flags: Vec<u32>,
     /// The escaped first entry of the process being rendered.
     scratch: Vec<u8>,
+    /// [`MAX_ARENA`] (smaller in tests).
+    arena_cap: usize,
 }
 
 impl Default for Composer {
@@ -163,6 +165,7 @@ impl Default for Composer {
             lower: Vec::new(),
             flags: Vec::new(),
             scratch: Vec::new(),
+            arena_cap: MAX_ARENA,
         }
     }
 }
@@ -563,7 +566,7 @@ impl Composer {
         if let Some(&m) = self.index.get(&guid) {
             return (m != NOT_COMPOSED).then_some(m);
         }
-        if self.arena_bytes() > MAX_ARENA {
+        if self.arena_bytes() > self.arena_cap {
             // Bounded memory per chunk; the rest take the general path.
             return None;
         }
@@ -592,7 +595,10 @@ impl Composer {
         let mut walk = std::mem::take(&mut self.walk);
         let engine = &*engine;
         for &g in walk.iter().rev() {
-            let memo = engine.peek(g).and_then(|r| {
+            // Checked per link too: a few huge command lines must not push
+            // the arena's `u32` offsets past 4 GiB.
+            let room = self.arena_bytes() <= self.arena_cap;
+            let memo = engine.peek(g).filter(|_| room).and_then(|r| {
                 let plan = self.plan(engine, is_malicious, g, r.parent())?;
                 Some(match plan {
                     Plan::Empty(stop) => Memo::empty(stop),
@@ -942,6 +948,7 @@ ancestor = *quoted*
         let is_malicious =
             |h: &FileHashes| h.md5.as_ref().is_some_and(|d| d.as_bytes().ends_with(b"1"));
         let mut composed_count = 0;
+        let mut capped = 0;
         let mut stops = std::collections::HashSet::new();
         for seed in 0..40u64 {
             let mut rng = Rng::new(seed);
@@ -949,6 +956,10 @@ ancestor = *quoted*
             let (mut engine, infos) = table(&mut rng, 60, max_depth);
             let rules = if seed % 2 == 0 { &custom } else { &builtin };
             let mut composer = Composer::default();
+            if seed % 4 == 3 {
+                // Past the cap, the general path takes over.
+                composer.arena_cap = 4096;
+            }
             for chunk in 0..2 {
                 composer.start_chunk();
                 // One buffer per chunk, as the command's.
@@ -980,6 +991,11 @@ ancestor = *quoted*
                         stops.insert(stop);
                         let got =
                             composer.cells(&mut engine, rules, &is_malicious, start, &mut out);
+                        // At most one link past the cap.
+                        assert!(composer.arena_bytes() <= composer.arena_cap + 1024);
+                        capped += usize::from(
+                            composer.arena_cap == 4096 && composer.arena_bytes() > 4096,
+                        );
                         if let Some(c) = got {
                             composed_count += 1;
                             assert_eq!(c.plain.end, c.mv.start);
@@ -994,6 +1010,8 @@ ancestor = *quoted*
                 }
             }
         }
+        // The cap was reached (and held) in the capped runs.
+        assert!(capped > 100, "{capped}");
         // Most starts compose; every way a chain can end was exercised.
         assert!(composed_count > 3000, "{composed_count}");
         assert_eq!(stops.len(), 6, "{stops:?}");
