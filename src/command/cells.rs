@@ -29,6 +29,7 @@ use crate::lineage::{
     basename, guid_text, Engine, GuidBuildHasher, GuidMap, NameClass, Rules, SourceKind, SourceSet,
     Start, StopReason, TermBits,
 };
+use crate::protocol::records::push_escaped;
 use crate::sysmon::{FileHashes, ProcessGuid};
 use std::ops::Range;
 
@@ -194,17 +195,6 @@ fn scan(v: &[u8]) -> u8 {
     v.iter().fold(0, |class, &b| class | CLASS[b as usize])
 }
 
-/// Appends `v` with `"` doubled.
-fn push_csv_escaped(out: &mut Vec<u8>, v: &[u8]) {
-    let mut rest = v;
-    while let Some(i) = memchr::memchr(b'"', rest) {
-        out.extend_from_slice(&rest[..=i]);
-        out.push(b'"');
-        rest = &rest[i + 1..];
-    }
-    out.extend_from_slice(rest);
-}
-
 /// Appends `$v$` with `$` doubled (the multivalue encoding), then `"`
 /// doubled (CSV).
 fn push_mv_escaped(out: &mut Vec<u8>, v: &[u8]) {
@@ -262,7 +252,7 @@ fn escape(
         if class & DQUOTE == 0 {
             buf.extend_from_slice(v);
         } else {
-            push_csv_escaped(buf, v);
+            push_escaped(buf, v);
         }
         buf.extend_from_slice(suffix);
         let plain = Span {
@@ -350,7 +340,7 @@ impl Composer {
                 };
                 match memo {
                     Some(NOT_COMPOSED) => None,
-                    Some(m) => Some(self.render(rules, own, None, Some(m), out)),
+                    Some(m) => Some(self.render(rules, own, m, false, out)),
                     None => {
                         let head = Head {
                             image: rec.parent_image(),
@@ -411,35 +401,35 @@ impl Composer {
         own_image: &[u8],
         out: &mut Vec<u8>,
     ) -> Option<Composed> {
-        match self.plan(engine, is_malicious, own, parent)? {
-            Plan::Empty(stop) => {
-                let m = self.memos.len() as u32;
-                self.memos.push(Memo::empty(stop));
-                let cells = self.render(rules, own_image, None, Some(m), out);
-                self.memos.pop();
-                Some(cells)
-            }
+        let plan = self.plan(engine, is_malicious, own, parent)?;
+        self.scratch.clear();
+        let memo = self.memo(rules, plan, &head, true);
+        let m = self.memos.len() as u32;
+        self.memos.push(memo);
+        let cells = self.render(rules, own_image, m, true, out);
+        self.memos.pop();
+        Some(cells)
+    }
+
+    /// The link a plan describes, its first entry (`head`) escaped into the
+    /// scratch buffer (`scratch`: a process's own, rendered and dropped) or
+    /// into the arena (a stored link).
+    fn memo(&mut self, rules: &Rules, plan: Plan, head: &Head<'_>, scratch: bool) -> Memo {
+        match plan {
+            Plan::Empty(stop) => Memo::empty(stop),
             Plan::Head {
                 parent,
                 tail,
                 malicious,
                 stop,
             } => {
-                self.scratch.clear();
-                let h = escape(
-                    &mut self.scratch,
-                    &mut self.lower,
-                    rules,
-                    parent,
-                    &head,
-                    malicious,
-                );
-                let m = self.memos.len() as u32;
-                let memo = self.link(h, tail, stop);
-                self.memos.push(memo);
-                let cells = self.render(rules, own_image, Some(m), None, out);
-                self.memos.pop();
-                Some(cells)
+                let buf = if scratch {
+                    &mut self.scratch
+                } else {
+                    &mut self.text
+                };
+                let h = escape(buf, &mut self.lower, rules, parent, head, malicious);
+                self.link(h, tail, stop)
             }
         }
     }
@@ -600,30 +590,12 @@ impl Composer {
             let room = self.arena_bytes() <= self.arena_cap;
             let memo = engine.peek(g).filter(|_| room).and_then(|r| {
                 let plan = self.plan(engine, is_malicious, g, r.parent())?;
-                Some(match plan {
-                    Plan::Empty(stop) => Memo::empty(stop),
-                    Plan::Head {
-                        parent,
-                        tail,
-                        malicious,
-                        stop,
-                    } => {
-                        let head = Head {
-                            image: r.parent_image(),
-                            command_line: r.parent_command_line(),
-                            source: r.source(),
-                        };
-                        let h = escape(
-                            &mut self.text,
-                            &mut self.lower,
-                            rules,
-                            parent,
-                            &head,
-                            malicious,
-                        );
-                        self.link(h, tail, stop)
-                    }
-                })
+                let head = Head {
+                    image: r.parent_image(),
+                    command_line: r.parent_command_line(),
+                    source: r.source(),
+                };
+                Some(self.memo(rules, plan, &head, false))
             });
             let m = match memo {
                 Some(memo) => {
@@ -642,27 +614,26 @@ impl Composer {
             .filter(|&m| m != NOT_COMPOSED)
     }
 
-    /// The cells of a process with image `own` whose chain is link `first`
-    /// (its first entry the process's own, escaped in the scratch buffer,
-    /// its link pushed last) or link `stored`.
+    /// The cells of a process with image `own` whose chain is link `top`;
+    /// `own_first`: its first entry is the process's own, escaped in the
+    /// scratch buffer (its link pushed last, popped after).
     fn render(
         &mut self,
         rules: &Rules,
         own: &[u8],
-        first: Option<u32>,
-        stored: Option<u32>,
+        top: u32,
+        own_first: bool,
         out: &mut Vec<u8>,
     ) -> Composed {
-        let top = first.or(stored).map_or(0, |m| m as usize);
-        let memo = &self.memos[top];
+        let memo = &self.memos[top as usize];
         // The chain's entries, nearest first, resolved to their text once.
         let mut items: Vec<Item<'_>> = Vec::with_capacity(memo.depth);
         let mut malicious = None;
-        let mut next = Some(top as u32);
+        let mut next = Some(top);
         while let Some(m) = next {
             let l = &self.memos[m as usize];
             if let Some(e) = &l.entry {
-                let buf = if items.is_empty() && first.is_some() {
+                let buf = if items.is_empty() && own_first {
                     &self.scratch
                 } else {
                     &self.text
@@ -705,7 +676,7 @@ impl Composer {
         if class & DQUOTE == 0 {
             out.extend_from_slice(name);
         } else {
-            push_csv_escaped(out, name);
+            push_escaped(out, name);
         }
         if quote {
             out.push(b'"');

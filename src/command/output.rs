@@ -8,7 +8,7 @@
 
 use crate::lineage::Chain;
 use crate::protocol::multivalue::MV_PREFIX;
-use crate::protocol::records::push_field;
+use crate::protocol::records::{push_escaped, push_field};
 use crate::reputation::Answer;
 use crate::sysmon::FileHashes;
 use std::ops::Range;
@@ -60,17 +60,6 @@ pub fn push_header(out: &mut Vec<u8>) {
             out.extend_from_slice(name.as_bytes());
         }
     }
-}
-
-/// Appends `v` with every `"` doubled (the inside of a quoted cell).
-#[inline]
-pub(super) fn push_escaped(out: &mut Vec<u8>, mut v: &[u8]) {
-    while let Some(k) = memchr::memchr(b'"', v) {
-        out.extend_from_slice(&v[..=k]);
-        out.push(b'"');
-        v = &v[k + 1..];
-    }
-    out.extend_from_slice(v);
 }
 
 /// Appends a multivalue's plain cell: the values joined by LF, quoted

@@ -25,8 +25,8 @@ use std::thread::JoinHandle;
 
 /// Page cache of the writer's connection, KiB. Its probes and inserts
 /// follow the chunk's GUIDs; 8 MiB holds the index pages they touch, and
-/// the 16 MiB of the reading connection would add ~8 MB to the
-/// search's peak (the memory benchmark's 400 MB limit).
+/// a full-size cache (the reading connection's 16 MiB) would only add to
+/// the search's peak (the memory benchmark's 400 MB limit).
 const WRITER_CACHE_KIB: u32 = 8 * 1024;
 
 /// Chunks waiting for the writer at most.

@@ -208,7 +208,7 @@ impl Engine {
 
     /// True when the creation info of `guid` is in the table.
     pub fn contains(&self, guid: ProcessGuid) -> bool {
-        self.table.find(guid).is_some()
+        self.peek(guid).is_some()
     }
 
     /// The creation record of `guid`, counted as use (what a chain walk
@@ -226,7 +226,7 @@ impl Engine {
     /// The creation info of `guid` and where it came from (does not count
     /// as use).
     pub fn get(&self, guid: ProcessGuid) -> Option<(ProcessRef<'_>, SourceKind)> {
-        let e = self.table.entry(self.table.find(guid)?);
+        let e = self.peek(guid)?;
         Some((e.to_ref(), e.source()))
     }
 

@@ -353,29 +353,49 @@ impl Rules {
                     .any(|(a, b)| a & b != 0)
             })
         };
-        for rule in &self.rules {
+        self.select(
+            |who, set| match who {
+                Who::Child => test(0, set),
+                Who::Parent => (n >= 2).then(|| test(1, set)).flatten(),
+                Who::AnyAncestor => Some((1..n).any(|i| test(i, set) == Some(true))),
+            },
+            |_, rule| out.push(rule.name.clone()),
+        );
+    }
+
+    /// The one definition of what a rule matches, for both ways of
+    /// classifying names: `test(who, set)` is `None` when that name is
+    /// absent or not a real process, else whether it matches `set`.
+    /// Calls `matched` with each matched rule (and its index), in file
+    /// order.
+    fn select(
+        &self,
+        mut test: impl FnMut(Who, &TermSet) -> Option<bool>,
+        mut matched: impl FnMut(usize, &Rule),
+    ) {
+        for (i, rule) in self.rules.iter().enumerate() {
             if let Some(set) = &rule.child {
-                if test(0, set) != Some(true) {
+                if test(Who::Child, set) != Some(true) {
                     continue;
                 }
             }
             if let Some(set) = &rule.parent {
-                if n < 2 || test(1, set) != Some(true) {
+                if test(Who::Parent, set) != Some(true) {
                     continue;
                 }
             }
             if let Some(set) = &rule.parent_not {
                 // Needs a known parent that is none of these.
-                if n < 2 || test(1, set) != Some(false) {
+                if test(Who::Parent, set) != Some(false) {
                     continue;
                 }
             }
             if let Some(set) = &rule.ancestor {
-                if !(1..n).any(|i| test(i, set) == Some(true)) {
+                if test(Who::AnyAncestor, set) != Some(true) {
                     continue;
                 }
             }
-            out.push(rule.name.clone());
+            matched(i, rule);
         }
     }
 
@@ -455,30 +475,25 @@ impl Rules {
         let hits =
             |bits: &TermBits, set: &TermSet| bits.iter().zip(set.iter()).any(|(a, b)| a & b != 0);
         let test = |c: &NameClass, set: &TermSet| c.known.then(|| hits(&c.bits, set));
-        for (i, rule) in self.rules.iter().enumerate() {
-            if let Some(set) = &rule.child {
-                if test(child, set) != Some(true) {
-                    continue;
-                }
-            }
-            if let Some(set) = &rule.parent {
-                if parent.and_then(|p| test(p, set)) != Some(true) {
-                    continue;
-                }
-            }
-            if let Some(set) = &rule.parent_not {
-                if parent.and_then(|p| test(p, set)) != Some(false) {
-                    continue;
-                }
-            }
-            if let Some(set) = &rule.ancestor {
-                if !hits(ancestors, set) {
-                    continue;
-                }
-            }
-            out.push(i as u32);
-        }
+        self.select(
+            |who, set| match who {
+                Who::Child => test(child, set),
+                Who::Parent => parent.and_then(|p| test(p, set)),
+                Who::AnyAncestor => Some(hits(ancestors, set)),
+            },
+            |i, _| out.push(i as u32),
+        );
     }
+}
+
+/// Which name of a chain a rule condition looks at (see [`Rules::select`]).
+#[derive(Copy, Clone)]
+enum Who {
+    Child,
+    /// The nearest ancestor.
+    Parent,
+    /// Whether any ancestor matches.
+    AnyAncestor,
 }
 
 /// Words of term bits a [`NameClass`] holds.

@@ -408,6 +408,13 @@ pub fn push_field(out: &mut Vec<u8>, value: &[u8]) {
 /// Appends one CSV field, always quoted.
 pub fn push_quoted(out: &mut Vec<u8>, value: &[u8]) {
     out.push(b'"');
+    push_escaped(out, value);
+    out.push(b'"');
+}
+
+/// Appends `value` with every `"` doubled: the inside of a quoted field
+/// (for callers that quote several values as one field).
+pub fn push_escaped(out: &mut Vec<u8>, value: &[u8]) {
     let mut rest = value;
     while let Some(i) = memchr::memchr(b'"', rest) {
         out.extend_from_slice(&rest[..=i]);
@@ -415,7 +422,6 @@ pub fn push_quoted(out: &mut Vec<u8>, value: &[u8]) {
         rest = &rest[i + 1..];
     }
     out.extend_from_slice(rest);
-    out.push(b'"');
 }
 
 #[cfg(test)]
