@@ -386,6 +386,8 @@ fn main() {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_sysmonenrich"));
     let me = std::env::current_exe().expect("current exe");
     let mut results: Vec<(String, f64, f64, u64)> = Vec::new();
+    // Bytes each variant wrote, per run.
+    let mut written: Vec<(String, u64)> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
     // Started only when the `cached` variant runs.
     let mut hashlookup: Option<(FakeHashlookup, PathBuf)> = None;
@@ -429,6 +431,7 @@ fn main() {
         let requests_before = hashlookup.as_ref().map_or(0, |(f, _)| f.count());
         let mut secs = Vec::new();
         let mut peak = 0;
+        let mut out_bytes = 0;
         for _ in 0..args.runs.max(1) {
             let m = run_once(make(), &stream, &gi, &home);
             eprintln!(
@@ -439,6 +442,7 @@ fn main() {
             );
             secs.push(m.seconds);
             peak = peak.max(m.peak_kb);
+            out_bytes = m.out_bytes;
         }
         if let (true, Some((fake, _))) = (variant == "cached", &hashlookup) {
             let during = fake.count() - requests_before;
@@ -450,6 +454,7 @@ fn main() {
             eprintln!("{note}");
             notes.push(note);
         }
+        written.push((variant.clone(), out_bytes));
         let s = median(secs);
         results.push((
             variant.clone(),
@@ -477,6 +482,38 @@ fn main() {
             mbps,
             *peak as f64 / 1024.0,
             100.0 * rps / base
+        );
+    }
+    let rate = |name: &str| results.iter().find(|r| r.0 == name).map(|r| r.1);
+    let out = |name: &str| written.iter().find(|r| r.0 == name).map(|r| r.1 as f64);
+    if let (Some(pass), Some(wide), Some(core), Some(lineage)) = (
+        rate("passthrough"),
+        rate("wide"),
+        rate("hashes"),
+        rate("lineage"),
+    ) {
+        // Phases of a chunk run one after the other (splunkd waits for each
+        // reply), so times add: a lineage that cost no CPU at all would
+        // still take the core's time plus the time its extra bytes take
+        // through the pipe. `wide` minus `passthrough` measures what bytes
+        // cost here; scaled to the bytes lineage writes beyond the core's.
+        let per_byte = match (out("wide"), out("passthrough")) {
+            (Some(w), Some(p)) if w > p => (1.0 / wide - 1.0 / pass) / (w - p),
+            _ => f64::NAN,
+        };
+        let extra = out("lineage").unwrap_or(f64::NAN) - out("hashes").unwrap_or(f64::NAN);
+        let bytes = per_byte * extra;
+        let ceiling = 1.0 / (1.0 / core + bytes);
+        println!(
+            "\nlineage: {:.0}% of the core (hashes). Ceiling for any lineage writing these \
+             cells on this machine (the core's time plus the time of lineage's {:.0} extra bytes \
+             per row, priced by wide - passthrough: {:.2} s per million rows): {:.0} rows/s = \
+             {:.0}% of the core",
+            100.0 * lineage / core,
+            extra / args.rows as f64,
+            bytes * 1e6,
+            ceiling,
+            100.0 * ceiling / core
         );
     }
     if !notes.is_empty() {

@@ -129,13 +129,14 @@ enum Plan {
     },
 }
 
-/// The three cells-and-status a process's rows share.
+/// What a process's rows share: their lineage cells and why the chain
+/// stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Composed {
-    /// `,lineage,…,lineage_malicious_ancestor` in the caller's buffer.
-    pub plain: Range<usize>,
-    /// `,__mv_lineage_parents,…,__mv_lineage_flags`.
-    pub mv: Range<usize>,
+    /// `,lineage,…,lineage_malicious_ancestor,__mv_lineage_parents,…,
+    /// __mv_lineage_flags` and the row's LF, in the caller's buffer (as
+    /// `output::render_chain` writes them).
+    pub cells: Range<usize>,
     /// Why the chain stopped.
     pub stop: StopReason,
 }
@@ -726,7 +727,6 @@ impl Composer {
         if let Some(i) = malicious.map(|k| &items[k]) {
             push_cell(out, i.image, i.image_quote);
         }
-        let plain = start..out.len();
 
         out.push(b',');
         if many {
@@ -745,9 +745,9 @@ impl Composer {
         push_mv(out, sources.iter().copied());
         out.push(b',');
         push_mv(out, flags());
+        out.push(b'\n');
         Composed {
-            mv: plain.end..out.len(),
-            plain,
+            cells: start..out.len(),
             stop: memo.stop,
         }
     }
@@ -969,9 +969,8 @@ ancestor = *quoted*
                         );
                         if let Some(c) = got {
                             composed_count += 1;
-                            assert_eq!(c.plain.end, c.mv.start);
                             assert_eq!(
-                                String::from_utf8_lossy(&out[c.plain.start..c.mv.end]),
+                                String::from_utf8_lossy(&out[c.cells.clone()]),
                                 String::from_utf8_lossy(&want),
                                 "seed {seed}, start {start:?}"
                             );

@@ -107,11 +107,11 @@ enum ImageAt {
     Interned(u32),
 }
 
-/// A process's rendered cells in the chunk's render buffer.
+/// A process's rendered lineage cells (and the row's LF) in the chunk's
+/// render buffer.
 #[derive(Debug, Clone)]
 struct Cells {
-    plain: Range<usize>,
-    mv: Range<usize>,
+    range: Range<usize>,
     status: Status,
 }
 
@@ -662,7 +662,6 @@ impl Enricher {
                 ),
                 _ => {
                     output::push_cells(out, hashes, rep, None);
-                    out.push(b'\n');
                     pieces.push(SMALL, mark..out.len());
                     continue;
                 }
@@ -672,19 +671,18 @@ impl Enricher {
                 Some(cells) => cells,
                 None => {
                     let composed = composer.cells(engine, rules, &is_malicious, &start, render_buf);
-                    let (plain, mv, stop) = match composed {
-                        Some(c) => (c.plain, c.mv, c.stop),
+                    let (range, stop) = match composed {
+                        Some(c) => (c.cells, c.stop),
                         None => {
                             engine
                                 .resolver(rules, &is_malicious)
                                 .build_into(&start, chain);
-                            let (plain, mv) = output::render_chain(chain, render_buf, scratch);
-                            (plain, mv, chain.stop_reason())
+                            let range = output::render_chain(chain, render_buf, scratch);
+                            (range, chain.stop_reason())
                         }
                     };
                     let cells = Cells {
-                        plain,
-                        mv,
+                        range,
                         status: stop.status(),
                     };
                     // Rows of one process share its cells. An unknown
@@ -704,14 +702,7 @@ impl Enricher {
             }
             output::push_cells_head(out, hashes, rep);
             pieces.push(SMALL, mark..out.len());
-            pieces.push(RENDERED, cells.plain);
-            let mark = out.len();
-            output::push_cells_mid(out, rep);
-            pieces.push(SMALL, mark..out.len());
-            pieces.push(RENDERED, cells.mv);
-            let mark = out.len();
-            out.push(b'\n');
-            pieces.push(SMALL, mark..out.len());
+            pieces.push(RENDERED, cells.range);
         }
     }
 

@@ -3,8 +3,8 @@
 //! Every output field is present on every row, empty where it does not
 //! apply (VT4Splunk learned this the hard way: columns that appear only on
 //! some rows vanish from tables and break saved searches). Multivalue
-//! fields get a `__mv_` companion column; all `__mv_` columns follow the
-//! plain ones, as splunkd orders its own.
+//! fields get a `__mv_` companion column, after the plain columns of their
+//! group (see [`FIELD_GROUPS`]).
 
 use crate::lineage::Chain;
 use crate::protocol::multivalue::MV_PREFIX;
@@ -13,8 +13,9 @@ use crate::reputation::Answer;
 use crate::sysmon::FileHashes;
 use std::ops::Range;
 
-/// Output fields in column order, with whether each is multivalue.
-pub const FIELDS: &[(&str, bool)] = &[
+/// Output fields of reputation (hashes and `rep_*`), with whether each is
+/// multivalue.
+pub const REPUTATION_FIELDS: &[(&str, bool)] = &[
     ("hash_md5", false),
     ("hash_sha1", false),
     ("hash_sha256", false),
@@ -28,6 +29,10 @@ pub const FIELDS: &[(&str, bool)] = &[
     ("rep_cached", false),
     ("rep_link", false),
     ("rep_error", false),
+];
+
+/// Output fields of lineage, with whether each is multivalue.
+pub const LINEAGE_FIELDS: &[(&str, bool)] = &[
     ("lineage", false),
     ("lineage_depth", false),
     ("lineage_parents", true),
@@ -40,24 +45,36 @@ pub const FIELDS: &[(&str, bool)] = &[
     ("lineage_malicious_ancestor", false),
 ];
 
+/// The groups in column order. Each group's `__mv_` columns follow its
+/// own plain columns (columns are mapped by name, and SCPV2.md §5 has
+/// splunkd accept the SDK's interleaved `f,__mv_f` pairs as well as its own
+/// all-plain-first order): a process's lineage cells, plain and `__mv_`, are then one
+/// run of bytes that every row of the process shares as a single piece of
+/// the reply, instead of three pieces around the row's `__mv_rep_sources`.
+pub const FIELD_GROUPS: [&[(&str, bool)]; 2] = [REPUTATION_FIELDS, LINEAGE_FIELDS];
+
 /// True when `name` (or the field it is the `__mv_` companion of) is ours:
 /// such input columns are replaced, never duplicated.
 pub fn is_owned(name: &[u8]) -> bool {
     let base = name.strip_prefix(MV_PREFIX).unwrap_or(name);
-    FIELDS.iter().any(|(f, _)| f.as_bytes() == base)
+    FIELD_GROUPS
+        .iter()
+        .any(|g| g.iter().any(|(f, _)| f.as_bytes() == base))
 }
 
 /// Appends our part of the header (leading comma included).
 pub fn push_header(out: &mut Vec<u8>) {
-    for (name, _) in FIELDS {
-        out.push(b',');
-        out.extend_from_slice(name.as_bytes());
-    }
-    for (name, mv) in FIELDS {
-        if *mv {
+    for group in FIELD_GROUPS {
+        for (name, _) in group {
             out.push(b',');
-            out.extend_from_slice(MV_PREFIX);
             out.extend_from_slice(name.as_bytes());
+        }
+        for (name, mv) in group {
+            if *mv {
+                out.push(b',');
+                out.extend_from_slice(MV_PREFIX);
+                out.extend_from_slice(name.as_bytes());
+            }
         }
     }
 }
@@ -150,45 +167,27 @@ pub fn render_answer(a: &Answer) -> RepCells {
     cells
 }
 
-/// A chain's cells, rendered once and copied into every row that shares
-/// it (all events of one process share its chain): `plain` holds the ten
-/// lineage cells, `mv` the five lineage `__mv_` cells, each with its
-/// leading comma.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ChainCells<'a> {
-    /// `,lineage,…,lineage_malicious_ancestor`.
-    pub plain: &'a [u8],
-    /// `,__mv_lineage_parents,…,__mv_lineage_flags`.
-    pub mv: &'a [u8],
-}
-
-/// Appends one row's cells in [`FIELDS`] order (leading comma included).
+/// Appends one row's cells in column order (leading comma included) and
+/// the row's LF: `chain` is a process's lineage cells as
+/// [`render_chain`] leaves them (LF included), `None` for a row without
+/// lineage.
 pub fn push_cells(
     out: &mut Vec<u8>,
     hashes: Option<&FileHashes>,
     rep: Option<&RepCells>,
-    chain: Option<ChainCells<'_>>,
+    chain: Option<&[u8]>,
 ) {
     push_cells_head(out, hashes, rep);
-    match chain {
-        Some(c) => out.extend_from_slice(c.plain),
-        None => out.extend_from_slice(NO_CHAIN_PLAIN),
-    }
-    push_cells_mid(out, rep);
-    match chain {
-        Some(c) => out.extend_from_slice(c.mv),
-        None => out.extend_from_slice(NO_CHAIN_MV),
-    }
+    out.extend_from_slice(chain.unwrap_or(NO_CHAIN));
 }
 
-/// The plain lineage cells of a row without lineage.
-pub const NO_CHAIN_PLAIN: &[u8] = b",,,,,,,,,,";
-/// The lineage `__mv_` cells of a row without lineage.
-pub const NO_CHAIN_MV: &[u8] = b",,,,,";
+/// The lineage cells (plain and `__mv_`) of a row without lineage, and the
+/// row's LF.
+pub const NO_CHAIN: &[u8] = b",,,,,,,,,,,,,,,\n";
 
-/// The cells before the plain lineage cells: hashes and `rep_*`. Split from
-/// [`push_cells`] so a writer can take the lineage cells from elsewhere
-/// (see `protocol::pieces`).
+/// The cells before the lineage cells: hashes, `rep_*` and
+/// `__mv_rep_sources`. Split from [`push_cells`] so a writer can take the
+/// lineage cells from elsewhere (see `protocol::pieces`).
 pub fn push_cells_head(out: &mut Vec<u8>, hashes: Option<&FileHashes>, rep: Option<&RepCells>) {
     let h = hashes.copied().unwrap_or_default();
     push_digest(out, h.md5.as_ref().map(|d| d.as_bytes()));
@@ -199,22 +198,14 @@ pub fn push_cells_head(out: &mut Vec<u8>, hashes: Option<&FileHashes>, rep: Opti
         Some(r) if !r.plain.is_empty() => out.extend_from_slice(&r.plain),
         _ => out.extend_from_slice(b",,,,,,,,,"),
     }
-}
-
-/// The cells between the plain and the `__mv_` lineage cells:
-/// `__mv_rep_sources`.
-pub fn push_cells_mid(out: &mut Vec<u8>, rep: Option<&RepCells>) {
     out.push(b',');
     out.extend_from_slice(rep.map_or(&b""[..], |r| &r.mv[..]));
 }
 
-/// Renders a chain's cells into `buf`; returns the ranges of the plain and
-/// the `__mv_` part.
-pub fn render_chain(
-    c: &Chain,
-    buf: &mut Vec<u8>,
-    scratch: &mut Vec<u8>,
-) -> (Range<usize>, Range<usize>) {
+/// Renders a chain's cells into `buf`: the plain lineage cells, the
+/// `__mv_` ones and the row's LF (each cell with its leading comma), what
+/// every row of the process ends with. Returns where they are.
+pub fn render_chain(c: &Chain, buf: &mut Vec<u8>, scratch: &mut Vec<u8>) -> Range<usize> {
     let start = buf.len();
     let out = buf;
     out.push(b',');
@@ -259,7 +250,6 @@ pub fn render_chain(
     if let Some(a) = c.malicious_ancestor() {
         push_field(out, a.image);
     }
-    let plain = start..out.len();
     out.push(b',');
     push_mv(out, c.parents());
     out.push(b',');
@@ -270,8 +260,8 @@ pub fn render_chain(
     push_mv(out, sources.iter().copied());
     out.push(b',');
     push_mv(out, c.flags().iter().map(|f| f.as_bytes()));
-    let mv = plain.end..out.len();
-    (plain, mv)
+    out.push(b'\n');
+    start..out.len()
 }
 
 #[cfg(test)]
@@ -286,7 +276,7 @@ mod tests {
         let hashes = FileHashes::parse_sysmon(b"MD5=975B4BD9B9D3B0A9C7D6E5F4A3B2C1D0");
         push_cells(&mut row, Some(&hashes), None, None);
         let text = format!(
-            "{}\n{}\n",
+            "{}\n{}",
             String::from_utf8_lossy(&h),
             String::from_utf8_lossy(&row)
         );
