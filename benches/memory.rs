@@ -2,7 +2,7 @@
 //! the protocol command must not grow the command's memory with the stream.
 //!
 //! ```text
-//! cargo bench --bench memory -- [--processes N] [--limit-mb M] [--chunk ROWS] [--tree T] [--no-state] [--generate-only]
+//! cargo bench --bench memory -- [--processes N] [--limit-mb M] [--chunk ROWS] [--tree T] [--long-cmdline BYTES] [--no-state] [--generate-only]
 //! ```
 //!
 //! Why a stream of distinct processes: every EventCode 1 row adds a process
@@ -24,6 +24,13 @@
 //! and children always arrive before their parents. A reader thread drains
 //! stdout, checks the framing lightly (one reply per request, every row
 //! back) and tallies `lineage_status` of the first reply.
+//!
+//! `--long-cmdline BYTES` gives every process without children a command
+//! line of that many bytes (an encoded PowerShell one), so the process
+//! table's entries are big: its count cap alone would then hold gigabytes,
+//! and the byte budget (`[lineage] memory_mb`) is what keeps the search
+//! bounded. Leaves only, so no row's lineage cells repeat them (output that
+//! large is the reply's size, not the table's).
 //!
 //! Measured: the child's peak RSS (`VmHWM`, which it logs as `peak_rss_kb=`
 //! in its end-of-search line in `$SPLUNK_HOME/var/log/splunk/sysmonenrich.log`,
@@ -48,6 +55,8 @@ struct Args {
     limit_mb: u64,
     chunk: u64,
     tree: u64,
+    /// Command-line length of childless processes (0: the usual ones).
+    long_cmdline: u64,
     /// Diagnosis only: `[state] enabled = false`, to see what the state
     /// store costs.
     no_state: bool,
@@ -61,6 +70,7 @@ fn parse_args() -> Args {
         limit_mb: 400,
         chunk: 50_000,
         tree: 400,
+        long_cmdline: 0,
         no_state: false,
         generate_only: false,
     };
@@ -77,6 +87,7 @@ fn parse_args() -> Args {
             "--limit-mb" => a.limit_mb = value(),
             "--chunk" => a.chunk = value().max(1),
             "--tree" => a.tree = value().max(3),
+            "--long-cmdline" => a.long_cmdline = value(),
             "--no-state" | "--generate-only" => {
                 if argv[i] == "--no-state" {
                     a.no_state = true;
@@ -147,6 +158,8 @@ struct Tree {
     parent: Vec<Option<u32>>,
     image: Vec<usize>,
     depth: Vec<u16>,
+    /// Whether any process of the tree is its child.
+    has_child: Vec<bool>,
     /// The root's parent: the all-zero GUID (started by System at boot) or
     /// a process older than the search.
     root_parent_zero: bool,
@@ -188,11 +201,16 @@ fn tree(t: u64, size: u64, total: u64) -> Tree {
             }
         }
     }
+    let mut has_child = vec![false; n];
+    for p in parent.iter().flatten() {
+        has_child[*p as usize] = true;
+    }
     Tree {
         first,
         parent,
         image,
         depth,
+        has_child,
         root_parent_zero: rng.chance(0.25),
     }
 }
@@ -236,10 +254,12 @@ struct Stream {
     emitted: u64,
     depth_sum: u64,
     max_depth: u16,
+    /// The command line of childless processes, when `--long-cmdline`.
+    long_cmdline: Option<String>,
 }
 
 impl Stream {
-    fn new(total: u64, size: u64) -> Stream {
+    fn new(total: u64, size: u64, long_cmdline: u64) -> Stream {
         let trees = total.div_ceil(size);
         let mut hashes: Vec<String> = IMAGES
             .iter()
@@ -258,6 +278,15 @@ impl Stream {
             emitted: 0,
             depth_sum: 0,
             max_depth: 0,
+            long_cmdline: (long_cmdline > 0).then(|| {
+                // Base64 of UTF-16 text, as `-enc` carries it.
+                let mut c = String::from("powershell.exe -NoProfile -enc ");
+                while c.len() < long_cmdline as usize {
+                    c.push_str("SQBFAFgAIAAoAE4AZQB3AC0ATwBiAGoAZQBjAHQAIABOAGUAdAAuAFcAZQBiAEMAbABpAGUAbgB0ACkA");
+                }
+                c.truncate(long_cmdline as usize);
+                c
+            }),
         }
     }
 
@@ -278,7 +307,11 @@ impl Stream {
         *left -= 1;
         let i = *left;
         let k = tr.first + i as u64;
-        let (img, cmd) = image_of(tr, i);
+        let (img, usual) = image_of(tr, i);
+        let cmd: &str = match &self.long_cmdline {
+            Some(long) if !tr.has_child[i] => long,
+            _ => usual,
+        };
         let (pguid, (pimg, pcmd)) = match tr.parent[i] {
             Some(p) => (
                 guid(tr.first + u64::from(p), self.hosts),
@@ -462,12 +495,13 @@ fn write_stream<W: Write>(
     total: u64,
     chunk: u64,
     size: u64,
+    long_cmdline: u64,
     bytes_in: &AtomicU64,
 ) -> (u64, u64, u64, u16) {
     let chunks = total.div_ceil(chunk);
     let mut w = BufWriter::with_capacity(1 << 20, w);
     w.write_all(&getinfo()).expect("write getinfo");
-    let mut stream = Stream::new(total, size);
+    let mut stream = Stream::new(total, size, long_cmdline);
     let mut body = Vec::with_capacity(chunk as usize * 480);
     let mut idx = 0u64;
     let mut sent = 0u64;
@@ -500,8 +534,8 @@ fn main() {
     let stderr_path = home.path().join("stderr.txt");
     let chunks = args.processes.div_ceil(args.chunk);
     eprintln!(
-        "memory bench: {} distinct processes in {} chunks of {} rows, trees of {}, limit {} MB, binary {exe}",
-        args.processes, chunks, args.chunk, args.tree, args.limit_mb
+        "memory bench: {} distinct processes in {} chunks of {} rows, trees of {}, long command lines {} bytes, limit {} MB, binary {exe}",
+        args.processes, chunks, args.chunk, args.tree, args.long_cmdline, args.limit_mb
     );
 
     if args.generate_only {
@@ -512,6 +546,7 @@ fn main() {
             args.processes,
             args.chunk,
             args.tree,
+            args.long_cmdline,
             &bytes,
         );
         let secs = t.elapsed().as_secs_f64();
@@ -555,8 +590,8 @@ fn main() {
     let bytes_in = Arc::new(AtomicU64::new(0));
     let writer = {
         let bytes_in = bytes_in.clone();
-        let (total, chunk, size) = (args.processes, args.chunk, args.tree);
-        thread::spawn(move || write_stream(stdin, total, chunk, size, &bytes_in))
+        let (total, chunk, size, long) = (args.processes, args.chunk, args.tree, args.long_cmdline);
+        thread::spawn(move || write_stream(stdin, total, chunk, size, long, &bytes_in))
     };
     let reader = thread::spawn(move || read_replies(stdout));
 

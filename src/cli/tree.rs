@@ -380,6 +380,8 @@ fn rule_flags<'a>(
     let created = procs.nodes.values().filter(|n| n.created).count();
     let mut engine = Engine::new(LineageSettings {
         capacity: created.max(1000) + 16,
+        // Every process is in `procs` already: a copy needs no budget.
+        memory_bytes: usize::MAX,
         max_depth: crate::lineage::MAX_MAX_DEPTH,
     });
     for (&g, n) in procs.nodes.iter().filter(|(_, n)| n.created) {

@@ -857,6 +857,7 @@ ancestor = *quoted*
     fn table(rng: &mut Rng, n: u128, max_depth: usize) -> (Engine, Vec<ProcessInfo>) {
         let mut engine = Engine::new(LineageSettings {
             capacity: 100_000,
+            memory_bytes: usize::MAX,
             max_depth,
         });
         let g = ProcessGuid::from_u128;

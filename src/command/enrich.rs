@@ -11,7 +11,7 @@
 //! 3. write each row: its original bytes verbatim, then our cells.
 //!
 //! Memory per chunk is the body, the output, and about a hundred bytes per
-//! row; the process table is bounded by its own capacity.
+//! row; the process table is bounded by its own caps (entries and bytes).
 
 use super::args::Options;
 use super::cells::Composer;
@@ -223,6 +223,7 @@ impl Enricher {
         let engine = options.lineage.then(|| {
             Engine::new(LineageSettings {
                 capacity: settings.lineage.memory_processes,
+                memory_bytes: settings.lineage.memory_bytes,
                 max_depth: options.max_depth,
             })
         });

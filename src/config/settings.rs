@@ -38,6 +38,8 @@ pub struct StateSettings {
 pub struct LineageConf {
     /// In-memory process table capacity (entries).
     pub memory_processes: usize,
+    /// … and the bytes its entries may hold together.
+    pub memory_bytes: usize,
     /// Tree levels backfilled per chunk at most.
     pub max_rounds: usize,
 }
@@ -142,6 +144,7 @@ impl Settings {
         };
         let lineage = LineageConf {
             memory_processes: r.u64("lineage", "memory_processes", 200_000).max(1000) as usize,
+            memory_bytes: (r.u64("lineage", "memory_mb", 160).clamp(8, 1 << 20) as usize) << 20,
             max_rounds: r.u64("lineage", "backfill_max_levels", 16).max(1) as usize,
         };
         let b = BackfillSettings::default();
@@ -320,6 +323,7 @@ mod tests {
         assert!(s.options.lineage && s.options.reputation);
         assert_eq!(s.limits, Limits::default());
         assert_eq!(s.lineage.memory_processes, 200_000);
+        assert_eq!(s.lineage.memory_bytes, 160 << 20);
     }
 
     #[test]
@@ -328,13 +332,15 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("local")).unwrap();
         std::fs::write(
             dir.path().join("local/sysmonenrich.conf"),
-            "[defaults]\nmax_depth = 7\nlineage = perhaps\n[backfill]\ntime_budget = 3s\n",
+            "[defaults]\nmax_depth = 7\nlineage = perhaps\n[backfill]\ntime_budget = 3s\n\
+             [lineage]\nmemory_mb = 64\n",
         )
         .unwrap();
         let (s, loaded) = Settings::load(Some(dir.path()));
         assert_eq!(s.options.max_depth, 7);
         assert!(s.options.lineage);
         assert_eq!(s.backfill.time_budget, Duration::from_secs(3));
+        assert_eq!(s.lineage.memory_bytes, 64 << 20);
         assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
         assert!(loaded.warnings[0].contains("[defaults] lineage"));
     }

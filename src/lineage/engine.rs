@@ -18,6 +18,10 @@ pub const MAX_MAX_DEPTH: usize = 1024;
 /// Default in-memory table size (entries): about 120 MB when full with
 /// typical Sysmon creation events (≈ 610 bytes each, measured).
 pub const DEFAULT_CAPACITY: usize = 200_000;
+/// Default byte budget of the process table: above what
+/// [`DEFAULT_CAPACITY`] ordinary entries take (≈ 120 MB), so on ordinary
+/// data the count binds and the budget only stops big command lines.
+pub const DEFAULT_MEMORY_BYTES: usize = 160 << 20;
 /// GUIDs remembered as "no source has it" before that memory is reset.
 const MAX_MISSES: usize = 100_000;
 
@@ -28,6 +32,9 @@ pub struct LineageSettings {
     /// evicted beyond it). Keep it well above the process creations of one
     /// chunk plus their ancestors, or a chunk's own chains get cut.
     pub capacity: usize,
+    /// Most bytes the table's entries may hold together (see
+    /// `table`'s docs: long command lines make entries big).
+    pub memory_bytes: usize,
     /// Longest chain (entries); clamped to `1..=MAX_MAX_DEPTH`.
     pub max_depth: usize,
 }
@@ -36,6 +43,7 @@ impl Default for LineageSettings {
     fn default() -> Self {
         LineageSettings {
             capacity: DEFAULT_CAPACITY,
+            memory_bytes: DEFAULT_MEMORY_BYTES,
             max_depth: DEFAULT_MAX_DEPTH,
         }
     }
@@ -161,7 +169,7 @@ impl Engine {
     /// An empty engine.
     pub fn new(settings: LineageSettings) -> Engine {
         Engine {
-            table: ProcessTable::new(settings.capacity),
+            table: ProcessTable::new(settings.capacity, settings.memory_bytes),
             max_depth: settings.max_depth.clamp(1, MAX_MAX_DEPTH),
             misses: GuidSet::with_hasher(GuidBuildHasher::new()),
             scratch: FrontierScratch::default(),
@@ -186,6 +194,11 @@ impl Engine {
     /// The table's cap.
     pub fn capacity(&self) -> usize {
         self.table.capacity()
+    }
+
+    /// What the table's entries hold together, as its byte budget counts.
+    pub fn bytes(&self) -> usize {
+        self.table.bytes()
     }
 
     /// Entries dropped so far to stay within the cap.

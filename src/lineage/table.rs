@@ -28,6 +28,17 @@
 //! 610 with malloc's per-block overhead, so the default cap of 200,000
 //! entries is ≈ 120 MB when full. No per-entry `Vec`, at most two
 //! allocations per insert, none per lookup.
+//!
+//! # Why a byte budget as well as a count
+//!
+//! The count bounds memory only as long as entries are small. Command
+//! lines are not: an encoded PowerShell one runs to tens of kilobytes, and
+//! 200,000 of those would be gigabytes. So the table also keeps the sum of
+//! its entries' costs ([`entry_cost`]: the fixed part above plus the text)
+//! under a budget, evicting least recently used entries until a newcomer
+//! fits. On ordinary data the count binds first (200,000 × ~600 bytes is
+//! below the default budget); on data with huge command lines the budget
+//! does, and the table holds fewer, bigger entries.
 
 use super::hash::{GuidBuildHasher, GuidMap};
 use super::process::{ProcessRef, SourceKind};
@@ -35,6 +46,23 @@ use crate::sysmon::guid::ProcessGuid;
 use crate::sysmon::hashes::FileHashes;
 
 const NIL: u32 = u32::MAX;
+
+/// What an entry costs besides its text: the slot, the index bucket and
+/// the allocator's header of the text block (see the module docs).
+const ENTRY_OVERHEAD: usize = std::mem::size_of::<Slot>() + 64;
+/// What an entry's hashes cost: the boxed `FileHashes` and its header.
+const HASHES_COST: usize = std::mem::size_of::<FileHashes>() + 16;
+
+/// The memory an entry holds, as the byte budget counts it.
+fn entry_cost(slot: &Slot) -> usize {
+    ENTRY_OVERHEAD
+        + slot.text.len()
+        + if slot.hashes.is_some() {
+            HASHES_COST
+        } else {
+            0
+        }
+}
 /// Longest text field kept (bytes). Five of them always fit the `u32`
 /// offsets; Sysmon itself caps command lines far below this.
 const MAX_FIELD: usize = 1 << 26;
@@ -119,22 +147,28 @@ impl<'t> Entry<'t> {
     }
 }
 
-/// Creation info by GUID, at most `capacity` entries, least recently used
-/// evicted first. First info inserted for a GUID wins (see
-/// [`ProcessTable::insert`]).
+/// Creation info by GUID, at most `capacity` entries costing at most
+/// `budget` bytes together, least recently used evicted first. First info
+/// inserted for a GUID wins (see [`ProcessTable::insert`]).
 pub(crate) struct ProcessTable {
     map: GuidMap<u32>,
     slots: Vec<Slot>,
+    /// Slots emptied by evictions that a newcomer did not take over.
+    free: Vec<u32>,
     /// Most recently used.
     head: u32,
     /// Least recently used: the next to go.
     tail: u32,
     capacity: usize,
+    /// Most bytes the entries may cost together ([`entry_cost`]).
+    budget: usize,
+    /// What the entries cost now.
+    bytes: usize,
     evictions: u64,
 }
 
 impl ProcessTable {
-    pub(crate) fn new(capacity: usize) -> ProcessTable {
+    pub(crate) fn new(capacity: usize, budget: usize) -> ProcessTable {
         // The table may never fill (a short search); grow on demand rather
         // than reserving the whole cap up front.
         let capacity = capacity.clamp(1, NIL as usize - 1);
@@ -142,15 +176,23 @@ impl ProcessTable {
         ProcessTable {
             map: GuidMap::with_capacity_and_hasher(initial, GuidBuildHasher::new()),
             slots: Vec::with_capacity(initial),
+            free: Vec::new(),
             head: NIL,
             tail: NIL,
             capacity,
+            budget,
+            bytes: 0,
             evictions: 0,
         }
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.slots.len()
+        self.slots.len() - self.free.len()
+    }
+
+    /// What the entries cost together, as the budget counts it.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
     }
 
     pub(crate) fn capacity(&self) -> usize {
@@ -195,14 +237,17 @@ impl ProcessTable {
             return false;
         }
         let slot = build_slot(info, source);
-        let index = if self.slots.len() >= self.capacity {
-            // Full: reuse the least recently used slot for the newcomer.
-            let victim = self.tail;
-            self.unlink(victim);
-            let old = std::mem::replace(&mut self.slots[victim as usize], slot);
-            self.map.remove(&old.guid);
-            self.evictions += 1;
-            victim
+        let cost = entry_cost(&slot);
+        // Room first: by count, then by bytes (an entry bigger than the
+        // whole budget ends up alone in the table rather than refused: a
+        // chain through it still resolves).
+        while self.tail != NIL && (self.len() >= self.capacity || self.bytes + cost > self.budget) {
+            self.evict_lru();
+        }
+        self.bytes += cost;
+        let index = if let Some(free) = self.free.pop() {
+            self.slots[free as usize] = slot;
+            free
         } else {
             if self.slots.len() == self.slots.capacity() {
                 // Grow by doubling, but never past the cap: the last
@@ -221,6 +266,18 @@ impl ProcessTable {
         self.map.insert(info.guid, index);
         self.push_front(index);
         true
+    }
+
+    /// Drops the least recently used entry, freeing its memory; its slot
+    /// waits for the next newcomer.
+    fn evict_lru(&mut self) {
+        let victim = self.tail;
+        self.unlink(victim);
+        let old = std::mem::replace(&mut self.slots[victim as usize], Slot::vacant());
+        self.map.remove(&old.guid);
+        self.bytes -= entry_cost(&old);
+        self.free.push(victim);
+        self.evictions += 1;
     }
 
     pub(crate) fn touch(&mut self, index: u32) {
@@ -269,6 +326,24 @@ impl ProcessTable {
             i = self.slots[i as usize].next;
         }
         out
+    }
+}
+
+impl Slot {
+    /// An evicted slot: no text, no hashes, linked nowhere.
+    fn vacant() -> Slot {
+        Slot {
+            guid: ProcessGuid::from_u128(0),
+            parent: ProcessGuid::from_u128(0),
+            time: 0.0,
+            text: Box::default(),
+            hashes: None,
+            ends: [0; 5],
+            prev: NIL,
+            next: NIL,
+            parent_known: false,
+            source: SourceKind::Results,
+        }
     }
 }
 
@@ -340,7 +415,7 @@ mod tests {
         p.hashes = FileHashes::parse_sysmon(
             b"SHA1=8C5437CB7F4B7B4E3F0D5DB7C6D4B3A7E5A14B0B,MD5=975B4BD9B9D3B0A9C7D6E5F4A3B2C1D0,IMPHASH=272245E2988E1E430500B852C4FB5E18",
         );
-        let mut t = ProcessTable::new(10);
+        let mut t = ProcessTable::new(10, usize::MAX);
         assert!(t.insert(&p.as_ref(), SourceKind::State));
         let e = t.entry(t.find(g(7)).unwrap());
         assert_eq!(e.to_ref().to_info(), p);
@@ -355,7 +430,7 @@ mod tests {
 
     #[test]
     fn first_info_wins() {
-        let mut t = ProcessTable::new(10);
+        let mut t = ProcessTable::new(10, usize::MAX);
         assert!(t.insert(&info(1).as_ref(), SourceKind::Results));
         let mut other = info(1);
         other.image = b"other".as_slice().into();
@@ -369,7 +444,7 @@ mod tests {
 
     #[test]
     fn lru_eviction_is_bounded_and_respects_use() {
-        let mut t = ProcessTable::new(3);
+        let mut t = ProcessTable::new(3, usize::MAX);
         for n in 1..=3 {
             t.insert(&info(n).as_ref(), SourceKind::Results);
         }
@@ -394,9 +469,70 @@ mod tests {
         assert_eq!(t.map.len(), 3);
     }
 
+    /// A process whose command line is `len` bytes.
+    fn big(n: u128, len: usize) -> ProcessInfo {
+        let mut p = info(n);
+        p.command_line = vec![b'A'; len].into();
+        p
+    }
+
+    #[test]
+    fn byte_budget_bounds_big_entries() {
+        // Room by count for 1,000 entries, by bytes for about ten of 10 KB.
+        let budget = 10 * (10_000 + ENTRY_OVERHEAD) + 5_000;
+        let mut t = ProcessTable::new(1000, budget);
+        for n in 0..200 {
+            assert!(t.insert(&big(n, 10_000).as_ref(), SourceKind::Results));
+            assert!(t.bytes() <= budget, "{} > {budget}", t.bytes());
+            assert_eq!(t.map.len(), t.len());
+        }
+        assert_eq!(t.len(), 10);
+        assert_eq!(t.evictions(), 190);
+        // The newest stay, in use order, whole.
+        assert_eq!(t.lru_order(), (190..200).rev().map(g).collect::<Vec<_>>());
+        assert_eq!(
+            t.entry(t.find(g(199)).unwrap()).to_ref().to_info(),
+            big(199, 10_000)
+        );
+        // Evicted slots are emptied and reused: no growth past the entries
+        // alive at the peak.
+        assert!(t.slots.len() <= 11, "{}", t.slots.len());
+        // Small entries fill the room big ones leave, up to the count.
+        for n in 1000..1100 {
+            t.insert(&info(n).as_ref(), SourceKind::Results);
+        }
+        assert!(
+            t.len() > 100 && t.bytes() <= budget,
+            "{} {}",
+            t.len(),
+            t.bytes()
+        );
+        // A big one makes room by dropping the least recently used: the
+        // survivors are the most recently used, in order, and walking
+        // through an entry (the oldest small one) counts as use.
+        t.find_touch(g(1000)).unwrap();
+        let before = t.lru_order();
+        assert_eq!(before[0], g(1000));
+        t.insert(&big(5000, 50_000).as_ref(), SourceKind::Results);
+        let after = t.lru_order();
+        assert_eq!(after[0], g(5000));
+        assert_eq!(after[1..], before[..after.len() - 1]);
+        assert!(after.len() < before.len() && t.bytes() <= budget);
+        // An entry larger than the whole budget is kept, alone.
+        t.insert(&big(6000, budget).as_ref(), SourceKind::Results);
+        assert_eq!(t.lru_order(), [g(6000)]);
+        assert_eq!(
+            t.bytes(),
+            entry_cost(&t.slots[t.find(g(6000)).unwrap() as usize])
+        );
+        // And leaves when the next one arrives.
+        t.insert(&info(7000).as_ref(), SourceKind::Results);
+        assert_eq!(t.lru_order(), [g(7000)]);
+    }
+
     #[test]
     fn growth_never_passes_the_cap() {
-        let mut t = ProcessTable::new(1500);
+        let mut t = ProcessTable::new(1500, usize::MAX);
         for n in 0..5000 {
             t.insert(&info(n).as_ref(), SourceKind::Results);
         }

@@ -34,6 +34,7 @@ fn proc(n: u128, parent: Option<u128>) -> ProcessInfo {
 fn engine(max_depth: usize) -> Engine {
     Engine::new(LineageSettings {
         capacity: 10_000,
+        memory_bytes: usize::MAX,
         max_depth,
     })
 }
@@ -268,6 +269,7 @@ fn entry_sources_follow_where_the_info_came_from() {
 fn memory_is_bounded_by_lru() {
     let mut e = Engine::new(LineageSettings {
         capacity: 100,
+        memory_bytes: usize::MAX,
         max_depth: 64,
     });
     for n in 1..=1000u128 {
