@@ -55,6 +55,14 @@ pub struct Stats {
     pub from_state: u64,
     /// Ancestors found by splunkd backfill.
     pub from_splunk: u64,
+    /// Processes in the in-memory table at the end of the last chunk …
+    pub table_entries: u64,
+    /// … the bytes they hold (as `[lineage] memory_mb` counts them) …
+    pub table_bytes: u64,
+    /// … and how many it dropped to stay within its caps: many means
+    /// the caps are small for this search (ancestors then come from the
+    /// persistent table or splunkd again).
+    pub table_evictions: u64,
 }
 
 /// How the columns we do not own get into the output.
@@ -348,6 +356,11 @@ impl Enricher {
         self.write(body);
         self.persist();
         self.stats.rows += self.rows.len() as u64;
+        if let Some(e) = &self.engine {
+            self.stats.table_entries = e.len() as u64;
+            self.stats.table_bytes = e.bytes() as u64;
+            self.stats.table_evictions = e.evictions();
+        }
         Ok(())
     }
 
@@ -869,6 +882,40 @@ mod tests {
     fn header_only_and_empty() {
         assert_eq!(run(""), "");
         assert_eq!(run("EventCode,_chunked_idx\n"), "");
+    }
+
+    #[test]
+    fn huge_command_lines_stay_within_the_table_budget() {
+        // 300 creations in three chunks, each with a 100 KB command line;
+        // the budget holds about ten.
+        let mut settings = Settings::builtin();
+        settings.lineage.memory_bytes = 1 << 20;
+        let mut e =
+            Enricher::with_context(Options::default_offline(), settings, Context::default());
+        let cmd = "A".repeat(100_000);
+        let mut out = Vec::new();
+        for chunk in 0..3u32 {
+            let mut body = String::from(
+                "EventCode,ProcessGuid,ParentProcessGuid,Image,CommandLine,_chunked_idx\n",
+            );
+            for i in 0..100u32 {
+                let n = chunk * 100 + i + 1;
+                body.push_str(&format!(
+                    "1,{{00000000-0000-0000-0000-{n:012}}},{{00000000-0000-0000-0000-{:012}}},C:\\p.exe,{cmd},{i}\n",
+                    n + 1
+                ));
+            }
+            out.clear();
+            e.process(body.as_bytes(), &mut out).unwrap();
+            let s = e.stats();
+            assert!(s.table_bytes <= 1 << 20, "{s:?}");
+            assert!(s.table_entries < 12, "{s:?}");
+        }
+        // Every row still answered, with its lineage fields.
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(column(&text, 99, "lineage_depth"), "1");
+        assert_eq!(e.stats().rows, 300);
+        assert!(e.stats().table_evictions > 280, "{:?}", e.stats());
     }
 
     #[test]
