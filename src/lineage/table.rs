@@ -63,6 +63,7 @@ fn entry_cost(slot: &Slot) -> usize {
             0
         }
 }
+
 /// Longest text field kept (bytes). Five of them always fit the `u32`
 /// offsets; Sysmon itself caps command lines far below this.
 const MAX_FIELD: usize = 1 << 26;
