@@ -349,6 +349,16 @@ fn cached_app(dir: &Path, url: &str) -> PathBuf {
     app
 }
 
+/// One variant's result: medians over its runs.
+struct Outcome {
+    variant: String,
+    rows_per_s: f64,
+    mb_per_s: f64,
+    peak_kb: u64,
+    /// Bytes written in one run (every run writes the same).
+    out_bytes: u64,
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -385,9 +395,7 @@ fn main() {
     }
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_sysmonenrich"));
     let me = std::env::current_exe().expect("current exe");
-    let mut results: Vec<(String, f64, f64, u64)> = Vec::new();
-    // Bytes each variant wrote, per run.
-    let mut written: Vec<(String, u64)> = Vec::new();
+    let mut results: Vec<Outcome> = Vec::new();
     let mut notes: Vec<String> = Vec::new();
     // Started only when the `cached` variant runs.
     let mut hashlookup: Option<(FakeHashlookup, PathBuf)> = None;
@@ -454,20 +462,17 @@ fn main() {
             eprintln!("{note}");
             notes.push(note);
         }
-        written.push((variant.clone(), out_bytes));
         let s = median(secs);
-        results.push((
-            variant.clone(),
-            args.rows as f64 / s,
-            body_bytes as f64 / 1e6 / s,
-            peak,
-        ));
+        results.push(Outcome {
+            variant: variant.clone(),
+            rows_per_s: args.rows as f64 / s,
+            mb_per_s: body_bytes as f64 / 1e6 / s,
+            peak_kb: peak,
+            out_bytes,
+        });
     }
-    let base = results
-        .iter()
-        .find(|r| r.0 == "passthrough")
-        .map(|r| r.1)
-        .unwrap_or(f64::NAN);
+    let find = |name: &str| results.iter().find(|r| r.variant == name);
+    let base = find("passthrough").map_or(f64::NAN, |r| r.rows_per_s);
     let largest_chunk_mb = body_bytes as f64 / 1e6 / (args.rows as f64 / args.chunk as f64).ceil();
     println!(
         "\n{} rows, {} rows/chunk, largest chunk ≈ {:.1} MB, median of {} runs\n",
@@ -475,34 +480,36 @@ fn main() {
     );
     println!("| variant | rows/s | MB/s | peak RSS MB | vs passthrough |");
     println!("|---|---:|---:|---:|---:|");
-    for (name, rps, mbps, peak) in &results {
+    for r in &results {
         println!(
-            "| {name} | {:.0} | {:.1} | {:.0} | {:.0}% |",
-            rps,
-            mbps,
-            *peak as f64 / 1024.0,
-            100.0 * rps / base
+            "| {} | {:.0} | {:.1} | {:.0} | {:.0}% |",
+            r.variant,
+            r.rows_per_s,
+            r.mb_per_s,
+            r.peak_kb as f64 / 1024.0,
+            100.0 * r.rows_per_s / base
         );
     }
-    let rate = |name: &str| results.iter().find(|r| r.0 == name).map(|r| r.1);
-    let out = |name: &str| written.iter().find(|r| r.0 == name).map(|r| r.1 as f64);
     if let (Some(pass), Some(wide), Some(core), Some(lineage)) = (
-        rate("passthrough"),
-        rate("wide"),
-        rate("hashes"),
-        rate("lineage"),
+        find("passthrough"),
+        find("wide"),
+        find("hashes"),
+        find("lineage"),
     ) {
         // Phases of a chunk run one after the other (splunkd waits for each
         // reply), so times add: a lineage that cost no CPU at all would
         // still take the core's time plus the time its extra bytes take
         // through the pipe. `wide` minus `passthrough` measures what bytes
         // cost here; scaled to the bytes lineage writes beyond the core's.
-        let per_byte = match (out("wide"), out("passthrough")) {
-            (Some(w), Some(p)) if w > p => (1.0 / wide - 1.0 / pass) / (w - p),
-            _ => f64::NAN,
+        let per_byte = if wide.out_bytes > pass.out_bytes {
+            (1.0 / wide.rows_per_s - 1.0 / pass.rows_per_s)
+                / (wide.out_bytes - pass.out_bytes) as f64
+        } else {
+            f64::NAN
         };
-        let extra = out("lineage").unwrap_or(f64::NAN) - out("hashes").unwrap_or(f64::NAN);
+        let extra = lineage.out_bytes as f64 - core.out_bytes as f64;
         let bytes = per_byte * extra;
+        let (core, lineage) = (core.rows_per_s, lineage.rows_per_s);
         let ceiling = 1.0 / (1.0 / core + bytes);
         println!(
             "\nlineage: {:.0}% of the core (hashes). Ceiling for any lineage writing these \

@@ -44,11 +44,11 @@
 //! Earlier chunks stay in the table (bounded by entries and by bytes,
 //! LRU), so a parent seen in an earlier chunk is found. A parent in a
 //! *later* chunk cannot be: the rows of this chunk must be answered first
-//! (lock-step protocol). Without the
-//! persistent table or splunkd backfill, such chains are cut and reported
-//! `partial`: in chunks of 1,000 rows, 337 of the 1,489 creations of
-//! `evtx_attack_samples` and 234 of the 269 of `otrf_lsass_campaign_01`
-//! (the chunked reference test). With a backfill source, all match.
+//! (lock-step protocol). Without the persistent table or splunkd
+//! backfill, such chains are cut and reported `partial`: in chunks of
+//! 1,000 rows, 337 of the 1,489 creations of `evtx_attack_samples` and 234
+//! of the 269 of `otrf_lsass_campaign_01` (the chunked reference test).
+//! With a backfill source, all match.
 //!
 //! # Performance
 //!
