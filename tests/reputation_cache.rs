@@ -2,7 +2,9 @@
 //! and not found (on an injected clock), `refresh=true`, and what is never
 //! cached.
 
-mod common_http;
+mod common;
+
+use common::services as common_http;
 
 use common_http::reputation::{self as fake, files, key, search, settings};
 use common_http::{FakeServer, Response};

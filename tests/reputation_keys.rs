@@ -1,7 +1,9 @@
 //! API keys from splunkd's credential store (and from a key file), and
 //! what happens when they cannot be read.
 
-mod common_http;
+mod common;
+
+use common::services as common_http;
 
 use common_http::reputation::{self as fake, files, key, search, settings};
 use common_http::{FakeServer, Response};
@@ -198,4 +200,48 @@ fn cli_key_file_feeds_the_service() {
         Verdict::Unknown
     );
     assert_eq!(vt.requests()[0].header("x-apikey"), Some(VT_KEY));
+}
+
+#[test]
+fn the_proxy_password_comes_from_the_credential_store_never_the_conf() {
+    // A proxy that answers for the provider and records what it was sent.
+    let h = fake::sha256(9);
+    let answer = fake::circl_record("cmd.exe", None);
+    let proxy = FakeServer::start(move |_| Response::json(200, answer.clone()));
+    let splunkd = fake::splunkd(
+        SESSION,
+        fake::storage_passwords_body(&[("proxy", "store-pass")]),
+        None,
+    );
+    let mut s = settings(None, None, None);
+    // Not loopback, so it goes through the proxy (nothing is resolved: the
+    // proxy answers).
+    s.hashlookup.base_url = "http://hashlookup.example".into();
+    let port = proxy.url().rsplit(':').next().unwrap().to_string();
+    s.proxy = Some(format!("http://squid:conf-pass@127.0.0.1:{port}"));
+    let mut svc = service(s, &["hashlookup"]);
+    assert!(svc
+        .warnings()
+        .iter()
+        .any(|w| w.contains("[proxy] url holds a password: it is not used")));
+    assert_eq!(
+        svc.load_splunkd_keys(&splunkd.url(), &Secret::new(SESSION)),
+        None
+    );
+    let a = &svc.lookup_chunk(&files(&[&h]))[&key(&h)];
+    assert_eq!(a.verdict, Verdict::KnownGood);
+    let req = &proxy.requests()[0];
+    assert!(
+        req.target.starts_with("http://hashlookup.example/"),
+        "{}",
+        req.target
+    );
+    // base64("squid:store-pass"): the store's password, the conf's user.
+    assert_eq!(
+        req.header("proxy-authorization"),
+        Some("Basic c3F1aWQ6c3RvcmUtcGFzcw==")
+    );
+    for w in svc.warnings() {
+        assert!(!w.contains("conf-pass") && !w.contains("store-pass"), "{w}");
+    }
 }

@@ -2,7 +2,9 @@
 //! the documented verdict and fields through the whole service (request
 //! shape, headers, retries and combination included).
 
-mod common_http;
+mod common;
+
+use common::services as common_http;
 
 use common_http::reputation::{self as fake, files, key, search, settings};
 use common_http::{shared, Response};

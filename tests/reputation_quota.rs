@@ -1,7 +1,9 @@
 //! Quotas shared by concurrent searches, `max_lookups`, and the pending
 //! queue that later searches resolve first.
 
-mod common_http;
+mod common;
+
+use common::services as common_http;
 
 use common_http::reputation::{self as fake, files, key, search, settings};
 use common_http::{FakeServer, Response};

@@ -6,7 +6,9 @@
 //! This file has a single test because it installs the process-wide
 //! logger.
 
-mod common_http;
+mod common;
+
+use common::services as common_http;
 
 use common_http::reputation::{self as fake, files, search, settings};
 use common_http::{FakeServer, Response};

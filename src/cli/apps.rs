@@ -2,9 +2,8 @@
 //! (`GET /services/apps/local?output_mode=json&count=0`), e.g. to check
 //! that `sysmonenrich` and the Sysmon add-on are there and enabled.
 
-use super::rest::Rest;
 use super::OutFormat;
-use crate::splunk::Listing;
+use crate::splunk::{Client as Rest, Listing};
 use std::io::Write;
 
 /// One installed app.
@@ -23,12 +22,11 @@ pub struct App {
 /// Reads the listing; `count=0` asks for every app, not the first 30.
 pub fn fetch(rest: &Rest) -> anyhow::Result<Vec<App>> {
     let what = "listing the installed apps";
-    let reply = rest.get("/services/apps/local?output_mode=json&count=0", what)?;
-    let reply = rest.ok(what, reply)?;
-    let listing: Listing<serde_json::Map<String, serde_json::Value>> =
-        serde_json::from_slice(&reply.body).map_err(|_| {
-            anyhow::anyhow!("{what}: splunkd's apps/local reply is not the JSON listing expected")
-        })?;
+    let listing: Listing<serde_json::Map<String, serde_json::Value>> = rest.get_json(
+        "/services/apps/local?output_mode=json&count=0",
+        what,
+        "the apps/local JSON listing expected",
+    )?;
     let text = |c: &serde_json::Map<String, serde_json::Value>, k: &str| match c.get(k) {
         Some(serde_json::Value::String(s)) => s.clone(),
         Some(serde_json::Value::Null) | None => String::new(),

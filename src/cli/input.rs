@@ -43,10 +43,26 @@ impl Format {
 
 /// Opens a file (or `-` for stdin), transparently gunzipping `.gz`.
 pub fn open(path: &Path) -> std::io::Result<Box<dyn BufRead>> {
+    open_with(path, None)
+}
+
+/// [`open`], counting the bytes read (before gunzip) on `progress`.
+pub fn open_with(
+    path: &Path,
+    progress: Option<&super::progress::Progress>,
+) -> std::io::Result<Box<dyn BufRead>> {
+    let counted = |r: Box<dyn Read>| -> Box<dyn Read> {
+        match progress {
+            Some(p) => Box::new(p.wrap(r)),
+            None => r,
+        }
+    };
     if path == Path::new("-") {
-        return Ok(Box::new(BufReader::new(std::io::stdin())));
+        return Ok(Box::new(BufReader::new(counted(
+            Box::new(std::io::stdin()),
+        ))));
     }
-    let file = std::fs::File::open(path)?;
+    let file = counted(Box::new(std::fs::File::open(path)?));
     if path
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("gz"))

@@ -1,36 +1,42 @@
 //! The command-line face of the engine (DESIGN §5).
 //!
-//! The same [`crate::command::enrich::Enricher`] that serves splunkd runs
+//! The same [`crate::enrich::enricher::Enricher`] that serves splunkd runs
 //! here over files, so what an analyst sees at a terminal is what the
 //! search bar would show.
 //!
 //! | subcommand | file | what |
 //! |---|---|---|
-//! | `enrich FILE…` | here, `input.rs`, `print.rs` | CSV / JSON lines / `.evtx` through the engine |
-//! | `demo` | here | synthetic events through the engine |
+//! | `enrich FILE…` | here, `input.rs`, `print.rs`, `progress.rs` | CSV / JSON lines / `.evtx` through the engine |
+//! | `demo` | `demo.rs`, `table.rs` | synthetic events through the engine, findings first |
 //! | `search 'SPL'` | `search.rs`, `rest.rs` | export search on splunkd, optionally enriched |
 //! | `apps` | `apps.rs`, `rest.rs` | apps installed on splunkd |
 //! | `keys set/list/delete` | `keys.rs`, `rest.rs` | provider API keys in splunkd's credential store |
 //! | `tree GUID FILE…` | `tree.rs` | a process tree a person can read |
 //! | `state [stats/purge/check]` | `state.rs` | the state database |
+//! | `sigma check/install` | `sigma.rs` | what a Sigma rule set loads; install a SigmaHQ release |
 //!
 //! Commands that talk to splunkd read `.splunkrc` (`splunkrc.rs`).
 
 mod apps;
+mod connect;
+mod demo;
 mod input;
 mod keys;
 mod print;
-pub mod rest;
+mod progress;
 pub mod search;
+mod sigma;
 pub mod splunkrc;
 pub mod state;
+mod table;
 mod tree;
 
-use crate::command::args::{self, Options};
-use crate::command::enrich::Enricher;
+use crate::config::options::{self as args, Options};
+use crate::config::paths::Paths;
+use crate::enrich::enricher::Enricher;
+use crate::enrich::session::{self, Setup};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -64,6 +70,10 @@ enum Command {
         /// Search options as in the search bar, e.g. `lineage=false max_depth=10`.
         #[arg(long = "option", short = 'o', value_name = "NAME=VALUE")]
         options: Vec<String>,
+        /// Sigma rule files or folders (repeatable) instead of the app's
+        /// `[sigma] rules`: the rows gain the `sigma_*` fields.
+        #[arg(long, value_name = "PATH")]
+        sigma: Vec<PathBuf>,
     },
     /// Generate realistic Sysmon events, enrich them, and show the result:
     /// a look at the command with nothing but this binary.
@@ -74,8 +84,8 @@ enum Command {
         /// Output format.
         #[arg(long, short = 'f', value_enum, default_value_t = OutFormat::Table)]
         format: OutFormat,
-        /// Rows to print (the summary covers all).
-        #[arg(long, default_value_t = 15)]
+        /// Enriched events to show in full after the findings.
+        #[arg(long, default_value_t = 3)]
         show: usize,
     },
     /// Manage the providers' API keys in splunkd's credential store
@@ -155,6 +165,10 @@ sysmonenrich tree '{747F3D96-D6ED-5D31-0000-0010C88A2500}' sysmon.csv.gz more.ev
         /// A lineage_rules.conf to use instead of the app's or the built-in.
         #[arg(long, value_name = "FILE")]
         rules: Option<PathBuf>,
+        /// Sigma rule files or folders (repeatable) instead of the app's
+        /// `[sigma] rules`: each process shows the rules its creation matched.
+        #[arg(long, value_name = "PATH")]
+        sigma: Vec<PathBuf>,
     },
     /// Statistics and clean-up of the state database (process table,
     /// reputation cache, pending queue, quota ledger).
@@ -171,6 +185,40 @@ sysmonenrich state --db /opt/splunk/var/lib/sysmonenrich/state.db check")]
         #[command(subcommand)]
         action: Option<StateCommand>,
     },
+    /// Sigma rules: what a rule set loads, and installing a SigmaHQ release
+    /// into the app.
+    #[command(after_help = "Examples:\n  \
+sysmonenrich sigma check                          (the app's rules: [sigma] rules, else local/sigma)\n  \
+sysmonenrich sigma check ~/sigma/rules ~/sigma/rules-threat-hunting\n  \
+sysmonenrich sigma install sigma_all_rules.zip")]
+    Sigma {
+        #[command(subcommand)]
+        action: SigmaCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SigmaCommand {
+    /// Load rules as a search would and print how many load, what is
+    /// skipped and why, problems, and counts per level and category. Exits
+    /// non-zero when no rule loads.
+    Check {
+        /// Rule files or directories (default: `[sigma] rules` of the app's
+        /// sysmonenrich.conf, else the app's local/sigma).
+        dirs: Vec<PathBuf>,
+    },
+    /// Check a SigmaHQ release (a directory or a .zip as published on the
+    /// Releases page of SigmaHQ/sigma) and copy its rule files and licence
+    /// into the app's local/sigma, replacing the previous set. Refused when
+    /// no rule loads.
+    Install {
+        /// The release: a directory or a .zip.
+        source: PathBuf,
+        /// The app folder (default: the one this binary runs from, or
+        /// SYSMONENRICH_APP_DIR).
+        #[arg(long, value_name = "DIR")]
+        app_dir: Option<PathBuf>,
+    },
 }
 
 /// How to reach splunkd.
@@ -181,7 +229,8 @@ struct Connect {
     #[arg(long, value_name = "PATH", global = true)]
     splunkrc: Option<PathBuf>,
     /// Accept splunkd's TLS certificate without verifying it (a loopback
-    /// splunkd is always accepted: Splunk's certificate is self-signed).
+    /// splunkd's self-signed certificate is accepted when the app's
+    /// `[splunkd] insecure_loopback` says so, as for the search command).
     #[arg(long, global = true)]
     insecure: bool,
 }
@@ -207,7 +256,7 @@ enum KeysCommand {
     },
 }
 
-#[derive(Subcommand, Debug, Clone, Copy)]
+#[derive(Subcommand, Debug, Clone)]
 enum StateCommand {
     /// Row counts, file size, pending lookups by reason, quota use
     /// (the default).
@@ -221,6 +270,12 @@ enum StateCommand {
         /// copies).
         #[arg(long)]
         vacuum: bool,
+        /// processes only: remove what the search with this sid wrote.
+        #[arg(long)]
+        sid: Option<String>,
+        /// processes only: remove what this user's searches wrote.
+        #[arg(long)]
+        user: Option<String>,
     },
     /// Run the integrity check (reads the whole file).
     Check,
@@ -265,8 +320,9 @@ pub fn main(argv: Vec<OsString>) -> ExitCode {
             format,
             chunk,
             options,
-        } => enrich(&files, format, chunk, &options),
-        Command::Demo { rows, format, show } => demo(rows, format, show),
+            sigma,
+        } => enrich(&files, format, chunk, &options, &sigma),
+        Command::Demo { rows, format, show } => demo::run(rows, format, show),
         Command::Keys { connect, action } => match action {
             KeysCommand::Set { provider, key_file } => {
                 keys::prepare_set(&provider, key_file.as_deref()).and_then(|(provider, key)| {
@@ -314,21 +370,39 @@ pub fn main(argv: Vec<OsString>) -> ExitCode {
             full,
             depth,
             rules,
+            sigma,
         } => tree::run(&tree::TreeArgs {
             guid,
             files,
             full,
             depth,
             rules,
+            sigma,
         }),
         Command::State { db, action } => state::run(
             db.as_deref(),
             match action.unwrap_or(StateCommand::Stats) {
                 StateCommand::Stats => state::Action::Stats,
-                StateCommand::Purge { what, vacuum } => state::Action::Purge { what, vacuum },
+                StateCommand::Purge {
+                    what,
+                    vacuum,
+                    sid,
+                    user,
+                } => state::Action::Purge {
+                    what,
+                    vacuum,
+                    sid,
+                    user,
+                },
                 StateCommand::Check => state::Action::Check,
             },
         ),
+        Command::Sigma { action } => match action {
+            SigmaCommand::Check { dirs } => sigma::check(&dirs),
+            SigmaCommand::Install { source, app_dir } => {
+                sigma::install(&source, app_dir.as_deref())
+            }
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -342,9 +416,9 @@ pub fn main(argv: Vec<OsString>) -> ExitCode {
 
 impl Connect {
     /// Reads the `.splunkrc` and connects (logging in when it has to).
-    fn rest(&self) -> anyhow::Result<rest::Rest> {
+    fn rest(&self) -> anyhow::Result<crate::splunk::Client> {
         let rc = splunkrc::SplunkRc::load(self.splunkrc.as_deref())?;
-        rest::Rest::connect(&rc, self.insecure)
+        connect::connect(&rc, self.insecure)
     }
 }
 
@@ -373,32 +447,68 @@ struct EnrichRun {
 /// Splunk: settings from the app folder if there is one, the state database
 /// of `sysmonenrich state` (`$SPLUNK_HOME/...` or `~/.local/state/...`),
 /// API keys from `SYSMONENRICH_VIRUSTOTAL_KEY` / `SYSMONENRICH_MALWAREBAZAAR_KEY`.
-/// Backfill needs a search's splunkd session and is off here.
-fn engine(options: &Options) -> Enricher {
-    let app_dir = crate::config::settings::app_dir();
-    let (mut settings, loaded) = crate::config::settings::Settings::load(app_dir.as_deref());
-    for w in &loaded.warnings {
+/// Backfill needs a splunkd session: `search --enrich` hands its client
+/// over (`backfill`), bounded by the same `[backfill]` settings as the
+/// command; `enrich` over files has none.
+fn engine(
+    options: &Options,
+    backfill: Option<crate::splunk::Client>,
+    sigma_rules: &[PathBuf],
+) -> Enricher {
+    let mut setup = Setup::load(Paths::for_person());
+    sigma::use_rules(&mut setup, sigma_rules);
+    for w in &setup.warnings {
         eprintln!("sysmonenrich: warning: {w}");
     }
-    settings.state.path = state::default_db_path(&settings);
-    let config = crate::command::serve::ServeConfig {
-        settings: settings.clone(),
-        app_dir,
-        splunk_home: crate::command::splunk_home(),
-        warnings: Vec::new(),
+    // What the process table records as the writer of this run's rows
+    // (`state purge processes --sid cli` takes back what CLI runs wrote).
+    let si = crate::protocol::metadata::SearchInfo {
+        sid: "cli".into(),
+        username: std::env::var("USER").unwrap_or_default(),
+        ..Default::default()
     };
-    let si = crate::protocol::metadata::SearchInfo::default();
-    let (context, warnings) = crate::command::session::context(&config, options, &si);
+    let (mut context, warnings) = session::context(&setup, options, &si);
     for w in warnings {
         eprintln!("{w}");
     }
-    Enricher::with_context(options.clone(), settings, context)
+    if let (Some(client), true) = (backfill, options.lineage && options.backfill) {
+        let ledger = context
+            .state
+            .clone()
+            .map(|s| s as std::sync::Arc<dyn crate::circuit::CircuitLedger>);
+        let breaker = crate::circuit::Breaker::new("splunkd", ledger, crate::circuit::now_secs());
+        context.backfill = Some(crate::splunk::backfill::SplunkBackfill::new(
+            client,
+            setup.settings.backfill.clone(),
+            breaker,
+        ));
+    }
+    Enricher::with_context(options.clone(), setup.settings, context)
 }
 
 impl EnrichRun {
-    fn new(options: Options, format: OutFormat) -> EnrichRun {
+    /// A run over files; `sigma` replaces the app's Sigma rule paths.
+    fn new(options: Options, format: OutFormat, sigma: &[PathBuf]) -> EnrichRun {
+        EnrichRun::build(options, format, None, sigma)
+    }
+
+    /// A run whose lineage may search splunkd for missing ancestors.
+    fn with_backfill(
+        options: Options,
+        format: OutFormat,
+        backfill: Option<crate::splunk::Client>,
+    ) -> EnrichRun {
+        EnrichRun::build(options, format, backfill, &[])
+    }
+
+    fn build(
+        options: Options,
+        format: OutFormat,
+        backfill: Option<crate::splunk::Client>,
+        sigma: &[PathBuf],
+    ) -> EnrichRun {
         EnrichRun {
-            enricher: engine(&options),
+            enricher: engine(&options, backfill, sigma),
             printer: print::Printer::new(
                 format,
                 std::io::BufWriter::new(std::io::stdout().lock()),
@@ -420,7 +530,7 @@ impl EnrichRun {
     fn finish(mut self) -> anyhow::Result<()> {
         self.printer.finish()?;
         self.enricher.finish();
-        eprintln!("{}", crate::command::serve::summary(&self.enricher));
+        eprintln!("{}", session::summary(&self.enricher));
         if let Some((_, text)) = self.enricher.reputation_summary() {
             eprintln!("{text}");
         }
@@ -436,54 +546,27 @@ fn enrich(
     format: OutFormat,
     chunk: usize,
     opts: &[String],
+    sigma: &[PathBuf],
 ) -> anyhow::Result<()> {
-    let mut run = EnrichRun::new(options(opts)?, format);
+    let mut run = EnrichRun::new(options(opts)?, format, sigma);
+    let progress = progress::Progress::for_files(files);
     for file in files {
         let origin = file.display();
-        let mut f = |body: &Vec<u8>| run.body(&origin, body);
+        let mut f = |body: &Vec<u8>| {
+            run.body(&origin, body)?;
+            progress.rows(run.enricher.stats().rows);
+            Ok(())
+        };
+        let open = || input::open_with(file, Some(&progress));
         match input::Format::from_path(file) {
-            input::Format::Csv => input::csv_batches(input::open(file)?, chunk, &mut f)?,
-            input::Format::JsonLines => input::jsonl_batches(input::open(file)?, chunk, &mut f)?,
-            input::Format::Evtx => input::evtx_batches(file, chunk, &mut f)?,
+            input::Format::Csv => input::csv_batches(open()?, chunk, &mut f)?,
+            input::Format::JsonLines => input::jsonl_batches(open()?, chunk, &mut f)?,
+            input::Format::Evtx => {
+                input::evtx_batches(file, chunk, &mut f)?;
+                progress.file_done(file);
+            }
         }
     }
+    progress.finish();
     run.finish()
-}
-
-fn demo(rows: usize, format: OutFormat, show: usize) -> anyhow::Result<()> {
-    let mut generator = crate::synth::Generator::new(2026, 4);
-    let mut events = Vec::new();
-    while events.len() < rows {
-        events.push(generator.block(40));
-    }
-    // Blocks move forward in time; a search returns newest first.
-    let events: Vec<_> = events.into_iter().rev().flatten().take(rows).collect();
-    let mut body = Vec::new();
-    for (i, c) in crate::synth::COLUMNS.iter().enumerate() {
-        if i > 0 {
-            body.push(b',');
-        }
-        body.extend_from_slice(c.as_bytes());
-    }
-    body.push(b'\n');
-    for e in &events {
-        crate::synth::csv_row(&mut body, e);
-    }
-    let mut enricher = Enricher::new(
-        Options::default_offline(),
-        crate::protocol::Limits::default().max_field,
-    );
-    let mut out = Vec::new();
-    enricher.process(&body, &mut out)?;
-    let stdout = std::io::stdout();
-    let mut lock = stdout.lock();
-    writeln!(
-        lock,
-        "sysmonenrich demo: {rows} generated Sysmon events from 4 hosts, newest first, as a search would return them\n"
-    )?;
-    let mut printer = print::Printer::new(format, std::io::BufWriter::new(lock), show);
-    printer.body(&out)?;
-    printer.finish()?;
-    println!("\n{}", crate::command::serve::summary(&enricher));
-    Ok(())
 }

@@ -1,21 +1,34 @@
 //! Printing enriched bodies as CSV, JSON lines or a terminal table.
 
+use super::table::{self, Column};
 use super::OutFormat;
 use crate::protocol::multivalue::{decode, MV_PREFIX};
 use crate::protocol::records::{push_field, RowReader};
 use std::io::Write;
 
-/// Columns of the table view, with their widths.
-const TABLE: &[(&str, usize)] = &[
-    ("host", 10),
-    ("EventCode", 4),
-    ("Image", 18),
-    ("hash_sha256", 12),
-    ("rep_verdict", 10),
-    ("lineage_status", 9),
-    ("lineage", 60),
-    ("lineage_flags", 40),
+/// Columns of the table view: the fields that say what ran and what the
+/// command found, with how readily each is left out of a narrow terminal
+/// (see [`table::fit`]) and how narrow its values may wrap.
+const TABLE: &[(&str, u8, u16)] = &[
+    ("host", 3, 0),
+    ("EventCode", 6, 0),
+    ("Image", 0, 12),
+    ("hash_sha256", 5, 17),
+    ("rep_verdict", 1, 0),
+    ("rep_label", 7, 10),
+    ("lineage_status", 4, 0),
+    ("lineage", 0, 24),
+    ("lineage_flags", 2, 20),
+    ("sigma_titles", 2, 20),
 ];
+
+/// Columns of [`TABLE`] shown only when the search wrote them (Sigma runs
+/// only with rules: without, the column would be empty on every row).
+const TABLE_IF_PRESENT: &[&str] = &["sigma_titles"];
+
+/// Rows of the table view held before they are laid out: enough to size
+/// the columns on, bounded whatever the input.
+const TABLE_BLOCK: usize = 1_000;
 
 /// Writes enriched bodies in one format.
 pub struct Printer<W: Write> {
@@ -24,6 +37,10 @@ pub struct Printer<W: Write> {
     header: Option<Vec<Vec<u8>>>,
     left: usize,
     line: Vec<u8>,
+    /// Table view: its columns, rows waiting to be laid out, the width.
+    columns: Vec<(&'static str, u8, u16)>,
+    pending: Vec<Vec<String>>,
+    width: u16,
 }
 
 impl<W: Write> Printer<W> {
@@ -35,6 +52,9 @@ impl<W: Write> Printer<W> {
             header: None,
             left: limit,
             line: Vec::new(),
+            columns: Vec::new(),
+            pending: Vec::new(),
+            width: table::stdout_width(),
         }
     }
 
@@ -104,32 +124,57 @@ impl<W: Write> Printer<W> {
                     self.out.write_all(b"\n")?;
                 }
                 OutFormat::Table => {
-                    let mut line = String::new();
-                    for (name, width) in TABLE {
-                        let raw = String::from_utf8_lossy(value(name.as_bytes())).into_owned();
-                        let mut v = match *name {
-                            "Image" => raw.rsplit(['\\', '/']).next().unwrap_or("").to_string(),
-                            _ => raw.replace('\n', "|"),
-                        };
-                        let n = v.chars().count();
-                        if n > *width {
-                            v = if *name == "lineage" {
-                                // The near end of a chain says the most.
-                                "…".to_string() + &v.chars().skip(n + 1 - width).collect::<String>()
-                            } else {
-                                v.chars().take(width - 1).collect::<String>() + "…"
-                            };
-                        }
-                        line.push_str(&format!("{v:<width$} "));
+                    let cells = self
+                        .columns
+                        .iter()
+                        .map(|(name, _, _)| table_cell(name, value(name.as_bytes())))
+                        .collect();
+                    self.pending.push(cells);
+                    if self.pending.len() >= TABLE_BLOCK {
+                        self.flush_table()?;
                     }
-                    writeln!(self.out, "{}", line.trim_end())?;
                 }
             }
         }
         Ok(())
     }
 
+    /// Lays out and writes the rows held for the table view.
+    fn flush_table(&mut self) -> anyhow::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let columns: Vec<Column> = self
+            .columns
+            .iter()
+            .map(|(name, priority, min)| {
+                let c = Column::new(name, *priority, *min);
+                if *name == "lineage" {
+                    c.keep_end()
+                } else {
+                    c
+                }
+            })
+            .collect();
+        table::write(
+            &mut self.out,
+            &columns,
+            &self.pending,
+            self.width,
+            table::ROW_LINES,
+        )?;
+        self.pending.clear();
+        Ok(())
+    }
+
     fn start(&mut self, names: &[Vec<u8>]) -> anyhow::Result<()> {
+        self.columns = TABLE
+            .iter()
+            .filter(|(n, _, _)| {
+                !TABLE_IF_PRESENT.contains(n) || names.iter().any(|h| h == n.as_bytes())
+            })
+            .copied()
+            .collect();
         match self.format {
             OutFormat::Csv => {
                 self.line.clear();
@@ -143,22 +188,27 @@ impl<W: Write> Printer<W> {
                 self.out.write_all(&self.line)?;
             }
             OutFormat::Json => {}
-            OutFormat::Table => {
-                let mut line = String::new();
-                for (name, width) in TABLE {
-                    let mut n = name.to_string();
-                    n.truncate(*width);
-                    line.push_str(&format!("{n:<width$} "));
-                }
-                writeln!(self.out, "{}", line.trim_end())?;
-            }
+            OutFormat::Table => {}
         }
         Ok(())
     }
 
     /// Flushes the output.
     pub fn finish(&mut self) -> anyhow::Result<()> {
+        self.flush_table()?;
         self.out.flush()?;
         Ok(())
+    }
+}
+
+/// A value as the table view shows it: the file name of an image (its
+/// folder is in the CSV and JSON output), a short hash prefix, multivalue
+/// fields one value per line.
+fn table_cell(name: &str, raw: &[u8]) -> String {
+    let raw = String::from_utf8_lossy(raw);
+    match name {
+        "Image" => raw.rsplit(['\\', '/']).next().unwrap_or("").to_string(),
+        "hash_sha256" if raw.chars().count() > 16 => raw.chars().take(16).collect::<String>() + "…",
+        _ => raw.replace('\r', ""),
     }
 }

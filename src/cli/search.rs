@@ -7,10 +7,11 @@
 //! order of first appearance, multivalue fields as a `\n`-joined value plus
 //! an `__mv_` column), so `--enrich` runs exactly what the search bar runs.
 
-use super::rest::Rest;
+use super::table::{self, Column};
 use super::{EnrichRun, OutFormat};
 use crate::protocol::multivalue::encode_into;
 use crate::protocol::records::push_field;
+use crate::splunk::Client as Rest;
 use serde_json::{Map, Value};
 use std::io::Write;
 use std::time::Duration;
@@ -101,7 +102,16 @@ pub fn run(rest: &Rest, args: &SearchArgs) -> anyhow::Result<()> {
 
     match options {
         Some(options) => {
-            let mut run = EnrichRun::new(options, args.format);
+            // Ancestors outside the results are searched for like the
+            // command does, with this session.
+            let backfill = match rest.duplicate() {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    eprintln!("sysmonenrich: warning: backfill disabled: {e}");
+                    None
+                }
+            };
+            let mut run = EnrichRun::with_backfill(options, args.format, backfill);
             let mut order = Vec::new();
             for batch in rows.chunks(BATCH) {
                 run.body(&"search results", &body_of(batch, &mut order))?;
@@ -225,16 +235,18 @@ fn print_plain(rows: &[Map<String, Value>], format: OutFormat) -> anyhow::Result
             }
             w.flush()?;
         }
-        OutFormat::Table => table(rows, &mut out)?,
+        OutFormat::Table => table(rows, &mut out, table::stdout_width())?,
     }
     out.flush()?;
     Ok(())
 }
 
 /// A terminal table: `_time` and the fields people care about, not
-/// splunkd's internal `_` fields (`_raw` only when nothing else is there).
-fn table(rows: &[Map<String, Value>], out: &mut impl Write) -> anyhow::Result<()> {
-    const MAX_WIDTH: usize = 40;
+/// splunkd's internal `_` fields (`_raw` only when nothing else is there),
+/// laid out by the shared printer (`table.rs`) like `enrich -f table`:
+/// whole field names, the terminal's width, later columns left out first
+/// when they do not fit.
+fn table(rows: &[Map<String, Value>], out: &mut impl Write, width: u16) -> anyhow::Result<()> {
     let mut cols: Vec<String> = Vec::new();
     for r in rows {
         for k in r.keys() {
@@ -250,42 +262,21 @@ fn table(rows: &[Map<String, Value>], out: &mut impl Write) -> anyhow::Result<()
     if cols.is_empty() {
         return Ok(());
     }
-    let show = |r: &Map<String, Value>, k: &str| -> String {
-        let v = r
-            .get(k)
-            .map(cell)
-            .unwrap_or_default()
-            .0
-            .replace(['\n', '\r'], "|");
-        if v.chars().count() > MAX_WIDTH {
-            v.chars().take(MAX_WIDTH - 1).collect::<String>() + "…"
-        } else {
-            v
-        }
-    };
-    let widths: Vec<usize> = cols
+    // The first column always stays; then the search's own order.
+    let columns: Vec<Column> = cols
         .iter()
-        .map(|k| {
-            rows.iter()
-                .map(|r| show(r, k).chars().count())
-                .chain([k.chars().count().min(MAX_WIDTH)])
-                .max()
-                .unwrap_or(0)
+        .enumerate()
+        .map(|(i, k)| Column::new(k, u8::try_from(i).unwrap_or(u8::MAX), 0))
+        .collect();
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            cols.iter()
+                .map(|k| r.get(k).map(cell).unwrap_or_default().0.replace('\r', ""))
+                .collect()
         })
         .collect();
-    let mut line = String::new();
-    for (k, w) in cols.iter().zip(&widths) {
-        let name: String = k.chars().take(*w).collect();
-        line.push_str(&format!("{name:<w$} "));
-    }
-    writeln!(out, "{}", line.trim_end())?;
-    for r in rows {
-        line.clear();
-        for (k, w) in cols.iter().zip(&widths) {
-            line.push_str(&format!("{:<w$} ", show(r, k)));
-        }
-        writeln!(out, "{}", line.trim_end())?;
-    }
+    table::write(out, &columns, &cells, width, table::ROW_LINES)?;
     Ok(())
 }
 
@@ -320,6 +311,40 @@ mod tests {
         assert_eq!(
             body,
             "a,m,__mv_m,b\n1,\"x\ny\",$x$;$y$,\n,z,,\"q,\"\"r\"\"\"\n"
+        );
+    }
+
+    #[test]
+    fn tables_show_whole_names_and_values() {
+        let long = "ParentProcessGuid_as_reported_by_the_forwarder_tag";
+        let value = r"C:\Program Files\Some Vendor\Agent\bin\agent-service-host.exe";
+        let rows = [obj(serde_json::json!({
+            "_time": "2024-05-01T10:00:00",
+            "_cd": "1:2",
+            long: value,
+            "multi": ["a", "b"],
+        }))];
+        let mut out = Vec::new();
+        table(&rows, &mut out, 160).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let header = text.lines().next().unwrap();
+        assert!(header.trim_start().starts_with("_time"), "{text}");
+        assert!(header.contains(long), "{text}");
+        assert!(text.contains(value), "{text}");
+        assert!(!text.contains("_cd"), "{text}");
+        assert!(!text.contains('…'), "{text}");
+        // Narrow: later columns go whole, none is cut.
+        let mut out = Vec::new();
+        table(&rows, &mut out, 40).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("ParentProcessGuid_as"), "{text}");
+        assert!(
+            text.lines()
+                .next()
+                .unwrap()
+                .trim_start()
+                .starts_with("_time"),
+            "{text}"
         );
     }
 }

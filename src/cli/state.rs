@@ -4,20 +4,23 @@
 //! ```text
 //! sysmonenrich state [stats]            counts, sizes, quota use
 //! sysmonenrich state purge cache        empty one table (or `all`)
+//! sysmonenrich state purge processes --sid SID | --user USER
+//!                                       what one search / user wrote
 //! sysmonenrich state check              PRAGMA quick_check
 //! ```
 //!
 //! The database is the one searches use: `--db PATH`, else `[state] path`
 //! of the app's `sysmonenrich.conf`, else
 //! `$SPLUNK_HOME/var/lib/sysmonenrich/state.db`, else
-//! `~/.local/state/sysmonenrich/state.db` (see [`default_db_path`]).
+//! `~/.local/state/sysmonenrich/state.db` (see [`Paths::state_db`]).
 
+use crate::config::paths::Paths;
 use crate::config::settings::Settings;
 use crate::state::{PurgeTarget, StateOptions, StateStore};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// What to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Print statistics.
     Stats,
@@ -27,35 +30,26 @@ pub enum Action {
         what: PurgeTarget,
         /// Run `VACUUM` afterwards.
         vacuum: bool,
+        /// Only the processes this search wrote (`processes` only).
+        sid: Option<String>,
+        /// Only the processes this user's searches wrote.
+        user: Option<String>,
     },
     /// Integrity check.
     Check,
 }
 
-/// The state database the CLI uses when no `--db` is given: the conf
-/// file's `[state] path`, else `$SPLUNK_HOME/var/lib/sysmonenrich/state.db`
-/// (the search head's), else `~/.local/state/sysmonenrich/state.db`.
-pub fn default_db_path(settings: &Settings) -> Option<PathBuf> {
-    if let Some(p) = &settings.state.path {
-        return Some(p.clone());
-    }
-    if let Some(home) = crate::command::splunk_home() {
-        return Some(home.join("var/lib/sysmonenrich/state.db"));
-    }
-    std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(|h| PathBuf::from(h).join(".local/state/sysmonenrich/state.db"))
-}
-
 /// Runs `state`.
 pub fn run(db: Option<&Path>, action: Action) -> anyhow::Result<()> {
-    let (settings, loaded) = Settings::load(crate::config::settings::app_dir().as_deref());
+    let paths = Paths::for_person();
+    let (settings, loaded) = Settings::load(paths.app_dir.as_deref());
     for w in &loaded.warnings {
         eprintln!("sysmonenrich: warning: {w}");
     }
     let path = match db {
         Some(p) => p.to_path_buf(),
-        None => default_db_path(&settings)
+        None => paths
+            .state_db(settings.state.path.as_deref())
             .ok_or_else(|| anyhow::anyhow!("no SPLUNK_HOME and no HOME: pass --db PATH"))?,
     };
     if !path.exists() {
@@ -75,7 +69,32 @@ pub fn run(db: Option<&Path>, action: Action) -> anyhow::Result<()> {
     .map_err(|e| anyhow::anyhow!("{e}{}", advice(&e)))?;
     match action {
         Action::Stats => stats(&store, &settings),
-        Action::Purge { what, vacuum } => {
+        Action::Purge {
+            what,
+            vacuum,
+            sid,
+            user,
+        } => {
+            if sid.is_some() || user.is_some() {
+                if what != PurgeTarget::Processes {
+                    anyhow::bail!("--sid and --user apply to `purge processes` only");
+                }
+                let n = store.purge_processes_by(sid.as_deref(), user.as_deref())?;
+                let who = [
+                    sid.map(|s| format!("sid {s}")),
+                    user.map(|u| format!("user {u}")),
+                ]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(", ");
+                println!(
+                    "purged {n} process{} written by {who} from {}",
+                    if n == 1 { "" } else { "es" },
+                    path.display()
+                );
+                return Ok(());
+            }
             if matches!(what, PurgeTarget::Quota | PurgeTarget::All) {
                 eprintln!(
                     "sysmonenrich: note: the quota ledger is emptied: searches running now may exceed the providers' quotas for the rest of the day"
@@ -161,6 +180,10 @@ fn stats(store: &StateStore, settings: &Settings) -> anyhow::Result<()> {
     );
     println!("processes      {}", s.processes);
     println!(
+        "conflicts      {} (creations that contradicted a stored process; see the log)",
+        s.process_conflicts
+    );
+    println!(
         "cache entries  {} (expired ones included until purged)",
         s.cache_entries
     );
@@ -202,12 +225,56 @@ fn stats(store: &StateStore, settings: &Settings) -> anyhow::Result<()> {
         "quota ledger   {} recorded requests (kept two days)",
         s.quota_events
     );
+    let now = now_ms / 1000;
+    let circuits = store.circuits()?;
+    if circuits.is_empty() {
+        println!("circuits       none (every provider and splunkd reachable when last tried)");
+    }
+    for c in circuits {
+        println!("circuit        {}", circuit_line(&c, now));
+    }
     Ok(())
+}
+
+/// `hashlookup: open, skipped for 42 s more (cool-down 2 min): connection
+/// failed: …`, or `closed` once the cool-down is over (the next search
+/// tries again).
+fn circuit_line(c: &crate::circuit::CircuitRecord, now: i64) -> String {
+    let cooldown = crate::circuit::span(c.cooldown);
+    if c.open_until > now {
+        format!(
+            "{}: open, skipped for {} more (cool-down {cooldown}): {}",
+            c.name,
+            crate::circuit::span(c.open_until - now),
+            c.cause
+        )
+    } else {
+        format!(
+            "{}: cool-down over, tried again by the next search (last cool-down {cooldown}): {}",
+            c.name, c.cause
+        )
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn circuit_lines() {
+        let c = crate::circuit::CircuitRecord {
+            name: "hashlookup".into(),
+            open_until: 1_120,
+            cooldown: 120,
+            cause: "connection failed: dns error".into(),
+            updated_at: 1_000,
+        };
+        assert_eq!(
+            circuit_line(&c, 1_000),
+            "hashlookup: open, skipped for 2 min more (cool-down 2 min): connection failed: dns error"
+        );
+        assert!(circuit_line(&c, 2_000).contains("cool-down over"));
+    }
 
     #[test]
     fn sizes() {

@@ -1,11 +1,12 @@
 //! `sysmonenrich tree GUID FILE…`: the process tree around one process,
 //! for a person: its ancestors up to the root, the process, and everything
-//! it started, with the lineage rules each process matches.
+//! it started, with the lineage rules and the Sigma rules each process's
+//! creation matches.
 //!
 //! ```text
 //! explorer.exe (pid 3012) {…} "C:\Windows\Explorer.EXE"
 //! └─ WINWORD.EXE (pid 1234) {…} "…WINWORD.EXE /n invoice.docm"
-//!    └─ ▶ cmd.exe (pid 4242) {…} "cmd /c whoami"  [office_spawns_shell_or_lolbin]
+//!    └─ ▶ cmd.exe (pid 4242) {…} "cmd /c whoami"  [office_spawns_shell_or_lolbin]  sigma: Whoami Utility Execution (medium)
 //!       ├─ whoami.exe (pid 4300) {…} "whoami"
 //!       └─ powershell.exe (pid 4310) {…} "powershell -enc …"  [office_ancestor_of_shell]
 //! ```
@@ -13,18 +14,23 @@
 //! The files are read like `enrich` reads them (CSV, JSON lines, `.evtx`,
 //! gzip allowed), whole: every process creation is indexed before
 //! anything is drawn, so order does not matter. Rule matches come from the
-//! lineage engine itself, so the flags are the ones `lineage_flags` shows.
+//! lineage engine itself, so the flags are the ones `lineage_flags` shows;
+//! Sigma matches come from the rule set the command would load (`--sigma`,
+//! else the app's `[sigma] rules`), evaluated on each creation event as
+//! the command evaluates it, so they are the ones `sigma_titles` shows.
 
 use super::input;
 use crate::config::conf::ConfFile;
 use crate::lineage::{
-    basename, guid_text, Engine, LineageSettings, ProcessInfo, Rules, SourceKind, Start,
+    entry_name, guid_text, Engine, LineageSettings, ProcessInfo, Rules, SourceKind, Start,
 };
 use crate::protocol::records::RowReader;
+use crate::sigma::{Fields, RuleId, RuleSet, Scratch};
 use crate::sysmon::{FieldMap, FieldNames, ProcessGuid};
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// What `tree` was asked.
 #[derive(Debug, Clone)]
@@ -39,6 +45,8 @@ pub struct TreeArgs {
     pub depth: Option<usize>,
     /// A `lineage_rules.conf` to use instead of the app's or the built-in.
     pub rules: Option<PathBuf>,
+    /// Sigma rule files or folders instead of the app's `[sigma] rules`.
+    pub sigma: Vec<PathBuf>,
 }
 
 /// Longest command line shown without `--full`.
@@ -61,6 +69,8 @@ struct Node {
     created: bool,
     /// Rows naming it as the acting process.
     events: u64,
+    /// Sigma rules its creation matched: `title (level)`.
+    sigma: Vec<String>,
 }
 
 /// Every process of the input.
@@ -68,6 +78,50 @@ struct Node {
 struct Processes {
     nodes: HashMap<ProcessGuid, Node>,
     rows: u64,
+    /// The Sigma rules creations are matched against, when any load.
+    sigma: Option<Sigma>,
+}
+
+/// A rule set and the engine's reused buffers.
+struct Sigma {
+    rules: Arc<RuleSet>,
+    scratch: Scratch,
+    matched: Vec<RuleId>,
+}
+
+impl Sigma {
+    /// `title (level)` of every rule the event matches.
+    fn titles(&mut self, ev: &impl Fields) -> Vec<String> {
+        self.matched.clear();
+        self.rules
+            .matches_with(ev, &mut self.scratch, &mut self.matched);
+        self.matched
+            .iter()
+            .map(|&id| {
+                let r = self.rules.rule(id);
+                format!("{} ({})", r.title, r.level.as_str())
+            })
+            .collect()
+    }
+}
+
+/// One input row as the Sigma engine sees it.
+struct RowView<'a> {
+    columns: &'a HashMap<String, usize>,
+    rec: &'a csv::ByteRecord,
+}
+
+impl Fields for RowView<'_> {
+    fn get(&self, name: &str) -> Option<&str> {
+        std::str::from_utf8(self.rec.get(*self.columns.get(name)?)?).ok()
+    }
+
+    fn values(&self) -> impl Iterator<Item = &str> {
+        self.columns
+            .iter()
+            .filter(|(n, _)| *n != "_raw" && !n.starts_with("__mv_"))
+            .filter_map(|(_, &i)| std::str::from_utf8(self.rec.get(i)?).ok())
+    }
 }
 
 fn text(v: &[u8]) -> String {
@@ -92,6 +146,13 @@ impl Processes {
         let source_pid_cols = col(&["SourceProcessId", "SourceProcessID"]);
         let parent_pid_cols = col(&["ParentProcessId", "parent_process_id"]);
         let raw_col = header.position(b"_raw");
+        let columns: HashMap<String, usize> = header
+            .names()
+            .iter()
+            .enumerate()
+            .rev()
+            .map(|(i, n)| (text(n), i))
+            .collect();
         let mut rec = csv::ByteRecord::new();
         while rows.read(&mut rec)?.is_some() {
             self.rows += 1;
@@ -127,6 +188,13 @@ impl Processes {
             let node = self.nodes.entry(guid).or_default();
             node.events += 1;
             if creation && !node.created {
+                let sigma = match self.sigma.as_mut() {
+                    Some(s) => s.titles(&RowView {
+                        columns: &columns,
+                        rec: &rec,
+                    }),
+                    None => Vec::new(),
+                };
                 // First creation event wins, as in the engine's table.
                 *node = Node {
                     parent: event.parent_guid,
@@ -139,6 +207,7 @@ impl Processes {
                     time: event.time,
                     created: true,
                     events: node.events,
+                    sigma,
                 };
                 if let Some(p) = event.parent_guid.filter(|p| !p.is_zero() && *p != guid) {
                     // What the child says about its parent, in case the
@@ -198,17 +267,8 @@ fn load_rules(path: Option<&Path>) -> anyhow::Result<Rules> {
         let conf = ConfFile::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
         return Rules::from_conf(&conf).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()));
     }
-    if let Some(dir) = crate::config::settings::app_dir() {
-        let loaded = ConfFile::load(&dir, "lineage_rules")
-            .map_err(|e| e.to_string())
-            .and_then(|c| {
-                if c.is_empty() {
-                    Rules::builtin().map_err(|e| e.to_string())
-                } else {
-                    Rules::from_conf(&c).map_err(|e| e.to_string())
-                }
-            });
-        match loaded {
+    if let Some(dir) = crate::config::paths::app_dir() {
+        match crate::enrich::session::app_rules(Some(&dir)) {
             Ok(r) => return Ok(r),
             Err(e) => eprintln!("sysmonenrich: warning: {e}; using the built-in rules"),
         }
@@ -226,7 +286,14 @@ pub fn run(args: &TreeArgs) -> anyhow::Result<()> {
     })?;
     let rules = load_rules(args.rules.as_deref())?;
     let names = FieldNames::default();
-    let mut procs = Processes::default();
+    let mut procs = Processes {
+        sigma: crate::cli::sigma::rules_for_run(&args.sigma).map(|rules| Sigma {
+            rules,
+            scratch: Scratch::default(),
+            matched: Vec::new(),
+        }),
+        ..Processes::default()
+    };
     for file in &args.files {
         let mut add = |body: &input::Body| {
             procs
@@ -418,8 +485,8 @@ fn rule_flags<'a>(
 /// `cmd.exe (pid 4242) {GUID} "cmd /c …"  [rule, rule]`.
 fn label(procs: &Processes, g: ProcessGuid, flags: Option<&Vec<String>>, full: bool) -> String {
     let n = procs.nodes.get(&g).cloned().unwrap_or_default();
-    let name = String::from_utf8_lossy(basename(n.image.as_bytes())).into_owned();
-    let name = if name.is_empty() { "?".into() } else { name };
+    // Named as `lineage` names it (`(unknown parent)` where Sysmon wrote `-`).
+    let name = String::from_utf8_lossy(entry_name(g, n.image.as_bytes())).into_owned();
     let pid = if n.pid.is_empty() { "?" } else { &n.pid };
     let mut s = format!(
         "{name} (pid {pid}) {}",
@@ -437,6 +504,9 @@ fn label(procs: &Processes, g: ProcessGuid, flags: Option<&Vec<String>>, full: b
     }
     if let Some(f) = flags {
         s.push_str(&format!("  [{}]", f.join(", ")));
+    }
+    if !n.sigma.is_empty() {
+        s.push_str(&format!("  sigma: {}", n.sigma.join("; ")));
     }
     if !n.created {
         s.push_str("  (creation not in the input)");
@@ -528,6 +598,7 @@ mod tests {
             full: false,
             depth,
             rules: None,
+            sigma: vec![],
         };
         let g = ProcessGuid::parse(guid.as_bytes()).unwrap();
         let mut out = Vec::new();
@@ -576,6 +647,7 @@ mod tests {
             full: false,
             depth: None,
             rules: None,
+            sigma: vec![],
         };
         let missing = ProcessGuid::parse(b"{00000000-0000-0000-0000-0000000000ff}").unwrap();
         let e = draw(&p, missing, &Rules::empty(), &args, &mut Vec::new()).unwrap_err();

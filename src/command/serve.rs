@@ -8,16 +8,14 @@
 //! EOF between chunks: exit 0
 //! ```
 
-use super::args;
-use super::enrich::Enricher;
-use super::session;
-use crate::config::settings::Settings;
+use crate::config::options as args;
+use crate::enrich::enricher::Enricher;
+use crate::enrich::session::{self, Setup};
 use crate::protocol::metadata::{
     to_json, CommandType, ExecuteReply, GetInfoReply, Inspector, Level, SearchInfo,
 };
 use crate::protocol::{Action, Channel, ProtocolError};
 use std::io::{BufRead, Write};
-use std::path::PathBuf;
 
 /// How the conversation ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,32 +26,8 @@ pub enum Outcome {
     Failed,
 }
 
-/// What the command needs besides the streams.
-#[derive(Debug, Clone)]
-pub struct ServeConfig {
-    /// Everything from `sysmonenrich.conf`.
-    pub settings: Settings,
-    /// The app folder (for `lineage_rules.conf`), when known.
-    pub app_dir: Option<PathBuf>,
-    /// `$SPLUNK_HOME`, when running under Splunk (state store location).
-    pub splunk_home: Option<PathBuf>,
-    /// Problems found while loading the settings, shown once.
-    pub warnings: Vec<String>,
-}
-
-impl Default for ServeConfig {
-    fn default() -> Self {
-        ServeConfig {
-            settings: Settings::builtin(),
-            app_dir: None,
-            splunk_home: None,
-            warnings: Vec::new(),
-        }
-    }
-}
-
 /// Runs the whole conversation on `input`/`output`.
-pub fn serve<R: BufRead, W: Write>(input: R, output: W, config: &ServeConfig) -> Outcome {
+pub fn serve<R: BufRead, W: Write>(input: R, output: W, config: &Setup) -> Outcome {
     let mut channel = Channel::new(input, output, config.settings.limits);
     let searchinfo = match channel.read_request() {
         Ok(None) => {
@@ -101,7 +75,7 @@ pub fn serve<R: BufRead, W: Write>(input: R, output: W, config: &ServeConfig) ->
     }
     let outcome = execute_loop(&mut channel, &mut enricher, &searchinfo, warnings);
     enricher.finish();
-    if let Some(state) = state {
+    if let Some(state) = state.filter(|_| enricher.maintenance_due()) {
         session::maintain(&state, &config.settings);
     }
     outcome
@@ -155,7 +129,7 @@ fn execute_loop<R: BufRead, W: Write>(
             inspector.push(Level::Warn, w);
         }
         if request.finished {
-            inspector.push(Level::Info, summary(enricher));
+            inspector.push(Level::Info, session::summary(enricher));
             if let Some((warn, text)) = enricher.reputation_summary() {
                 inspector.push(if warn { Level::Warn } else { Level::Info }, text);
             }
@@ -172,28 +146,6 @@ fn execute_loop<R: BufRead, W: Write>(
             return Outcome::Failed;
         }
     }
-}
-
-/// The one-line summary shown at the end of a search.
-pub fn summary(enricher: &Enricher) -> String {
-    let s = enricher.stats();
-    let mut text = format!(
-        "sysmonenrich: {} rows in {} chunks, {} with hashes",
-        s.rows, s.chunks, s.rows_with_hashes
-    );
-    if enricher.options().lineage {
-        text.push_str(&format!(
-            "; lineage for {} rows: {} complete, {} partial",
-            s.lineage_rows, s.lineage_complete, s.lineage_partial
-        ));
-        if s.from_state + s.from_splunk > 0 {
-            text.push_str(&format!(
-                " (ancestors from the process table: {}, from splunkd backfill: {})",
-                s.from_state, s.from_splunk
-            ));
-        }
-    }
-    text
 }
 
 /// getinfo reply refusing to run: every argument problem as an ERROR.

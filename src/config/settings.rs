@@ -8,7 +8,7 @@
 //! never stops a search: problems become warnings and the default holds.
 
 use super::conf::ConfFile;
-use crate::command::args::{self, Options};
+use super::options::{self as args, Options};
 use crate::logging::Rotation;
 use crate::protocol::Limits;
 use crate::splunk::backfill::BackfillSettings;
@@ -31,6 +31,8 @@ pub struct StateSettings {
     pub process_retention: Duration,
     /// At most this many processes are kept (oldest pruned first).
     pub process_max_rows: u64,
+    /// Command lines longer than this are stored cut (0 = whole).
+    pub command_line_max_bytes: usize,
 }
 
 /// Lineage engine settings.
@@ -42,10 +44,43 @@ pub struct LineageConf {
     pub memory_bytes: usize,
     /// Tree levels backfilled per chunk at most.
     pub max_rounds: usize,
+    /// Longest value lineage writes about an ancestor (image, command
+    /// line, name), its cut mark included; 0 = whole.
+    pub cell_value_max_bytes: usize,
+}
+
+/// `[sigma]`: which Sigma rules the command runs.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SigmaConf {
+    /// Rule files and directories, relative to the app directory or
+    /// absolute. The shipped default, `local/sigma`, is empty until an
+    /// admin installs a SigmaHQ release there (the rules are DRL 1.1 and
+    /// not ours to ship).
+    pub rules: Vec<PathBuf>,
+    /// Only rules at this level or above (`None`: all).
+    pub min_level: Option<crate::sigma::Level>,
+    /// Only rules with one of these statuses (lower case; empty: all).
+    pub status: Vec<String>,
+    /// Rule ids never loaded (a noisy rule is switched off here, not by
+    /// editing SigmaHQ's files, so an update does not bring it back).
+    pub disabled_ids: Vec<String>,
+}
+
+impl SigmaConf {
+    /// The rule paths, relative ones resolved against `app_dir`.
+    pub fn rule_paths(&self, app_dir: Option<&Path>) -> Vec<PathBuf> {
+        self.rules
+            .iter()
+            .map(|p| match app_dir {
+                Some(d) if p.is_relative() => d.join(p),
+                _ => p.clone(),
+            })
+            .collect()
+    }
 }
 
 /// Everything the conf file sets.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     /// Chunk and field caps.
     pub limits: Limits,
@@ -65,6 +100,8 @@ pub struct Settings {
     pub log_rotation: Rotation,
     /// Reputation providers, cache and quotas.
     pub reputation: crate::reputation::Settings,
+    /// Sigma rules.
+    pub sigma: SigmaConf,
 }
 
 /// Where the settings came from, and what was wrong with them.
@@ -121,6 +158,8 @@ impl Settings {
             refresh: false,
             raw: r.bool("defaults", "request_raw", dflt.raw),
             fields: Default::default(),
+            sigma: r.bool("defaults", "sigma", dflt.sigma),
+            sigma_min_level: None,
         };
         let lim = Limits::default();
         let limits = Limits {
@@ -141,11 +180,21 @@ impl Settings {
                 Duration::from_secs(30 * 86400),
             ),
             process_max_rows: r.u64("state", "process_max_rows", 2_000_000),
+            // Room for the cut note and some text; 0 keeps lines whole.
+            command_line_max_bytes: match r.u64("state", "command_line_max_bytes", 32_768) {
+                0 => 0,
+                n => n.max(256) as usize,
+            },
         };
         let lineage = LineageConf {
             memory_processes: r.u64("lineage", "memory_processes", 200_000).max(1000) as usize,
             memory_bytes: (r.u64("lineage", "memory_mb", 160).clamp(8, 1 << 20) as usize) << 20,
             max_rounds: r.u64("lineage", "backfill_max_levels", 16).max(1) as usize,
+            // Room for the cut mark (at most 32 bytes) and some text.
+            cell_value_max_bytes: match r.u64("lineage", "cell_value_max_bytes", 4096) {
+                0 => 0,
+                n => n.clamp(64, u32::MAX as u64) as usize,
+            },
         };
         let b = BackfillSettings::default();
         let backfill = BackfillSettings {
@@ -176,7 +225,9 @@ impl Settings {
         };
         let rot = Rotation::default();
         let reputation = reputation_settings(&mut r);
+        let sigma = sigma_settings(&mut r);
         Settings {
+            sigma,
             reputation,
             limits,
             options,
@@ -190,6 +241,43 @@ impl Settings {
                 keep: r.u64("logging", "backups", u64::from(rot.keep)) as u32,
             },
         }
+    }
+}
+
+fn sigma_settings(r: &mut Reader<'_>) -> SigmaConf {
+    let list = |v: Option<String>| -> Vec<String> {
+        v.unwrap_or_default()
+            .split(',')
+            .map(|x| x.trim().to_string())
+            .filter(|x| !x.is_empty())
+            .collect()
+    };
+    let rules = list(r.string("sigma", "rules").or(Some("local/sigma".into())))
+        .into_iter()
+        .map(PathBuf::from)
+        .collect();
+    let min_level = match r.string("sigma", "min_level").filter(|v| !v.is_empty()) {
+        None => None,
+        Some(v) => match crate::sigma::Level::parse(&v) {
+            Some(l) => Some(l),
+            None => {
+                r.warn(
+                    "sigma",
+                    "min_level",
+                    "not informational, low, medium, high or critical",
+                );
+                None
+            }
+        },
+    };
+    SigmaConf {
+        rules,
+        min_level,
+        status: list(r.string("sigma", "status"))
+            .into_iter()
+            .map(|s| s.to_ascii_lowercase())
+            .collect(),
+        disabled_ids: list(r.string("sigma", "disabled_ids")),
     }
 }
 
@@ -208,6 +296,21 @@ fn reputation_settings(r: &mut Reader<'_>) -> crate::reputation::Settings {
             per_minute: r.u64(&stanza, "requests_per_minute", u64::from(p.per_minute)) as u32,
             per_day: r.u64(&stanza, "requests_per_day", u64::from(p.per_day)) as u32,
             min_interval: r.duration(&stanza, "min_interval", p.min_interval),
+            quota_share: match r.string(&stanza, "quota_share") {
+                None => p.quota_share,
+                Some(v) if v.is_empty() => p.quota_share,
+                Some(v) => match crate::reputation::settings::QuotaShare::parse(&v) {
+                    Some(q) => q,
+                    None => {
+                        r.warn(
+                            &stanza,
+                            "quota_share",
+                            "not auto or a fraction above 0 up to 1",
+                        );
+                        p.quota_share
+                    }
+                },
+            },
         }
     };
     let virustotal = provider("virustotal", &d.virustotal);
@@ -294,27 +397,68 @@ impl Reader<'_> {
     }
 }
 
-/// The app folder this binary runs from: `SYSMONENRICH_APP_DIR` if set, else
-/// the folder above `bin/` or `<platform>/bin/` when it holds `default/`.
-pub fn app_dir() -> Option<PathBuf> {
-    if let Some(d) = std::env::var_os("SYSMONENRICH_APP_DIR").filter(|d| !d.is_empty()) {
-        return Some(PathBuf::from(d));
-    }
-    let exe = std::env::current_exe().ok()?;
-    let mut dir = exe.parent()?;
-    if dir.file_name()? == "bin" {
-        dir = dir.parent()?;
-    }
-    if !dir.join("default").is_dir() {
-        // `<app>/linux_x86_64/bin/`: one more level.
-        dir = dir.parent()?;
-    }
-    dir.join("default").is_dir().then(|| dir.to_path_buf())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One source for defaults: the shipped file. Read with no conf at all,
+    /// every key takes its fallback (the `Default` impls of `Options`,
+    /// `Limits`, `BackfillSettings`, `reputation::Settings`, `Rotation`,
+    /// and the values written in `from_conf`), and the result must be what
+    /// `default/sysmonenrich.conf` says, key for key.
+    #[test]
+    fn every_fallback_equals_the_shipped_conf() {
+        let mut warnings = Vec::new();
+        let fallbacks = Settings::from_conf(&ConfFile::default(), &mut warnings);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let shipped = Settings::builtin();
+        assert_eq!(fallbacks.options, shipped.options);
+        assert_eq!(fallbacks.limits, shipped.limits);
+        assert_eq!(fallbacks.state, shipped.state);
+        assert_eq!(fallbacks.lineage, shipped.lineage);
+        assert_eq!(fallbacks.backfill, shipped.backfill);
+        assert_eq!(fallbacks.log_level, shipped.log_level);
+        assert_eq!(fallbacks.log_rotation, shipped.log_rotation);
+        assert!(fallbacks.reputation == shipped.reputation, "reputation");
+        assert_eq!(fallbacks, shipped);
+        // The CLI's options start from `Options::default()`.
+        assert_eq!(Options::default(), shipped.options);
+    }
+
+    /// The shipped file sets every key `from_conf` reads: a key missing
+    /// there would silently take a fallback only this binary knows.
+    #[test]
+    fn the_shipped_conf_sets_every_key() {
+        let conf = ConfFile::parse(DEFAULT_CONF).unwrap();
+        let src = include_str!("settings.rs");
+        let body = &src[..src.find("#[cfg(test)]").unwrap()];
+        // Every `r.<kind>("stanza", "key"` read with a literal stanza.
+        let mut checked = 0;
+        for (i, _) in body.match_indices("(\"") {
+            let rest = &body[i + 2..];
+            let Some((stanza, rest)) = rest.split_once('"') else {
+                continue;
+            };
+            let Some(rest) = rest.strip_prefix(", \"") else {
+                continue;
+            };
+            let Some((key, _)) = rest.split_once('"') else {
+                continue;
+            };
+            if stanza.contains(' ') || key.contains(' ') {
+                continue;
+            }
+            assert!(
+                conf.get(stanza, key).is_some(),
+                "[{stanza}] {key} is read but not in default/sysmonenrich.conf"
+            );
+            checked += 1;
+        }
+        assert!(
+            checked > 25,
+            "only {checked} keys found: the scan is broken"
+        );
+    }
 
     #[test]
     fn builtin_defaults_parse_cleanly() {
@@ -324,6 +468,38 @@ mod tests {
         assert_eq!(s.limits, Limits::default());
         assert_eq!(s.lineage.memory_processes, 200_000);
         assert_eq!(s.lineage.memory_bytes, 160 << 20);
+        assert_eq!(s.state.command_line_max_bytes, 32_768);
+        assert_eq!(s.lineage.cell_value_max_bytes, 4096);
+    }
+
+    #[test]
+    fn cell_value_cap_is_whole_or_at_least_64() {
+        for (value, want) in [("0", 0), ("10", 64), ("1000", 1000)] {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::create_dir_all(dir.path().join("local")).unwrap();
+            std::fs::write(
+                dir.path().join("local/sysmonenrich.conf"),
+                format!("[lineage]\ncell_value_max_bytes = {value}\n"),
+            )
+            .unwrap();
+            let (s, _) = Settings::load(Some(dir.path()));
+            assert_eq!(s.lineage.cell_value_max_bytes, want, "{value}");
+        }
+    }
+
+    #[test]
+    fn command_line_cap_is_whole_or_at_least_256() {
+        for (value, want) in [("0", 0), ("10", 256), ("1000", 1000)] {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::create_dir_all(dir.path().join("local")).unwrap();
+            std::fs::write(
+                dir.path().join("local/sysmonenrich.conf"),
+                format!("[state]\ncommand_line_max_bytes = {value}\n"),
+            )
+            .unwrap();
+            let (s, _) = Settings::load(Some(dir.path()));
+            assert_eq!(s.state.command_line_max_bytes, want, "{value}");
+        }
     }
 
     #[test]

@@ -155,6 +155,24 @@ pub fn basename(path: &[u8]) -> &[u8] {
     }
 }
 
+/// What `lineage` names an ancestor: its image's basename; `?` when the
+/// image is not known; [`UNKNOWN_PARENT`] where Sysmon itself did not know
+/// the parent (it writes `-` as the image, and the all-zero GUID when it
+/// never saw the parent start), so a chain's end reads as what it is
+/// rather than as a process called `-`.
+pub fn entry_name(guid: ProcessGuid, image: &[u8]) -> &[u8] {
+    match basename(image) {
+        b"-" => UNKNOWN_PARENT,
+        b"" if guid.is_zero() => UNKNOWN_PARENT,
+        b"" => b"?",
+        n => n,
+    }
+}
+
+/// The name `lineage` gives a parent Sysmon did not know (see
+/// [`entry_name`]); stable: searches may match it.
+pub const UNKNOWN_PARENT: &[u8] = b"(unknown parent)";
+
 /// Sysmon's rendering of a GUID (`{UPPER-CASE}`) without allocating.
 pub fn guid_text(guid: ProcessGuid) -> [u8; 38] {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
@@ -357,18 +375,16 @@ impl Chain {
 
     /// Appends `lineage`: root-first image basenames including the process
     /// itself, joined by ` > ` (`svchost.exe > cmd.exe > ipconfig.exe`). An
-    /// empty image shows as `?`, the way Sysmon writes an unknown parent,
-    /// so the path keeps one name per level.
+    /// ancestor is named by [`entry_name`] (`?` for an empty image,
+    /// `(unknown parent)` where Sysmon did not know it), so the path keeps
+    /// one name per level.
     pub fn write_lineage(&self, out: &mut Vec<u8>) {
-        let name = |out: &mut Vec<u8>, image: &[u8]| {
-            let b = basename(image);
-            out.extend_from_slice(if b.is_empty() { b"?" } else { b });
-        };
         for s in self.ancestors.iter().rev() {
-            name(out, self.slice(&s.image));
+            out.extend_from_slice(entry_name(s.guid, self.slice(&s.image)));
             out.extend_from_slice(b" > ");
         }
-        name(out, self.image());
+        let b = basename(self.image());
+        out.extend_from_slice(if b.is_empty() { b"?" } else { b });
     }
 
     /// `lineage` as a new buffer (see [`Chain::write_lineage`]).
@@ -442,7 +458,10 @@ mod tests {
         c.push(g(0), b"", b"", SourceKind::State);
         c.set_stop(StopReason::NoParent);
         c.set_malicious(1);
-        assert_eq!(c.lineage(), b"? > svchost.exe > cmd.exe > ipconfig.exe");
+        assert_eq!(
+            c.lineage(),
+            b"(unknown parent) > svchost.exe > cmd.exe > ipconfig.exe"
+        );
         assert_eq!(c.depth(), 3);
         assert_eq!(c.status().as_str(), "complete");
         assert_eq!(c.root(), Some(&b""[..]));

@@ -4,7 +4,7 @@ use super::chain::{Chain, StopReason};
 use super::hash::{GuidBuildHasher, GuidMap, GuidSet};
 use super::process::{ProcessInfo, ProcessRef, SourceKind};
 use super::rules::{RuleScratch, Rules};
-use super::table::ProcessTable;
+use super::table::{Fill, ProcessTable};
 use crate::sysmon::event::Event;
 use crate::sysmon::guid::ProcessGuid;
 use crate::sysmon::hashes::FileHashes;
@@ -156,6 +156,9 @@ pub struct Engine {
     /// [`Engine::frontier`]'s working sets, kept between chunks so that
     /// each call does not grow three hash tables from nothing again.
     scratch: FrontierScratch,
+    /// Entries without their parent's image or command line whose parent
+    /// was not in the table yet (see [`Engine::fill_parent_text`]).
+    unfilled: GuidSet,
 }
 
 #[derive(Default)]
@@ -173,6 +176,7 @@ impl Engine {
             max_depth: settings.max_depth.clamp(1, MAX_MAX_DEPTH),
             misses: GuidSet::with_hasher(GuidBuildHasher::new()),
             scratch: FrontierScratch::default(),
+            unfilled: GuidSet::with_hasher(GuidBuildHasher::new()),
         }
     }
 
@@ -328,6 +332,28 @@ impl Engine {
         out
     }
 
+    /// Gives the entries of `guids` whose creation lacked the parent's image
+    /// or command line (data without `Parent*` fields) those of the
+    /// parent's own creation, when the table has it; entries whose parent
+    /// is still unknown are tried again at every later call (the parent
+    /// usually arrives in a later chunk). Call after indexing and backfill,
+    /// before resolving. Data with `Parent*` fields costs nothing here:
+    /// callers pass only the creations that lacked them.
+    pub fn fill_parent_text(&mut self, guids: impl IntoIterator<Item = ProcessGuid>) {
+        let mut waiting = std::mem::take(&mut self.unfilled);
+        waiting.extend(guids);
+        for g in waiting.drain() {
+            let Some(i) = self.table.find(g) else {
+                continue;
+            };
+            if self.table.fill_parent_text(i) == Fill::ParentUnknown
+                && self.unfilled.len() < MAX_MISSES
+            {
+                self.unfilled.insert(g);
+            }
+        }
+    }
+
     /// Records that no source has `guid`, so later chunks of this search do
     /// not ask again (a root started before the searched time range stays
     /// missing). The memory is capped; past the cap it starts over.
@@ -362,17 +388,34 @@ impl Engine {
     }
 
     /// Builds the chain of one start into `chain` (no rules, no cache):
-    /// see [`Resolver::resolve`].
+    /// see [`Resolver::resolve`]. Three steps: where the chain hangs from
+    /// ([`Engine::head`]), its first entry ([`first_entry`]), then the
+    /// walk up the table ([`Engine::walk`]).
     fn build(
         &mut self,
         start: &Start<'_>,
         is_malicious: &dyn Fn(&FileHashes) -> bool,
         chain: &mut Chain,
     ) {
-        let table = &mut self.table;
-        // The first link comes from the row (a creation) or from the
-        // table's entry for the acting process; the rest from the table.
-        let (own, parent, parent_image, parent_command_line, source) = match *start {
+        let Some(head) = self.head(start, chain) else {
+            chain.set_stop(StopReason::ProcessNotFound);
+            return;
+        };
+        let own = head.own;
+        if let Err(stop) = first_entry(&head, chain) {
+            chain.set_stop(stop);
+            return;
+        }
+        let stop = self.walk(own, is_malicious, chain);
+        chain.set_stop(stop);
+    }
+
+    /// Resets `chain` to the start's own image and returns what its first
+    /// entry comes from: the row itself (a creation) or the table's entry
+    /// for the acting process; `None` when that process is unknown (the
+    /// chain then shows the row's image alone).
+    fn head<'s>(&'s mut self, start: &Start<'s>, chain: &mut Chain) -> Option<Head<'s>> {
+        match *start {
             Start::Creation {
                 guid,
                 image,
@@ -381,21 +424,20 @@ impl Engine {
                 parent_command_line,
             } => {
                 chain.reset(image);
-                (
-                    guid,
-                    parent_guid,
+                Some(Head {
+                    own: guid,
+                    parent: parent_guid,
                     parent_image,
                     parent_command_line,
-                    SourceKind::Results,
-                )
+                    source: SourceKind::Results,
+                })
             }
             Start::Process { guid, image } => {
-                let Some(i) = table.find_touch(guid) else {
+                let Some(i) = self.table.find_touch(guid) else {
                     chain.reset(image);
-                    chain.set_stop(StopReason::ProcessNotFound);
-                    return;
+                    return None;
                 };
-                let e = table.entry(i);
+                let e = self.table.entry(i);
                 // An entry without an image (a backfill answer missing the
                 // field) still shows the row's.
                 chain.reset(if e.image().is_empty() {
@@ -403,62 +445,85 @@ impl Engine {
                 } else {
                     e.image()
                 });
-                (
-                    guid,
-                    e.parent(),
-                    e.parent_image(),
-                    e.parent_command_line(),
-                    e.source(),
-                )
+                Some(Head {
+                    own: guid,
+                    parent: e.parent(),
+                    parent_image: e.parent_image(),
+                    parent_command_line: e.parent_command_line(),
+                    source: e.source(),
+                })
             }
-        };
-        match parent {
-            None => {
-                chain.set_stop(StopReason::ParentGuidMissing);
-                return;
-            }
-            Some(p) if p == own => {
-                chain.set_stop(StopReason::Cycle);
-                return;
-            }
-            Some(p) => chain.push(p, parent_image, parent_command_line, source),
         }
+    }
+
+    /// Climbs from the chain's last entry through the table until the
+    /// chain ends: the root (the zero GUID), an unknown creation, a
+    /// repeat, or `max_depth`. Flags the nearest malicious ancestor.
+    fn walk(
+        &mut self,
+        own: ProcessGuid,
+        is_malicious: &dyn Fn(&FileHashes) -> bool,
+        chain: &mut Chain,
+    ) -> StopReason {
         let mut malicious_found = false;
-        let stop = loop {
+        loop {
             // The chain holds at least one entry here.
             let index = chain.depth() - 1;
             let Some(last) = chain.last_guid() else {
-                break StopReason::ParentNotFound;
+                return StopReason::ParentNotFound;
             };
             if last.is_zero() {
-                break StopReason::NoParent;
+                return StopReason::NoParent;
             }
-            let Some(i) = table.find_touch(last) else {
+            let Some(i) = self.table.find_touch(last) else {
                 // Full and unknown: we chose not to look further, so it is
                 // truncated rather than partial.
-                break if chain.depth() >= self.max_depth {
+                return if chain.depth() >= self.max_depth {
                     StopReason::MaxDepth
                 } else {
                     StopReason::ParentNotFound
                 };
             };
-            let e = table.entry(i);
+            let e = self.table.entry(i);
             if !malicious_found && e.hashes().is_some_and(is_malicious) {
                 chain.set_malicious(index);
                 malicious_found = true;
             }
             let Some(next) = e.parent() else {
-                break StopReason::ParentGuidMissing;
+                return StopReason::ParentGuidMissing;
             };
             if next == own || chain.contains(next) {
-                break StopReason::Cycle;
+                return StopReason::Cycle;
             }
             if chain.depth() >= self.max_depth {
-                break StopReason::MaxDepth;
+                return StopReason::MaxDepth;
             }
             chain.push(next, e.parent_image(), e.parent_command_line(), e.source());
-        };
-        chain.set_stop(stop);
+        }
+    }
+}
+
+/// Where a chain hangs from: its process and what its creation says about
+/// the parent (the chain's first entry).
+struct Head<'a> {
+    own: ProcessGuid,
+    parent: Option<ProcessGuid>,
+    parent_image: &'a [u8],
+    parent_command_line: &'a [u8],
+    source: SourceKind,
+}
+
+/// Pushes the chain's first entry, the parent as `head` reports it, or
+/// says why there is none: no parent GUID, or the process is its own
+/// parent.
+fn first_entry(head: &Head<'_>, chain: &mut Chain) -> Result<(), StopReason> {
+    match head.parent {
+        None => Err(StopReason::ParentGuidMissing),
+        Some(p) if p == head.own => Err(StopReason::Cycle),
+        Some(p) => {
+            chain.push(p, head.parent_image, head.parent_command_line, head.source);
+            Ok(())
+        }
     }
 }
 

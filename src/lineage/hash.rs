@@ -1,54 +1,39 @@
-//! A fast hasher for [`ProcessGuid`] keys.
+//! The fast hasher of the hot maps: [`ProcessGuid`] keys (the process
+//! table is looked up once per ancestor per row), interned hashes and
+//! images of a chunk, rule names.
 //!
-//! The process table is looked up several times per row (one lookup per
-//! ancestor), so the hasher is on the hot path. std's SipHash costs about
-//! 20 ns per 16-byte key; a GUID is already 128 well-spread bits (time,
-//! counter, machine part), so two folded multiplies (the wyhash/foldhash
-//! construction) are enough to spread them over both ends of the 64-bit
-//! hash, which hashbrown needs (low bits pick the bucket, top 7 bits are
-//! the tag). Seeds come from std's `RandomState` so a crafted set of GUIDs
-//! injected into an index cannot be precomputed to collide. Nothing we
-//! output depends on map iteration order, so the seed never shows.
+//! std's SipHash costs about 20 ns per 16-byte key. `foldhash` (folded
+//! multiplies, the wyhash construction) hashes a GUID in two multiplies and
+//! short byte strings without SipHash's setup. Its `quality` variant, not
+//! `fast`: hashbrown needs the hash spread over both ends (low bits pick
+//! the bucket, top 7 bits are the tag), and on the sequential GUIDs Sysmon
+//! makes (a counter part) `fast` left more buckets empty than a random
+//! function would (the spread test below failed about one run in eight);
+//! `quality`'s final multiply costs a few cycles per lookup. Its seed is random per
+//! process, so a crafted set of GUIDs injected into an index cannot be
+//! precomputed to collide. Nothing we output depends on map iteration
+//! order, so the seed never shows.
 
 use crate::sysmon::guid::ProcessGuid;
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasher, Hasher};
+use std::hash::BuildHasher;
 
 /// `HashMap` keyed by process GUID with the fast hasher.
 pub type GuidMap<V> = HashMap<ProcessGuid, V, GuidBuildHasher>;
 /// `HashSet` of process GUIDs with the fast hasher.
 pub type GuidSet = HashSet<ProcessGuid, GuidBuildHasher>;
 
-const K0: u64 = 0x243f_6a88_85a3_08d3;
-const K1: u64 = 0x1319_8a2e_0370_7344;
+/// The hasher `foldhash` builds.
+pub type GuidHasher = foldhash::quality::FoldHasher<'static>;
 
-#[inline]
-fn fold(a: u64, b: u64) -> u64 {
-    let m = u128::from(a).wrapping_mul(u128::from(b));
-    (m as u64) ^ ((m >> 64) as u64)
-}
-
-/// Builds [`GuidHasher`]s sharing one random seed.
-#[derive(Clone, Copy, Debug)]
-pub struct GuidBuildHasher {
-    seed: [u64; 2],
-}
+/// Builds [`GuidHasher`]s sharing one random seed (`foldhash`'s).
+#[derive(Clone, Debug, Default)]
+pub struct GuidBuildHasher(foldhash::quality::RandomState);
 
 impl GuidBuildHasher {
     /// A hasher factory with a fresh random seed.
     pub fn new() -> GuidBuildHasher {
-        // RandomState is seeded per process (and per instance); hashing two
-        // constants with it is the cheapest std way to get random bits.
-        let rs = std::collections::hash_map::RandomState::new();
-        GuidBuildHasher {
-            seed: [rs.hash_one(K0) | 1, rs.hash_one(K1) | 1],
-        }
-    }
-}
-
-impl Default for GuidBuildHasher {
-    fn default() -> Self {
-        GuidBuildHasher::new()
+        GuidBuildHasher::default()
     }
 }
 
@@ -57,42 +42,7 @@ impl BuildHasher for GuidBuildHasher {
 
     #[inline]
     fn build_hasher(&self) -> GuidHasher {
-        GuidHasher {
-            seed: self.seed,
-            state: self.seed[0],
-        }
-    }
-}
-
-/// Hasher for 128-bit GUID keys (`write_u128`, what `ProcessGuid`'s derived
-/// `Hash` calls). Other writes fall back to a correct but slower byte loop,
-/// so the type is safe to use with any key.
-#[derive(Clone, Copy, Debug)]
-pub struct GuidHasher {
-    seed: [u64; 2],
-    state: u64,
-}
-
-impl Hasher for GuidHasher {
-    #[inline]
-    fn write_u128(&mut self, v: u128) {
-        let lo = v as u64;
-        let hi = (v >> 64) as u64;
-        let x = fold(lo ^ self.seed[0] ^ self.state, hi ^ self.seed[1]);
-        self.state = fold(x ^ K0, self.seed[1] ^ K1);
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut word = [0u8; 8];
-            word[..chunk.len()].copy_from_slice(chunk);
-            self.state = fold(self.state ^ u64::from_le_bytes(word), self.seed[1] ^ K1);
-        }
-    }
-
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.state
+        self.0.build_hasher()
     }
 }
 

@@ -66,7 +66,7 @@
 //! cached non-creation rows). See `tests::reference::measure_resolve_speed`.
 //!
 //! The search command renders most chains without building a [`Chain`]:
-//! `command::cells` keeps each ancestor of a chunk escaped once and linked
+//! `enrich::cells` keeps each ancestor of a chunk escaped once and linked
 //! to its parent's, so a process costs its own first entry plus copies
 //! (through [`Engine::record`], [`Engine::peek`] and
 //! [`Rules::classify`]/[`Rules::evaluate_classes`]). The [`Resolver`] stays
@@ -80,12 +80,15 @@ mod process;
 mod rules;
 mod source;
 mod table;
+mod trust;
 
 #[cfg(test)]
 mod tests;
 
 pub(crate) use chain::push_span;
-pub use chain::{basename, guid_text, Ancestor, Chain, SourceSet, Status, StopReason};
+pub use chain::{
+    basename, entry_name, guid_text, Ancestor, Chain, SourceSet, Status, StopReason, UNKNOWN_PARENT,
+};
 pub use engine::{
     Anchor, Engine, LineageSettings, Resolver, Start, DEFAULT_CAPACITY, DEFAULT_MAX_DEPTH,
     MAX_MAX_DEPTH,
@@ -97,3 +100,4 @@ pub use rules::{
 };
 pub use source::{backfill, AncestorSource, BackfillReport, SourceError, SourceWarning};
 pub use table::Entry as Record;
+pub use trust::agrees_with_raw;

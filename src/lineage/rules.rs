@@ -35,9 +35,9 @@
 //! image never match a list, and a `parent_not` rule needs a known parent.
 
 use super::chain::{basename, Chain};
+use super::hash::GuidBuildHasher;
 use crate::config::conf::{parse_bool, ConfFile, DEFAULT_STANZA};
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 /// The rules shipped in `default/lineage_rules.conf`, compiled into the
@@ -121,35 +121,11 @@ impl Rule {
     }
 }
 
-/// FNV-1a: names are short (`powershell.exe`), and SipHash's setup cost
-/// would dominate. The key set is our own rule file, not attacker input
-/// placed in the map, so flooding is not a concern here.
-#[derive(Default)]
-struct Fnv(u64);
-
-impl Hasher for Fnv {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
-        } else {
-            self.0
-        };
-        for &b in bytes {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = h;
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
 /// A compiled rule set; cheap to share (`&Rules`) across a search.
 #[derive(Debug, Clone, Default)]
 pub struct Rules {
     rules: Vec<Rule>,
-    exact: HashMap<Box<[u8]>, u32, BuildHasherDefault<Fnv>>,
+    exact: HashMap<Box<[u8]>, u32, GuidBuildHasher>,
     wild: Vec<(Box<[u8]>, u32)>,
     words: usize,
 }
@@ -188,7 +164,7 @@ impl Rules {
             description: Box<str>,
             lists: [Option<Vec<u32>>; 4],
         }
-        let mut exact: HashMap<Box<[u8]>, u32, BuildHasherDefault<Fnv>> = HashMap::default();
+        let mut exact: HashMap<Box<[u8]>, u32, GuidBuildHasher> = HashMap::default();
         let mut wild: Vec<(Box<[u8]>, u32)> = Vec::new();
         let mut terms = 0u32;
         // Each distinct lower-cased name or pattern gets the next number.

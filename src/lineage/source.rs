@@ -59,6 +59,12 @@ pub trait AncestorSource {
 
     /// Creation info for as many of `guids` as the source has.
     fn fetch(&mut self, guids: &[ProcessGuid]) -> Result<Vec<ProcessInfo>, SourceError>;
+
+    /// True for a source that is cheap to ask (no level budget applies,
+    /// see [`backfill`]): all but splunkd backfill.
+    fn is_local(&self) -> bool {
+        self.kind() != SourceKind::Splunk
+    }
 }
 
 /// A source that failed during [`backfill`].
@@ -99,60 +105,56 @@ impl BackfillReport {
 /// Each round computes the frontier, drops GUIDs an earlier chunk already
 /// learnt nobody has, and asks the sources in order (state before splunk:
 /// cheap first), each only for what the ones before it did not return. It
-/// stops when the frontier is empty, when a round adds nothing new, or
-/// after `max_rounds` rounds. A GUID that every source was asked for and
-/// none returned is remembered as missing, but only in a round where no
-/// source failed: a source that was down may well have had it.
+/// stops when the frontier is empty or when a round adds nothing new.
+///
+/// Only remote sources ([`AncestorSource::is_local`] false: splunkd
+/// backfill, a search per level) have a level budget: each is asked in at
+/// most `remote_levels` rounds. Local ones (the process table: an index probe per GUID) are
+/// asked until every chain is whole or `max_depth` long: a budget there
+/// cut a 40-level chain the table held completely at 16 levels (issue 12).
+/// Each round climbs at least one level of some chain, so the rounds are
+/// bounded by `max_depth` (plus one for the acting processes themselves).
+///
+/// A GUID that every source was asked for and none returned is remembered
+/// as missing, but only in a round where no source failed or was left out:
+/// a source that was down (or past its budget) may well have had it.
 pub fn backfill(
     engine: &mut Engine,
     anchors: &[Anchor],
     sources: &mut [&mut dyn AncestorSource],
-    max_rounds: usize,
+    remote_levels: usize,
 ) -> BackfillReport {
     let mut report = BackfillReport::default();
     let mut broken = vec![false; sources.len()];
+    // Levels each source was asked for (the budget counts for remote ones).
+    let mut asked = vec![0usize; sources.len()];
+    let askable = |i: usize, s: &dyn AncestorSource, broken: &[bool], asked: &[usize]| {
+        !broken[i] && (s.is_local() || asked[i] < remote_levels)
+    };
     let mut frontier = engine.frontier(anchors);
-    for _ in 0..max_rounds {
-        let mut missing: Vec<ProcessGuid> = frontier
-            .iter()
-            .copied()
-            .filter(|g| !engine.is_known_missing(*g))
-            .collect();
-        if missing.is_empty() || broken.iter().all(|&b| b) {
+    for _ in 0..=engine.max_depth() {
+        let mut missing = still_missing(engine, &frontier);
+        if missing.is_empty()
+            || !(0..sources.len()).any(|i| askable(i, &*sources[i], &broken, &asked))
+        {
             break;
         }
         report.rounds += 1;
         let mut added = 0;
         let mut all_answered = true;
-        for (source, broken) in sources.iter_mut().zip(broken.iter_mut()) {
-            if *broken {
+        for (i, source) in sources.iter_mut().enumerate() {
+            if !askable(i, &**source, &broken, &asked) {
                 all_answered = false;
                 continue;
             }
             if missing.is_empty() {
                 break;
             }
-            report.requested += missing.len();
-            match source.fetch(&missing) {
-                Ok(infos) => {
-                    let kind = source.kind();
-                    for info in &infos {
-                        // Anything a source returns is real creation info
-                        // and may serve other chains, requested or not.
-                        if engine.insert(info, kind) {
-                            added += 1;
-                            report.found[kind as usize] += 1;
-                        }
-                    }
-                    missing.retain(|g| !engine.contains(*g));
-                }
-                Err(error) => {
-                    log::warn!("lineage source {} failed: {error}", source.kind());
-                    report.warnings.push(SourceWarning {
-                        kind: source.kind(),
-                        error,
-                    });
-                    *broken = true;
+            asked[i] += 1;
+            match ask(engine, &mut **source, &mut missing, &mut report) {
+                Ok(n) => added += n,
+                Err(()) => {
+                    broken[i] = true;
                     all_answered = false;
                 }
             }
@@ -169,4 +171,49 @@ pub fn backfill(
     }
     report.unresolved = frontier.len();
     report
+}
+
+/// The frontier without the GUIDs every source already said it lacks.
+fn still_missing(engine: &Engine, frontier: &[ProcessGuid]) -> Vec<ProcessGuid> {
+    frontier
+        .iter()
+        .copied()
+        .filter(|g| !engine.is_known_missing(*g))
+        .collect()
+}
+
+/// Asks one source for `missing`, indexes what it returns and leaves in
+/// `missing` what is still unknown; the number of new entries, or `Err`
+/// when the source failed (recorded in `report`).
+fn ask(
+    engine: &mut Engine,
+    source: &mut dyn AncestorSource,
+    missing: &mut Vec<ProcessGuid>,
+    report: &mut BackfillReport,
+) -> Result<usize, ()> {
+    report.requested += missing.len();
+    match source.fetch(missing) {
+        Ok(infos) => {
+            let kind = source.kind();
+            let mut added = 0;
+            for info in &infos {
+                // Anything a source returns is real creation info and may
+                // serve other chains, requested or not.
+                if engine.insert(info, kind) {
+                    added += 1;
+                    report.found[kind as usize] += 1;
+                }
+            }
+            missing.retain(|g| !engine.contains(*g));
+            Ok(added)
+        }
+        Err(error) => {
+            log::warn!("lineage source {} failed: {error}", source.kind());
+            report.warnings.push(SourceWarning {
+                kind: source.kind(),
+                error,
+            });
+            Err(())
+        }
+    }
 }

@@ -113,6 +113,16 @@ impl<'t> Entry<'t> {
         self.part(0)
     }
 
+    /// Its command line.
+    pub fn command_line(&self) -> &'t [u8] {
+        self.part(1)
+    }
+
+    /// The host it ran on.
+    pub fn host(&self) -> &'t [u8] {
+        self.part(4)
+    }
+
     /// Its parent's image, as this creation reported it.
     pub fn parent_image(&self) -> &'t [u8] {
         self.part(2)
@@ -269,6 +279,48 @@ impl ProcessTable {
         true
     }
 
+    /// Fills the empty parent image and command line of entry `child`
+    /// from the parent's own entry (data without `Parent*` fields still
+    /// names each ancestor by what its own creation event says). Does not
+    /// count as use of either.
+    pub(crate) fn fill_parent_text(&mut self, child: u32) -> Fill {
+        let c = self.entry(child);
+        let (pimg, pcmd) = (c.parent_image(), c.parent_command_line());
+        if !pimg.is_empty() && !pcmd.is_empty() {
+            return Fill::Nothing;
+        }
+        let Some(parent) = c.parent().filter(|p| !p.is_zero()) else {
+            return Fill::Nothing;
+        };
+        let Some(pi) = self.find(parent) else {
+            return Fill::ParentUnknown;
+        };
+        let p = self.entry(pi);
+        let image = if pimg.is_empty() { p.image() } else { pimg };
+        let command_line = if pcmd.is_empty() {
+            p.command_line()
+        } else {
+            pcmd
+        };
+        if image.len() == pimg.len() && command_line.len() == pcmd.len() {
+            // The parent's own event had nothing either.
+            return Fill::Nothing;
+        }
+        let parts = [c.image(), c.command_line(), image, command_line, c.host()];
+        let (text, ends) = join_parts(parts);
+        let slot = &mut self.slots[child as usize];
+        let before = entry_cost(slot);
+        slot.text = text;
+        slot.ends = ends;
+        self.bytes = self.bytes - before + entry_cost(&self.slots[child as usize]);
+        // The copy counts against the budget like any text (a child of a
+        // process with a huge command line now holds it too).
+        while self.tail != NIL && self.bytes > self.budget {
+            self.evict_lru();
+        }
+        Fill::Filled
+    }
+
     /// Drops the least recently used entry, freeing its memory; its slot
     /// waits for the next newcomer.
     fn evict_lru(&mut self) {
@@ -348,14 +400,19 @@ impl Slot {
     }
 }
 
-fn build_slot(info: &ProcessRef<'_>, source: SourceKind) -> Slot {
-    let parts = [
-        info.image,
-        info.command_line,
-        info.parent_image,
-        info.parent_command_line,
-        info.host,
-    ];
+/// What [`ProcessTable::fill_parent_text`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fill {
+    /// The entry now shows its parent's image and command line.
+    Filled,
+    /// Nothing to fill, or nothing to fill it with.
+    Nothing,
+    /// The parent's entry is not in the table (yet).
+    ParentUnknown,
+}
+
+/// The five text fields in one block, and where each ends.
+fn join_parts(parts: [&[u8]; 5]) -> (Box<[u8]>, [u32; 5]) {
     let text_len: usize = parts.iter().map(|p| p.len().min(MAX_FIELD)).sum();
     let mut text = Vec::with_capacity(text_len);
     let mut ends = [0u32; 5];
@@ -363,12 +420,23 @@ fn build_slot(info: &ProcessRef<'_>, source: SourceKind) -> Slot {
         text.extend_from_slice(&part[..part.len().min(MAX_FIELD)]);
         *end = text.len() as u32;
     }
+    (text.into_boxed_slice(), ends)
+}
+
+fn build_slot(info: &ProcessRef<'_>, source: SourceKind) -> Slot {
+    let (text, ends) = join_parts([
+        info.image,
+        info.command_line,
+        info.parent_image,
+        info.parent_command_line,
+        info.host,
+    ]);
     let hashes = (!info.hashes.is_empty()).then(|| Box::new(info.hashes));
     Slot {
         guid: info.guid,
         parent: info.parent_guid.unwrap_or(ProcessGuid::from_u128(0)),
         time: info.time,
-        text: text.into_boxed_slice(),
+        text,
         ends,
         prev: NIL,
         next: NIL,
@@ -392,6 +460,43 @@ mod tests {
         p.parent_guid = Some(g(n + 1000));
         p.image = format!("C:\\p{n}.exe").into_bytes().into();
         p
+    }
+
+    #[test]
+    fn parent_text_is_filled_from_the_parents_own_entry_within_the_budget() {
+        let mut t = ProcessTable::new(100, 1 << 20);
+        let mut child = info(1);
+        child.parent_guid = Some(g(2));
+        child.parent_image = Box::from(&b"given.exe"[..]);
+        t.insert(&child.as_ref(), SourceKind::Results);
+        let i = t.find(g(1)).unwrap();
+        assert_eq!(t.fill_parent_text(i), Fill::ParentUnknown);
+        let mut parent = info(2);
+        parent.command_line = Box::from(&b"p2 /x"[..]);
+        t.insert(&parent.as_ref(), SourceKind::State);
+        let before = t.bytes();
+        assert_eq!(t.fill_parent_text(i), Fill::Filled);
+        let e = t.entry(i);
+        // What the child said stays; what it lacked comes from the parent.
+        assert_eq!(e.parent_image(), b"given.exe");
+        assert_eq!(e.parent_command_line(), b"p2 /x");
+        assert_eq!((e.image(), e.host()), (&b"C:\\p1.exe"[..], &b""[..]));
+        assert_eq!(t.bytes(), before + 5);
+        assert_eq!(t.fill_parent_text(i), Fill::Nothing, "nothing left to fill");
+        // A huge parent command line copied into the child stays within
+        // the byte budget (older entries go).
+        let mut t = ProcessTable::new(100, 4 * ENTRY_OVERHEAD + 3000);
+        let mut big = info(5);
+        big.command_line = vec![b'A'; 2000].into();
+        let mut kid = info(4);
+        kid.parent_guid = Some(g(5));
+        t.insert(&info(3).as_ref(), SourceKind::Results);
+        t.insert(&big.as_ref(), SourceKind::Results);
+        t.insert(&kid.as_ref(), SourceKind::Results);
+        let i = t.find(g(4)).unwrap();
+        assert_eq!(t.fill_parent_text(i), Fill::Filled);
+        assert!(t.bytes() <= 4 * ENTRY_OVERHEAD + 3000, "{}", t.bytes());
+        assert!(t.find(g(3)).is_none(), "the least recently used went");
     }
 
     #[test]

@@ -12,6 +12,31 @@
 use std::io::{self, IoSlice, Write};
 use std::ops::Range;
 
+/// Buffer for reply headers and metadata. Bodies go around it: they are
+/// written with `writev` from where their bytes already are, and a body
+/// window of at least this size bypasses the buffer (a 1 MiB buffer made
+/// the buffer copy every window again).
+pub const REPLY_BUFFER: usize = 64 << 10;
+
+/// Where replies go: stdout as a plain file. `Stdout` is line-buffered and
+/// scans what it writes for newlines; a duplicate of descriptor 1 takes
+/// `writev` straight to the pipe. Nothing else may write to stdout while
+/// the protocol runs (logs go to their file).
+#[cfg(unix)]
+pub fn reply_output() -> Box<dyn std::io::Write> {
+    use std::os::fd::AsFd;
+    match std::io::stdout().as_fd().try_clone_to_owned() {
+        Ok(fd) => Box::new(std::fs::File::from(fd)),
+        Err(_) => Box::new(std::io::stdout()),
+    }
+}
+
+/// Where replies go (elsewhere than Unix: plain stdout).
+#[cfg(not(unix))]
+pub fn reply_output() -> Box<dyn std::io::Write> {
+    Box::new(std::io::stdout())
+}
+
 /// `IoSlice`s handed to one `write_vectored` call: Linux's `IOV_MAX`.
 const WINDOW: usize = 1024;
 

@@ -1,12 +1,12 @@
 //! CSV bodies: reading splunkd's rows without disturbing them, and writing
 //! ours.
 //!
-//! Rows are parsed with the `csv` crate into a reused [`csv::ByteRecord`]
-//! (its documented fast path), and each row also keeps the byte span it
-//! occupied in the body. Columns the command does not own are copied from
-//! that span verbatim, so pass-through is byte-exact whatever quoting style
-//! or encoding the producer used, and costs a `memcpy` instead of a
-//! re-quote. Values stay bytes: a non-UTF-8 byte in some event is data to
+//! Rows are read by a scanner of our own ([`RowReader`]: why not the `csv`
+//! crate is told there), fields read in place as spans of the body, and
+//! each row keeps the byte span it occupied in the body. Columns the
+//! command does not own are copied from that span verbatim, so pass-through
+//! is byte-exact whatever quoting style or encoding the producer used, and
+//! costs a `memcpy` instead of a re-quote. Values stay bytes: a non-UTF-8 byte in some event is data to
 //! pass on, not a reason to fail a scheduled search.
 
 use super::multivalue::MV_PREFIX;

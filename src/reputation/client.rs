@@ -14,13 +14,12 @@
 
 use super::error::ServiceError;
 use super::settings::Settings;
-use crate::splunk::is_loopback;
+pub(crate) use crate::http::describe_error;
+pub use crate::http::USER_AGENT;
+use crate::http::{is_loopback, read_capped, root_cause};
+use crate::protocol::metadata::Secret;
 use reqwest::{Client, Response, Url};
-use std::error::Error as _;
 use std::time::Duration;
-
-/// The User-Agent of every request.
-pub const USER_AGENT: &str = concat!("sysmonenrich/", env!("CARGO_PKG_VERSION"));
 
 /// Replies larger than this are cut (a VirusTotal file object is ~30 KB);
 /// a cut reply then fails to parse and becomes an error, not an OOM.
@@ -66,29 +65,53 @@ pub(crate) fn check_base_url(provider: &'static str, base_url: &str) -> Result<(
 
 /// The client for providers at `base_url` (already checked): a loopback
 /// target bypasses proxies, others use the `proxy` setting or the
-/// environment's.
-pub(crate) fn provider_client(settings: &Settings, base_url: &str) -> Result<Client, ServiceError> {
+/// environment's. The proxy's password comes from the credential store
+/// (`proxy_password`), never from the conf: a password in `[proxy] url` is
+/// dropped (see [`proxy_url`]).
+pub(crate) fn provider_client(
+    settings: &Settings,
+    base_url: &str,
+    proxy_password: Option<&Secret>,
+) -> Result<Client, ServiceError> {
     let mut b = base(settings);
+    if base_url.starts_with("http:") {
+        // Plain http (a loopback test double, a local mirror): no CA store.
+        b = b.tls_built_in_root_certs(false);
+    }
     if is_loopback(base_url) {
         b = b.no_proxy();
-    } else if let Some(proxy) = settings.proxy.as_deref().filter(|p| !p.trim().is_empty()) {
-        b = b.proxy(reqwest::Proxy::all(proxy.trim()).map_err(|_| ServiceError::Proxy)?);
+    } else if let Some((url, user)) = settings.proxy.as_deref().and_then(proxy_url) {
+        let mut proxy = reqwest::Proxy::all(url.as_str()).map_err(|_| ServiceError::Proxy)?;
+        if let Some(password) = proxy_password {
+            proxy = proxy.basic_auth(&user, password.expose());
+        }
+        b = b.proxy(proxy);
     }
     b.build().map_err(|e| ServiceError::Client(root_cause(&e)))
 }
 
-/// The client for splunkd's REST API at `splunkd_uri`: verified TLS,
-/// except that a loopback splunkd may use Splunk's default self-signed
-/// certificate when the setting allows it.
-pub(crate) fn splunkd_client(settings: &Settings, splunkd_uri: &str) -> Result<Client, String> {
-    let loopback = is_loopback(splunkd_uri);
-    let mut b = base(settings);
-    if loopback {
-        b = b
-            .no_proxy()
-            .danger_accept_invalid_certs(settings.splunkd_insecure_loopback);
+/// `[proxy] url` without credentials, and its user name (empty when it
+/// has none); `None` when empty. An unparsable URL is kept as written, so
+/// that reqwest reports it.
+pub(crate) fn proxy_url(text: &str) -> Option<(String, String)> {
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
     }
-    b.build().map_err(|e| root_cause(&e))
+    let Ok(mut url) = Url::parse(text) else {
+        return Some((text.to_string(), String::new()));
+    };
+    let user = percent_encoding::percent_decode_str(url.username())
+        .decode_utf8_lossy()
+        .into_owned();
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    Some((url.to_string(), user))
+}
+
+/// True when `[proxy] url` holds a password (which is not used).
+pub(crate) fn proxy_has_password(text: &str) -> bool {
+    Url::parse(text.trim()).is_ok_and(|u| u.password().is_some())
 }
 
 /// Reads a response whole (up to the cap).
@@ -100,49 +123,12 @@ pub(crate) async fn read_reply(mut resp: Response) -> Result<HttpReply, reqwest:
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
-    let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await? {
-        let room = MAX_BODY - body.len();
-        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if body.len() >= MAX_BODY {
-            break;
-        }
-    }
+    let body = read_capped(&mut resp, MAX_BODY).await?;
     Ok(HttpReply {
         status,
         body,
         retry_after,
     })
-}
-
-/// A short text for a failed request, without its URL.
-pub(crate) fn describe_error(e: &reqwest::Error) -> String {
-    let kind = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else if e.is_body() || e.is_decode() {
-        "unreadable reply"
-    } else {
-        "request failed"
-    };
-    let cause = root_cause(e);
-    if cause.is_empty() {
-        kind.to_string()
-    } else {
-        format!("{kind}: {cause}")
-    }
-}
-
-/// The innermost error's text (no URL: only the outermost reqwest error
-/// carries one), cut to a sane length.
-fn root_cause(e: &reqwest::Error) -> String {
-    let mut cause: Option<&dyn std::error::Error> = e.source();
-    while let Some(next) = cause.and_then(|c| c.source()) {
-        cause = Some(next);
-    }
-    let text = cause.map(|c| c.to_string()).unwrap_or_default();
-    text.chars().take(160).collect()
 }
 
 #[cfg(test)]
@@ -152,7 +138,7 @@ mod tests {
     #[test]
     fn clients_build_with_rustls_and_reject_bad_settings() {
         let s = Settings::default();
-        assert!(provider_client(&s, "https://www.virustotal.com").is_ok());
+        assert!(provider_client(&s, "https://www.virustotal.com", None).is_ok());
         assert!(check_base_url("virustotal", "https://www.virustotal.com").is_ok());
         assert!(matches!(
             check_base_url("virustotal", "ftp://x"),
@@ -164,10 +150,19 @@ mod tests {
             proxy: Some("::not a proxy::".into()),
             ..Settings::default()
         };
-        let err = provider_client(&bad, "https://hashlookup.circl.lu").unwrap_err();
+        let err = provider_client(&bad, "https://hashlookup.circl.lu", None).unwrap_err();
         assert!(matches!(err, ServiceError::Proxy));
         assert!(!err.to_string().contains("not a proxy"));
-        assert!(splunkd_client(&s, "https://127.0.0.1:8089").is_ok());
         assert!(USER_AGENT.starts_with("sysmonenrich/"));
+        assert_eq!(
+            proxy_url("http://squid:s3cret@proxy.example:3128"),
+            Some((
+                "http://proxy.example:3128/".to_string(),
+                "squid".to_string()
+            ))
+        );
+        assert!(proxy_has_password("http://squid:s3cret@proxy.example:3128"));
+        assert!(!proxy_has_password("http://squid@proxy.example:3128"));
+        assert_eq!(proxy_url("  "), None);
     }
 }

@@ -6,8 +6,9 @@
 //!
 //! 1. the provider's concurrency permit (held across retries: a provider
 //!    that struggles gets fewer parallel requests, not more);
-//! 2. a key the provider already refused in this search, or a quota pause
-//!    → answer at once, no request;
+//! 2. a key the provider already refused in this search, an open circuit
+//!    (the provider is unreachable, see `crate::circuit`), or a quota
+//!    pause → answer at once, no request;
 //! 3. one of the search's `max_lookups` (given back if no request was
 //!    made);
 //! 4. per attempt: the shared quota booking, then the pacer, then the
@@ -23,6 +24,8 @@ use super::providers::HttpProvider;
 use super::retry::{Backoff, RetryExt};
 use super::settings::Settings;
 use super::verdict::{Failure, Outcome, PendingReason};
+use crate::circuit::Breaker;
+use crate::http::is_unreachable;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::time::Instant;
@@ -35,12 +38,19 @@ const QUOTA_PAUSE_MS: i64 = 60_000;
 /// One remote provider of this search.
 pub(crate) struct Slot {
     pub(crate) provider: Box<dyn HttpProvider>,
-    pub(crate) client: reqwest::Client,
+    /// `None` when the provider's circuit was open from the start of the
+    /// search: no request will be made, so no client (and no CA store) is
+    /// built.
+    pub(crate) client: Option<reqwest::Client>,
     pub(crate) limit: ProviderLimit,
     pub(crate) key: Mutex<Option<ApiKey>>,
+    /// False when the key must not be sent (plain http to a remote host).
+    pub(crate) key_allowed: bool,
     /// Set once the provider refused our key: the rest of the search gets
     /// the same answer without asking again.
     pub(crate) refused: Mutex<Option<Failure>>,
+    /// Open once the provider proved unreachable.
+    pub(crate) breaker: Breaker,
 }
 
 impl Slot {
@@ -89,63 +99,30 @@ pub(crate) async fn lookup(
     deadline: Instant,
 ) -> Outcome {
     let slot = &inner.slots[si];
-    let name = slot.provider.name();
     // Held across retries: a provider that struggles gets fewer requests.
     let _permit = slot.limit.semaphore.acquire().await;
-    if let Some(refused) = slot.refused() {
-        return Outcome::Failed(refused);
-    }
-    if slot.limit.is_blocked(inner.clock.now_ms()) || !inner.allowance.take() {
-        return Outcome::Failed(Failure::Pending(PendingReason::Quota));
+    if let Some(answer) = gate(inner, slot) {
+        return answer;
     }
     let key = slot.key();
     let mut retry = 0;
     let mut sent = false;
     loop {
-        if let Err(reason) = slot
-            .limit
-            .book(name, &inner.ledger, &*inner.clock, deadline)
-            .await
-        {
+        if let Err(reason) = book(inner, slot, &hash, deadline).await {
             if !sent {
                 inner.allowance.give_back();
             }
-            log::debug!("{name} {hash}: postponed ({})", reason.as_str());
             return Outcome::Failed(Failure::Pending(reason));
         }
-        slot.limit.pace().await;
         sent = true;
-        inner.requests.fetch_add(1, Ordering::Relaxed);
-        let reply = match slot
-            .provider
-            .request(&slot.client, key.as_ref(), &hash)
-            .send()
-            .await
-        {
-            Ok(resp) => read_reply(resp).await,
-            Err(e) => Err(e),
-        };
-        let (transient, outcome, retry_after) = match reply {
-            Ok(reply) => (
-                reply.should_retry(),
-                slot.provider.interpret(&hash, &reply),
-                reply.retry_after,
-            ),
-            Err(e) => {
-                let outcome = if e.is_timeout() {
-                    Outcome::Failed(Failure::Pending(PendingReason::Timeout))
-                } else {
-                    Outcome::Failed(Failure::Error(inner.scrub(&describe_error(&e))))
-                };
-                (e.should_retry(), outcome, None)
-            }
-        };
-        if transient && retry < inner.settings.max_retries {
-            let delay = inner.backoff.delay(retry, retry_after);
+        let attempt = attempt(inner, slot, key.as_ref(), &hash).await;
+        if attempt.transient && retry < inner.settings.max_retries {
+            let delay = inner.backoff.delay(retry, attempt.retry_after);
             if Instant::now() + delay < deadline {
                 log::debug!(
-                    "{name} {hash}: {}; retry {} in {delay:?}",
-                    brief(&outcome, name),
+                    "{} {hash}: {}; retry {} in {delay:?}",
+                    slot.provider.name(),
+                    brief(&attempt.outcome, slot.provider.name()),
                     retry + 1
                 );
                 tokio::time::sleep(delay).await;
@@ -153,33 +130,141 @@ pub(crate) async fn lookup(
                 continue;
             }
         }
-        match &outcome {
-            Outcome::Failed(f @ Failure::KeyRejected { .. }) => {
-                let mut refused = slot.refused.lock().unwrap_or_else(|e| e.into_inner());
-                if refused.is_none() {
-                    log::warn!(
-                        "{}; its lookups are skipped for the rest of this search",
-                        f.describe(name)
-                    );
-                    *refused = Some(f.clone());
-                }
-            }
-            Outcome::Failed(Failure::Pending(PendingReason::Quota)) => {
-                log::warn!(
-                    "{name}: still refused for quota after {} attempts; pausing it",
-                    retry + 1
-                );
-                slot.limit
-                    .block_until(inner.clock.now_ms().saturating_add(QUOTA_PAUSE_MS));
-            }
-            Outcome::Failed(f) => log::warn!(
-                "{name} {hash}: {} (after {} attempts)",
-                inner.scrub(&f.describe(name)),
-                retry + 1
-            ),
-            _ => log::debug!("{name} {hash}: {}", brief(&outcome, name)),
+        settle(inner, slot, &hash, &attempt.outcome, retry + 1);
+        return attempt.outcome;
+    }
+}
+
+/// The answers that need no request: a key the provider already refused,
+/// a provider found unreachable, a quota pause, `max_lookups` spent.
+fn gate(inner: &Inner, slot: &Slot) -> Option<Outcome> {
+    if let Some(refused) = slot.refused() {
+        return Some(Outcome::Failed(refused));
+    }
+    if slot.breaker.is_open() {
+        if let Some(text) = slot.breaker.take_skip_warning() {
+            log::warn!("{}", inner.scrub(&text));
         }
-        return outcome;
+        return Some(Outcome::Failed(Failure::Pending(
+            PendingReason::Unreachable,
+        )));
+    }
+    if slot.limit.is_blocked(inner.clock.now_ms()) || !inner.allowance.take() {
+        return Some(Outcome::Failed(Failure::Pending(PendingReason::Quota)));
+    }
+    None
+}
+
+/// Books one request: the provider's circuit (another lookup may have
+/// opened it during our backoff), the shared quota, then the pacer.
+async fn book(
+    inner: &Inner,
+    slot: &Slot,
+    hash: &LookupKey,
+    deadline: Instant,
+) -> Result<(), PendingReason> {
+    let name = slot.provider.name();
+    if slot.breaker.is_open() {
+        return Err(PendingReason::Unreachable);
+    }
+    if let Err(reason) = slot
+        .limit
+        .book(name, &inner.ledger, &*inner.clock, deadline)
+        .await
+    {
+        log::debug!("{name} {hash}: postponed ({})", reason.as_str());
+        return Err(reason);
+    }
+    slot.limit.pace().await;
+    Ok(())
+}
+
+/// One request and what it says.
+struct Attempt {
+    outcome: Outcome,
+    /// Worth asking again.
+    transient: bool,
+    retry_after: Option<std::time::Duration>,
+}
+
+/// Sends one request. A transport failure counts against the provider's
+/// circuit (the WARN when it opens is the only one for it this search);
+/// any answer closes it.
+async fn attempt(inner: &Inner, slot: &Slot, key: Option<&ApiKey>, hash: &LookupKey) -> Attempt {
+    let Some(client) = &slot.client else {
+        return Attempt {
+            outcome: Outcome::Failed(Failure::Pending(PendingReason::Unreachable)),
+            transient: false,
+            retry_after: None,
+        };
+    };
+    inner.requests.fetch_add(1, Ordering::Relaxed);
+    let reply = match slot.provider.request(client, key, hash).send().await {
+        Ok(resp) => read_reply(resp).await,
+        Err(e) => Err(e),
+    };
+    match reply {
+        Ok(reply) => {
+            slot.breaker.success();
+            Attempt {
+                transient: reply.should_retry(),
+                outcome: slot.provider.interpret(hash, &reply),
+                retry_after: reply.retry_after,
+            }
+        }
+        Err(e) if is_unreachable(&e) => {
+            let cause = inner.scrub(&describe_error(&e));
+            let (_, opened) = slot.breaker.failure(&cause, inner.clock.now_secs());
+            if let Some(text) = opened {
+                log::warn!("{text}");
+            }
+            Attempt {
+                outcome: Outcome::Failed(Failure::Pending(PendingReason::Unreachable)),
+                transient: false,
+                retry_after: None,
+            }
+        }
+        Err(e) => Attempt {
+            outcome: if e.is_timeout() {
+                Outcome::Failed(Failure::Pending(PendingReason::Timeout))
+            } else {
+                Outcome::Failed(Failure::Error(inner.scrub(&describe_error(&e))))
+            },
+            transient: e.should_retry(),
+            retry_after: None,
+        },
+    }
+}
+
+/// Logs the final outcome and remembers what the rest of the search
+/// should know: a refused key, a quota pause.
+fn settle(inner: &Inner, slot: &Slot, hash: &LookupKey, outcome: &Outcome, attempts: u32) {
+    let name = slot.provider.name();
+    match outcome {
+        Outcome::Failed(f @ Failure::KeyRejected { .. }) => {
+            let mut refused = slot.refused.lock().unwrap_or_else(|e| e.into_inner());
+            if refused.is_none() {
+                log::warn!(
+                    "{}; its lookups are skipped for the rest of this search",
+                    f.describe(name)
+                );
+                *refused = Some(f.clone());
+            }
+        }
+        Outcome::Failed(Failure::Pending(PendingReason::Quota)) => {
+            log::warn!("{name}: still refused for quota after {attempts} attempts; pausing it");
+            slot.limit
+                .block_until(inner.clock.now_ms().saturating_add(QUOTA_PAUSE_MS));
+        }
+        // Its circuit speaks once for the provider; per hash is detail.
+        Outcome::Failed(Failure::Pending(PendingReason::Unreachable)) => {
+            log::debug!("{name} {hash}: unreachable")
+        }
+        Outcome::Failed(f) => log::warn!(
+            "{name} {hash}: {} (after {attempts} attempts)",
+            inner.scrub(&f.describe(name))
+        ),
+        _ => log::debug!("{name} {hash}: {}", brief(outcome, name)),
     }
 }
 

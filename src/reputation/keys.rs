@@ -13,16 +13,14 @@
 //! and every failure text that leaves the engine goes through a
 //! [`Scrubber`] holding all keys anyway.
 
-use super::client::{describe_error, read_reply};
 use crate::protocol::metadata::Secret;
-use crate::splunk::Listing;
-use serde::Deserialize;
+use crate::splunk::{passwords, Client, SplunkError, Target};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
 /// The credential realm (and app) the keys are stored under.
-pub const REALM: &str = "sysmonenrich";
+pub use crate::splunk::passwords::REALM;
 
 /// Providers that need a key.
 pub const KEYED_PROVIDERS: [&str; 2] = ["virustotal", "malwarebazaar"];
@@ -164,42 +162,21 @@ impl ApiKeys {
     }
 }
 
-/// The storage/passwords listing of our realm.
-pub fn storage_passwords_url(splunkd_uri: &str) -> String {
-    format!(
-        "{}/servicesNS/nobody/{REALM}/storage/passwords?output_mode=json&count=0&search=realm%3D{REALM}",
-        splunkd_uri.trim_end_matches('/')
-    )
-}
+/// The credential-store user whose secret is the proxy's password (the
+/// `[proxy] url` of the conf holds no password).
+pub const PROXY_USER: &str = "proxy";
 
-#[derive(Deserialize, Default)]
-struct Content {
-    #[serde(default)]
-    realm: Option<String>,
-    #[serde(default)]
-    username: Option<String>,
-    #[serde(default)]
-    clear_password: Option<String>,
-}
-
-/// The keys in a storage/passwords reply: entries of realm `sysmonenrich`
-/// whose user is a provider that needs a key. Other entries (other apps'
-/// realms, unknown users) are ignored.
-pub fn parse_storage_passwords(body: &[u8]) -> Result<ApiKeys, serde_json::Error> {
-    let listing: Listing<Content> = serde_json::from_slice(body)?;
+/// The provider keys among a realm's `(user, secret)` pairs: users that
+/// are a provider needing a key. Others (`proxy`, unknown users) are not
+/// keys.
+pub fn keys_of(pairs: Vec<(String, Secret)>) -> ApiKeys {
     let mut keys = ApiKeys::new();
-    for e in listing.entry {
-        let c = e.content;
-        let (Some(realm), Some(user), Some(secret)) = (c.realm, c.username, c.clear_password)
-        else {
-            continue;
-        };
-        let user = user.to_ascii_lowercase();
-        if realm == REALM && KEYED_PROVIDERS.contains(&user.as_str()) {
-            keys.insert(&user, ApiKey::new(secret));
+    for (user, secret) in pairs {
+        if KEYED_PROVIDERS.contains(&user.as_str()) {
+            keys.insert(&user, ApiKey::new(secret.expose()));
         }
     }
-    Ok(keys)
+    keys
 }
 
 /// The warning when the user may not read the credential store.
@@ -208,44 +185,41 @@ list_storage_passwords capability; key-less providers still run";
 
 /// Reads our keys from splunkd. `Err` is a warning for the user (the
 /// search goes on with the key-less providers).
-pub(crate) async fn fetch_from_splunkd(
-    client: &reqwest::Client,
-    splunkd_uri: &str,
+pub(crate) fn fetch_from_splunkd(
+    target: &Target,
     session_key: &Secret,
-) -> Result<ApiKeys, String> {
+) -> Result<(ApiKeys, Option<Secret>), String> {
     const STILL_RUN: &str = "key-less providers still run";
     if session_key.is_empty() {
         return Err(format!(
             "cannot read API keys: splunkd sent no session key; {STILL_RUN}"
         ));
     }
-    let sent = client
-        .get(storage_passwords_url(splunkd_uri))
-        .header(
-            reqwest::header::AUTHORIZATION,
-            format!("Splunk {}", session_key.expose()),
-        )
-        .send()
-        .await;
-    let reply = match sent {
-        Ok(resp) => read_reply(resp).await,
-        Err(e) => Err(e),
-    }
-    .map_err(|e| {
-        format!(
-            "cannot read API keys from splunkd ({}); {STILL_RUN}",
-            describe_error(&e)
-        )
-    })?;
-    match reply.status {
-        200 => parse_storage_passwords(&reply.body).map_err(|_| {
-            format!("cannot read API keys: splunkd's storage/passwords reply is unreadable; {STILL_RUN}")
+    let client = Client::new(target)
+        .map_err(|e| format!("cannot read API keys: {}; {STILL_RUN}", e.brief()))?
+        .with_session_key(session_key);
+    match passwords::read(&client, "reading the API keys") {
+        Ok(pairs) => {
+            let proxy = pairs
+                .iter()
+                .find(|(user, _)| user == PROXY_USER)
+                .map(|(_, secret)| secret.clone());
+            Ok((keys_of(pairs), proxy))
+        }
+        Err(e) => Err(match e.status() {
+            Some(403) => NO_CAPABILITY_WARNING.to_string(),
+            Some(401) => format!(
+                "cannot read API keys: splunkd refused the search's session key (http 401); {STILL_RUN}"
+            ),
+            Some(s) => format!("cannot read API keys: splunkd answered http {s}; {STILL_RUN}"),
+            None if matches!(e, SplunkError::Unreadable { .. }) => format!(
+                "cannot read API keys: splunkd's storage/passwords reply is unreadable; {STILL_RUN}"
+            ),
+            None => format!(
+                "cannot read API keys from splunkd ({}); {STILL_RUN}",
+                e.brief()
+            ),
         }),
-        403 => Err(NO_CAPABILITY_WARNING.to_string()),
-        401 => Err(format!(
-            "cannot read API keys: splunkd refused the search's session key (http 401); {STILL_RUN}"
-        )),
-        s => Err(format!("cannot read API keys: splunkd answered http {s}; {STILL_RUN}")),
     }
 }
 
@@ -335,21 +309,15 @@ mod tests {
     }
 
     #[test]
-    fn storage_passwords_match_realm_and_user() {
-        let body = br#"{"entry":[
-          {"name":"splunk_api_it_realm:virustotal:","content":{"realm":"splunk_api_it_realm","username":"virustotal","clear_password":"other-app"}},
-          {"name":"sysmonenrich:virustotal:","content":{"realm":"sysmonenrich","username":"virustotal","clear_password":"vt-secret","password":"********"}},
-          {"name":"sysmonenrich:someone:","content":{"realm":"sysmonenrich","username":"someone","clear_password":"x"}},
-          {"name":"broken"}
-        ]}"#;
-        let keys = parse_storage_passwords(body).unwrap();
+    fn keys_are_the_keyed_providers_only() {
+        let pairs = vec![
+            ("virustotal".to_string(), Secret::new("vt-secret")),
+            ("someone".to_string(), Secret::new("x")),
+            ("proxy".to_string(), Secret::new("proxy-pass")),
+        ];
+        let keys = keys_of(pairs);
         assert_eq!(keys.get("virustotal").unwrap().expose(), "vt-secret");
         assert_eq!(keys.providers().count(), 1);
-        assert!(parse_storage_passwords(b"<html>").is_err());
-        assert_eq!(
-            storage_passwords_url("https://127.0.0.1:8089/"),
-            "https://127.0.0.1:8089/servicesNS/nobody/sysmonenrich/storage/passwords?output_mode=json&count=0&search=realm%3Dsysmonenrich"
-        );
     }
 
     #[test]

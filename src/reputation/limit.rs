@@ -202,6 +202,7 @@ mod tests {
             per_minute,
             per_day: 0,
             min_interval: Duration::from_millis(20),
+            quota_share: crate::reputation::settings::QuotaShare::Auto,
         })
     }
 

@@ -53,7 +53,7 @@ pub use keys::{ApiKey, ApiKeys};
 pub use lookup::LookupKey;
 pub use providers::local::LocalList;
 pub use service::{Service, ServiceBuilder};
-pub use settings::{ProviderSettings, SearchOptions, Settings};
+pub use settings::{ProviderSettings, QuotaShare, SearchOptions, Settings};
 pub use store::{
     CachedEntry, MemoryStore, PendingEntry, QuotaDecision, ReputationStore, StoreError,
 };

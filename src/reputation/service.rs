@@ -33,7 +33,7 @@
 //! network counts against the budget (cache-only chunks are free).
 
 use super::cache;
-use super::client::{check_base_url, provider_client, splunkd_client};
+use super::client::{check_base_url, provider_client, proxy_has_password};
 use super::clock::{Clock, SystemClock};
 use super::combine::combine;
 use super::error::ServiceError;
@@ -48,6 +48,7 @@ use super::settings::{SearchOptions, Settings};
 use super::store::ReputationStore;
 use super::summary::Summary;
 use super::verdict::{Answer, Failure, Outcome, PendingReason, ProviderResult, Verdict};
+use crate::circuit::{Breaker, CircuitLedger};
 use crate::protocol::metadata::Secret;
 use crate::splunk::is_loopback;
 use crate::sysmon::hashes::FileHashes;
@@ -70,9 +71,17 @@ pub struct ServiceBuilder {
     clock: Arc<dyn Clock>,
     keys: ApiKeys,
     local: Option<LocalList>,
+    circuits: Option<Arc<dyn CircuitLedger>>,
 }
 
 impl ServiceBuilder {
+    /// Where providers found unreachable are remembered across searches
+    /// (the state database); without it a circuit lasts one search.
+    pub fn circuits(mut self, ledger: Arc<dyn CircuitLedger>) -> ServiceBuilder {
+        self.circuits = Some(ledger);
+        self
+    }
+
     /// Uses `clock` for cache expiry, the quota ledger and the queue
     /// (tests move it forward instead of sleeping).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> ServiceBuilder {
@@ -101,6 +110,7 @@ impl ServiceBuilder {
             clock,
             keys,
             local,
+            circuits,
         } = self;
         let mut names: Vec<String> = Vec::new();
         for p in &search.providers {
@@ -138,8 +148,9 @@ impl ServiceBuilder {
         }
         let mut slots = Vec::new();
         // One client per distinct configuration: loopback targets bypass
-        // proxies, everything else shares one client (and one pool).
-        let mut clients: HashMap<bool, reqwest::Client> = HashMap::new();
+        // proxies, plain http needs no CA store, everything else shares one
+        // client (and one pool).
+        let mut clients: HashMap<(bool, bool), reqwest::Client> = HashMap::new();
         for name in names.iter().filter(|n| *n != "local") {
             let (Some(provider), Some(ps)) = (remote(name, &settings), settings.provider(name))
             else {
@@ -147,20 +158,36 @@ impl ServiceBuilder {
             };
             check_base_url(provider.name(), &ps.base_url)?;
             let loopback = is_loopback(&ps.base_url);
-            let client = match clients.get(&loopback) {
-                Some(c) => c.clone(),
+            let breaker = Breaker::new(provider.name(), circuits.clone(), clock.now_secs());
+            let plain = ps.base_url.starts_with("http:");
+            let client = match clients.get(&(loopback, plain)) {
+                _ if breaker.is_open() => None,
+                Some(c) => Some(c.clone()),
                 None => {
-                    let c = provider_client(&settings, &ps.base_url)?;
-                    clients.insert(loopback, c.clone());
-                    c
+                    let c = provider_client(&settings, &ps.base_url, None)?;
+                    clients.insert((loopback, plain), c.clone());
+                    Some(c)
                 }
             };
+            // Issue 12: a key never crosses the network in clear.
+            let key_allowed = !provider.needs_key()
+                || loopback
+                || reqwest::Url::parse(&ps.base_url).is_ok_and(|u| u.scheme() == "https");
+            if !key_allowed {
+                let text = format!(
+                    "{name}: base_url is plain http to a remote host; its API key is not sent there, so its lookups are skipped (use https)"
+                );
+                log::warn!("{text}");
+                warnings.push(text);
+            }
             slots.push(Slot {
                 provider,
                 client,
                 limit: ProviderLimit::new(ps),
                 key: Mutex::new(None),
+                key_allowed,
                 refused: Mutex::new(None),
+                breaker,
             });
         }
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -175,6 +202,11 @@ impl ServiceBuilder {
             .and_then(|u| u.password().map(str::to_string))
         {
             scrubber.add(&password);
+        }
+        if settings.proxy.as_deref().is_some_and(proxy_has_password) {
+            let text = "sysmonenrich.conf [proxy] url holds a password: it is not used (a .conf file is no place for one); store it in splunkd's credential store, realm sysmonenrich, user proxy".to_string();
+            log::warn!("{text}");
+            warnings.push(text);
         }
         let started_at = clock.now_secs();
         let inner = Inner {
@@ -301,6 +333,7 @@ impl Service {
             clock: Arc::new(SystemClock),
             keys: ApiKeys::new(),
             local: None,
+            circuits: None,
         }
     }
 
@@ -315,7 +348,7 @@ impl Service {
             scrubber.add(secret);
         }
         drop(scrubber);
-        for slot in &self.inner.slots {
+        for slot in self.inner.slots.iter().filter(|s| s.key_allowed) {
             if let Some(k) = keys.get(slot.provider.name()) {
                 *slot.key.lock().unwrap_or_else(|e| e.into_inner()) = Some(k.clone());
             }
@@ -327,7 +360,9 @@ impl Service {
     /// Returns a warning for the user when that is not possible (the
     /// key-less providers still run). Call once, before the first chunk.
     pub fn load_splunkd_keys(&mut self, splunkd_uri: &str, session_key: &Secret) -> Option<String> {
-        if !self.inner.slots.iter().any(|s| s.provider.needs_key()) {
+        // The store also holds the proxy's password.
+        let needs_proxy = self.inner.settings.proxy.is_some();
+        if !needs_proxy && !self.inner.slots.iter().any(|s| s.provider.needs_key()) {
             return None;
         }
         self.inner
@@ -335,32 +370,72 @@ impl Service {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .add(session_key.expose());
-        let client = match splunkd_client(&self.inner.settings, splunkd_uri) {
-            Ok(c) => c,
-            Err(e) => {
-                return Some(self.key_warning(format!(
-                    "cannot read API keys: {e}; key-less providers still run"
-                )))
-            }
+        let timeout = self.inner.settings.request_timeout;
+        let target = crate::splunk::Target {
+            insecure_loopback: self.inner.settings.splunkd_insecure_loopback,
+            call_timeout: timeout,
+            connect_timeout: timeout.min(Duration::from_secs(5)),
+            ..crate::splunk::Target::new(splunkd_uri)
         };
-        let limit = self.inner.settings.request_timeout + Duration::from_secs(1);
-        let runtime = self.runtime.as_ref()?;
-        let fetched = runtime.block_on(async {
-            tokio::time::timeout(limit, fetch_from_splunkd(&client, splunkd_uri, session_key)).await
-        });
+        let fetched = fetch_from_splunkd(&target, session_key);
         match fetched {
-            Ok(Ok(keys)) => {
+            Ok((keys, proxy_password)) => {
                 log::info!(
                     "API keys read from splunkd for: {}",
                     keys.providers().collect::<Vec<_>>().join(", ")
                 );
                 self.set_keys(keys);
+                if let Some(password) = proxy_password {
+                    self.use_proxy_password(&password);
+                }
                 None
             }
-            Ok(Err(w)) => Some(self.key_warning(w)),
-            Err(_) => Some(self.key_warning(
-                "cannot read API keys: splunkd did not answer in time; key-less providers still run".into(),
-            )),
+            Err(w) => Some(self.key_warning(w)),
+        }
+    }
+
+    /// Instead of [`Service::load_splunkd_keys`] when splunkd is known to
+    /// be unreachable (its circuit is open, `why` says until when): no
+    /// connection is tried, the user gets the same one warning.
+    pub fn splunkd_unreachable(&mut self, why: &str) -> Option<String> {
+        if !self.inner.slots.iter().any(|s| s.provider.needs_key()) {
+            return None;
+        }
+        Some(self.key_warning(format!(
+            "cannot read API keys: {why}; key-less providers still run"
+        )))
+    }
+
+    /// Rebuilds the clients that go through `[proxy] url` with the proxy's
+    /// password from the credential store. Before the first lookup only
+    /// (the clients are shared with no task yet).
+    fn use_proxy_password(&mut self, password: &Secret) {
+        self.inner
+            .scrubber
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .add(password.expose());
+        if self.inner.settings.proxy.is_none() {
+            return;
+        }
+        let Some(inner) = Arc::get_mut(&mut self.inner) else {
+            log::debug!("proxy password: lookups already started; not applied");
+            return;
+        };
+        for slot in inner.slots.iter_mut().filter(|s| s.client.is_some()) {
+            let Some(ps) = inner.settings.provider(slot.provider.name()) else {
+                continue;
+            };
+            if is_loopback(&ps.base_url) {
+                continue;
+            }
+            match provider_client(&inner.settings, &ps.base_url, Some(password)) {
+                Ok(c) => slot.client = Some(c),
+                Err(e) => log::warn!(
+                    "{}: proxy with password not usable: {e}",
+                    slot.provider.name()
+                ),
+            }
         }
     }
 
@@ -368,7 +443,8 @@ impl Service {
     fn key_warning(&mut self, text: String) -> String {
         self.keys_unreadable = true;
         let text = self.inner.scrub(&text);
-        log::warn!("{text}");
+        // The engine logs it with the search's other warnings, once.
+        log::debug!("{text}");
         self.warnings.push(text.clone());
         text
     }
@@ -378,7 +454,11 @@ impl Service {
     /// a local list that could not be used or had bad rows.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = self.warnings.clone();
-        let missing = self.inner.slots.iter().filter(|s| !s.usable());
+        let missing = self
+            .inner
+            .slots
+            .iter()
+            .filter(|s| !s.usable() && s.key_allowed);
         for slot in missing.filter(|_| !self.keys_unreadable) {
             let name = slot.provider.name();
             out.push(format!(
@@ -623,6 +703,7 @@ impl Service {
     /// Combines, caches, (un)queues and counts; returns the chunk's answers.
     fn finish(&mut self, work: Vec<Work>, now: i64) -> HashMap<LookupKey, Answer> {
         let mut answers = HashMap::new();
+        let mut to_queue: Vec<(String, &'static str)> = Vec::new();
         for w in work {
             let tagged = w.key.tagged();
             for r in w.results.iter().flatten().filter(|r| !r.cached) {
@@ -654,19 +735,18 @@ impl Service {
             // never gets through is eventually given up). A hash of the
             // chunk that met an error is not queued: errors are not cached,
             // so the next search that sees it asks again anyway.
-            let queued = match postponed {
-                Some(reason) => self.store.pending_add(&tagged, reason.as_str(), now),
+            match postponed {
+                Some(reason) => to_queue.push((tagged, reason.as_str())),
                 None if w.from_queue && answer.verdict == Verdict::Error => {
-                    self.store.pending_add(&tagged, "error", now)
+                    to_queue.push((tagged, "error"))
                 }
                 None if w.from_queue => {
                     self.summary.queue_resolved += 1;
-                    self.store.pending_remove(&tagged)
+                    if let Err(e) = self.store.pending_remove(&tagged) {
+                        self.store_error(&e.to_string());
+                    }
                 }
-                None => Ok(()),
-            };
-            if let Err(e) = queued {
-                self.store_error(&e.to_string());
+                None => {}
             }
             if !w.in_chunk {
                 continue;
@@ -675,6 +755,10 @@ impl Service {
             answer.label = answer.label.map(|l| self.inner.scrub(&l));
             self.summary.count(&results, &answer, postponed.is_some());
             answers.insert(w.key, answer);
+        }
+        let entries: Vec<(&str, &str)> = to_queue.iter().map(|(k, r)| (k.as_str(), *r)).collect();
+        if let Err(e) = self.store.pending_add_many(&entries, now) {
+            self.store_error(&e.to_string());
         }
         answers
     }

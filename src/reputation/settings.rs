@@ -33,6 +33,61 @@ pub struct ProviderSettings {
     /// Smallest gap between two requests of one search (politeness towards
     /// free services that publish no limit); zero = none.
     pub min_interval: Duration,
+    /// This search head's part of `per_minute` and `per_day` (see
+    /// [`QuotaShare`]).
+    pub quota_share: QuotaShare,
+}
+
+/// How much of a provider's quota this search head may spend.
+///
+/// Each search head keeps its own ledger, so the members of a search head
+/// cluster would each spend the whole quota (three members: three times
+/// the provider's limit, and 429s). `Auto` divides the quota by the number
+/// of cluster members splunkd reports (1 outside a cluster); `Fraction`
+/// takes a fixed part, in thousandths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaShare {
+    /// 1 / the number of search head cluster members.
+    Auto,
+    /// A fixed part, in thousandths (1..=1000).
+    Permille(u32),
+}
+
+impl QuotaShare {
+    /// `auto`, or a fraction `0 < f <= 1` (`0.5`, `.25`, `1`).
+    pub fn parse(text: &str) -> Option<QuotaShare> {
+        let t = text.trim();
+        if t.eq_ignore_ascii_case("auto") {
+            return Some(QuotaShare::Auto);
+        }
+        let f: f64 = t.parse().ok()?;
+        (f > 0.0 && f <= 1.0).then(|| QuotaShare::Permille(((f * 1000.0).round() as u32).max(1)))
+    }
+}
+
+impl ProviderSettings {
+    /// These settings with the quota this search head may spend when the
+    /// cluster has `members` members (1 outside a cluster). A limit stays
+    /// at least 1 per window: 0 would mean "no limit".
+    pub fn shared(&self, members: u32) -> ProviderSettings {
+        let part = |limit: u32| -> u32 {
+            if limit == 0 {
+                return 0;
+            }
+            let n = match self.quota_share {
+                QuotaShare::Auto => limit / members.max(1),
+                QuotaShare::Permille(pm) => {
+                    (u64::from(limit) * u64::from(pm) / 1000).min(u64::from(limit)) as u32
+                }
+            };
+            n.max(1)
+        };
+        ProviderSettings {
+            per_minute: part(self.per_minute),
+            per_day: part(self.per_day),
+            ..self.clone()
+        }
+    }
 }
 
 /// Host-wide settings (the `[reputation]` part of `sysmonenrich.conf`).
@@ -90,6 +145,7 @@ impl Default for Settings {
                 per_minute: 4,
                 per_day: 500,
                 min_interval: Duration::ZERO,
+                quota_share: QuotaShare::Auto,
             },
             hashlookup: ProviderSettings {
                 base_url: DEFAULT_HASHLOOKUP_URL.into(),
@@ -97,6 +153,7 @@ impl Default for Settings {
                 per_minute: 0,
                 per_day: 0,
                 min_interval: Duration::from_millis(50),
+                quota_share: QuotaShare::Auto,
             },
             malwarebazaar: ProviderSettings {
                 base_url: DEFAULT_MALWAREBAZAAR_URL.into(),
@@ -104,6 +161,7 @@ impl Default for Settings {
                 per_minute: 0,
                 per_day: 0,
                 min_interval: Duration::from_millis(100),
+                quota_share: QuotaShare::Auto,
             },
             vt_malicious_threshold: DEFAULT_VT_MALICIOUS_THRESHOLD,
             request_timeout: Duration::from_secs(10),

@@ -21,50 +21,33 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
+/// The value types are the state store's own: the SQLite store is what
+/// persists them, so it defines them, and no adapter copies them.
+pub use crate::state::{CachedEntry, PendingEntry, QuotaDecision};
+
 /// The store could not do what was asked (locked, corrupt, I/O). The
 /// engine carries on without it and says so once.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("state store: {0}")]
-pub struct StoreError(pub String);
-
-/// A cached provider answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CachedEntry {
-    /// The JSON written by [`ReputationStore::cache_put`].
-    pub json: String,
-    /// Epoch seconds of the answer.
-    pub checked_at: i64,
-    /// Epoch seconds after which it is no longer returned.
-    pub expires_at: i64,
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The state database failed; its error is kept (see
+    /// [`StoreError::is_locked`], [`StoreError::is_corrupt`]).
+    #[error("state store: {0}")]
+    State(#[from] crate::state::StateError),
+    /// A store without a database failed (a failing [`MemoryStore`]).
+    #[error("state store: {0}")]
+    Other(String),
 }
 
-/// Whether a request may be sent now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QuotaDecision {
-    /// Booked: send it.
-    Granted,
-    /// The minute window is full; a slot frees in `retry_after_ms`.
-    MinuteExhausted {
-        /// Milliseconds until the oldest request of the window leaves it.
-        retry_after_ms: i64,
-    },
-    /// The day window is full; waiting within a search will not help.
-    DayExhausted,
-}
+impl StoreError {
+    /// Another search held the database too long: transient.
+    pub fn is_locked(&self) -> bool {
+        matches!(self, StoreError::State(e) if e.is_locked())
+    }
 
-/// A queued hash.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PendingEntry {
-    /// `algorithm:hex` ([`super::LookupKey::tagged`]).
-    pub key: String,
-    /// `quota` or `timeout`.
-    pub reason: String,
-    /// Epoch seconds when first queued.
-    pub queued_at: i64,
-    /// How many times it was queued (1 on the first
-    /// [`ReputationStore::pending_add`]); a hash that never gets through
-    /// keeps counting up.
-    pub attempts: u32,
+    /// The database is damaged or not ours: persistent until an admin acts.
+    pub fn is_corrupt(&self) -> bool {
+        matches!(self, StoreError::State(e) if e.is_corrupt())
+    }
 }
 
 /// Persistence for the reputation engine. Every method is a short
@@ -111,6 +94,16 @@ pub trait ReputationStore: Send + Sync {
     /// Queues a hash, or, when it is already queued, keeps its place
     /// (`queued_at`), records the new reason and counts one more attempt.
     fn pending_add(&self, key: &str, reason: &str, now: i64) -> Result<(), StoreError>;
+
+    /// [`ReputationStore::pending_add`] for a chunk's `(key, reason)`
+    /// pairs at once: a database store writes them in one transaction
+    /// instead of one per hash (hundreds of commits per chunk when a
+    /// provider is unreachable).
+    fn pending_add_many(&self, entries: &[(&str, &str)], now: i64) -> Result<(), StoreError> {
+        entries
+            .iter()
+            .try_for_each(|(key, reason)| self.pending_add(key, reason, now))
+    }
 
     /// The `limit` oldest queued hashes (by `queued_at`). They stay queued
     /// until [`ReputationStore::pending_remove`], so a search that dies
@@ -173,7 +166,7 @@ impl MemoryStore {
 
     fn check(&self) -> Result<std::sync::MutexGuard<'_, Memory>, StoreError> {
         if self.failing.load(Ordering::SeqCst) {
-            return Err(StoreError("database is locked (simulated)".into()));
+            return Err(StoreError::Other("database is locked (simulated)".into()));
         }
         Ok(self.lock())
     }
@@ -261,12 +254,14 @@ impl ReputationStore for MemoryStore {
         match m.pending.iter_mut().find(|e| e.key == key) {
             Some(e) => {
                 e.reason = reason.to_string();
+                e.updated_at = now;
                 e.attempts = e.attempts.saturating_add(1);
             }
             None => m.pending.push(PendingEntry {
                 key: key.to_string(),
                 reason: reason.to_string(),
                 queued_at: now,
+                updated_at: now,
                 attempts: 1,
             }),
         }

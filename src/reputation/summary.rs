@@ -26,6 +26,8 @@ pub struct Summary {
     /// `pending` because the lookup budget ran out (or the provider kept
     /// timing out).
     pub pending_timeout: u64,
+    /// `pending` because a provider could not be reached (its circuit).
+    pub pending_unreachable: u64,
     /// Put in the queue for a later search (pending ones, and answered
     /// ones a provider still has to be asked about).
     pub queued: u64,
@@ -51,6 +53,7 @@ impl Summary {
     pub fn is_warning(&self) -> bool {
         self.pending_quota
             + self.pending_timeout
+            + self.pending_unreachable
             + self.errors
             + self.queue_dropped
             + self.store_errors
@@ -66,6 +69,7 @@ impl Summary {
         match answer.verdict {
             Verdict::Pending => match answer.error.as_deref().and_then(PendingReason::parse) {
                 Some(PendingReason::Timeout) => self.pending_timeout += 1,
+                Some(PendingReason::Unreachable) => self.pending_unreachable += 1,
                 _ => self.pending_quota += 1,
             },
             Verdict::Error => {
@@ -100,13 +104,17 @@ impl fmt::Display for Summary {
             "reputation: {} hashes: {} local list, {} cached, {} looked up ({} requests)",
             self.hashes, self.local, self.cache_hits, self.looked_up, self.requests
         )?;
-        let pending = self.pending_quota + self.pending_timeout;
+        let pending = self.pending_quota + self.pending_timeout + self.pending_unreachable;
         if pending > 0 {
             write!(
                 f,
-                "; {pending} pending (quota {}, timeout {})",
+                "; {pending} pending (quota {}, timeout {}",
                 self.pending_quota, self.pending_timeout
             )?;
+            if self.pending_unreachable > 0 {
+                write!(f, ", unreachable {}", self.pending_unreachable)?;
+            }
+            f.write_str(")")?;
         }
         if self.queued > 0 {
             write!(f, "; {} queued for a later search", self.queued)?;

@@ -110,14 +110,18 @@ pub enum PendingReason {
     /// The search's `lookup_budget` ran out, or the provider kept timing
     /// out.
     Timeout,
+    /// The provider could not be reached (DNS, connection, TLS, proxy), or
+    /// its circuit is open (see `crate::circuit`).
+    Unreachable,
 }
 
 impl PendingReason {
-    /// `quota` / `timeout`, the `rep_error` value and the queue reason.
+    /// `quota` / `timeout` / `unreachable`, the `rep_error` value and the queue reason.
     pub fn as_str(self) -> &'static str {
         match self {
             PendingReason::Quota => "quota",
             PendingReason::Timeout => "timeout",
+            PendingReason::Unreachable => "unreachable",
         }
     }
 
@@ -126,6 +130,7 @@ impl PendingReason {
         match text {
             "quota" => Some(PendingReason::Quota),
             "timeout" => Some(PendingReason::Timeout),
+            "unreachable" => Some(PendingReason::Unreachable),
             _ => None,
         }
     }

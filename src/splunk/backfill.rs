@@ -11,6 +11,11 @@
 //! | dedup ProcessGuid | fields ProcessGuid ParentProcessGuid Image …
 //! ```
 //!
+//! With Sigma on, each ancestor found is also matched against the
+//! search's rules (the search then asks for the fields the rules read):
+//! `lineage_sigma` names what an ancestor's creation matched wherever that
+//! ancestor came from, and the matches go to the process table with it.
+//!
 //! Cost control is the point of this module: a count of searches and a
 //! wall-clock budget per search run (both in `sysmonenrich.conf`); once
 //! either is spent, the source answers "nothing" and rows stay `partial`.
@@ -18,10 +23,27 @@
 //! engine, which stops asking it for the rest of the chunk; the search
 //! itself always completes.
 
-use super::{Client, RestError};
+use super::{Client, SplunkError};
+use crate::circuit::Breaker;
 use crate::lineage::{AncestorSource, ProcessInfo, SourceError, SourceKind};
+use crate::sigma::{Fields, RuleId, RuleSet, Scratch};
 use crate::sysmon::{FileHashes, ProcessGuid};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// The fields every backfill search asks for.
+const FIELDS: &str =
+    "ProcessGuid ParentProcessGuid Image CommandLine ParentImage ParentCommandLine Computer Hashes _time";
+
+/// Sigma on the ancestors backfill finds.
+struct SigmaOnFound {
+    rules: Arc<RuleSet>,
+    scratch: Scratch,
+    /// ` EventCode OriginalFileName …`: the rules' fields beyond [`FIELDS`].
+    extra_fields: String,
+    /// What each found creation matched (only those that matched).
+    found: Vec<(ProcessGuid, Vec<RuleId>)>,
+}
 
 /// Limits and shape of the backfill searches.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +88,9 @@ pub struct SplunkBackfill {
     failures: u32,
     notice: Option<String>,
     found: u64,
+    /// Open once splunkd proved unreachable (here or in an earlier search).
+    breaker: Breaker,
+    sigma: Option<SigmaOnFound>,
 }
 
 /// Consecutive failures after which backfill stops for the search.
@@ -73,7 +98,7 @@ const MAX_FAILURES: u32 = 3;
 
 impl SplunkBackfill {
     /// A backfill for one search run.
-    pub fn new(client: Client, settings: BackfillSettings) -> SplunkBackfill {
+    pub fn new(client: Client, settings: BackfillSettings, breaker: Breaker) -> SplunkBackfill {
         SplunkBackfill {
             client,
             settings,
@@ -85,7 +110,45 @@ impl SplunkBackfill {
             failures: 0,
             notice: None,
             found: 0,
+            breaker,
+            sigma: None,
         }
+    }
+
+    /// Matches every ancestor found against `rules` from now on (see the
+    /// module docs); the searches then also ask for the fields they read.
+    pub fn evaluate_sigma(&mut self, rules: Arc<RuleSet>) {
+        let base: Vec<&str> = FIELDS.split(' ').collect();
+        let mut extra = String::new();
+        for name in
+            std::iter::once("EventCode").chain(rules.field_names().iter().map(String::as_str))
+        {
+            // Names SPL takes bare; a rule on another name cannot match a
+            // backfilled creation (its value would be absent) but loses
+            // nothing else.
+            let bare = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
+            if bare && !base.contains(&name) && !extra.split(' ').any(|e| e == name) {
+                extra.push(' ');
+                extra.push_str(name);
+            }
+        }
+        self.sigma = Some(SigmaOnFound {
+            rules,
+            scratch: Scratch::default(),
+            extra_fields: extra,
+            found: Vec::new(),
+        });
+    }
+
+    /// The Sigma matches of the ancestors found since the last call.
+    pub fn take_sigma(&mut self) -> Vec<(ProcessGuid, Vec<RuleId>)> {
+        self.sigma
+            .as_mut()
+            .map(|s| std::mem::take(&mut s.found))
+            .unwrap_or_default()
     }
 
     /// Searches run so far.
@@ -123,9 +186,10 @@ impl SplunkBackfill {
     pub fn search_text(&self, guids: &[ProcessGuid]) -> String {
         let list: Vec<String> = guids.iter().map(|g| format!("\"{g}\"")).collect();
         format!(
-            "search {} EventCode=1 ProcessGuid IN ({}) | dedup ProcessGuid | fields ProcessGuid ParentProcessGuid Image CommandLine ParentImage ParentCommandLine Computer Hashes _time",
+            "search {} EventCode=1 ProcessGuid IN ({}) | dedup ProcessGuid | fields {FIELDS}{}",
             self.settings.base_search,
-            list.join(", ")
+            list.join(", "),
+            self.sigma.as_ref().map_or("", |s| s.extra_fields.as_str())
         )
     }
 }
@@ -139,6 +203,14 @@ impl AncestorSource for SplunkBackfill {
         let mut out = Vec::new();
         if self.disabled {
             return Ok(out);
+        }
+        if self.breaker.is_open() {
+            // One WARN for the search, then silence: it is known.
+            self.disabled = true;
+            return match self.breaker.take_skip_warning() {
+                Some(text) => Err(SourceError::new(format!("backfill: {text}"))),
+                None => Ok(out),
+            };
         }
         for batch in guids.chunks(self.settings.batch.max(1)) {
             let deadline = self.deadline();
@@ -159,15 +231,48 @@ impl AncestorSource for SplunkBackfill {
             self.chunk_searches += 1;
             let search = self.search_text(batch);
             let started = Instant::now();
-            let rows = match self
-                .client
-                .export(&search, &self.settings.earliest, "now", deadline)
-            {
-                Ok(rows) => {
-                    self.failures = 0;
-                    rows
+            let earliest = self.settings.earliest.as_str();
+            let form = [
+                ("search", search.as_str()),
+                ("earliest_time", earliest),
+                ("latest_time", "now"),
+            ];
+            let left = deadline.saturating_duration_since(Instant::now());
+            // Each result becomes creation info as it arrives: the export
+            // body is never held whole.
+            let before = out.len();
+            let sigma = &mut self.sigma;
+            let exported = self.client.export(&form, left, &mut |row| {
+                let Some(p) = process_info(&row) else {
+                    return true;
+                };
+                if let Some(s) = sigma.as_mut() {
+                    let mut ids = Vec::new();
+                    s.rules
+                        .matches_with(&JsonRow(&row), &mut s.scratch, &mut ids);
+                    if !ids.is_empty() {
+                        s.found.push((p.guid, ids));
+                    }
                 }
-                Err(RestError::Timeout(_)) => {
+                out.push(p);
+                true
+            });
+            match exported {
+                Ok(_) => {
+                    self.failures = 0;
+                    self.breaker.success();
+                }
+                Err(e) if e.is_unreachable() => {
+                    let (_, opened) = self.breaker.failure(&e.brief(), crate::circuit::now_secs());
+                    if let Some(text) = opened {
+                        self.disabled = true;
+                        return Err(SourceError::with_source(format!("backfill: {text}"), e));
+                    }
+                    // Its circuit speaks once, when it opens.
+                    log::debug!("backfill: {e}");
+                    return Ok(out);
+                }
+                Err(SplunkError::Timeout { .. }) => {
                     self.exhausted = true;
                     self.disabled = true;
                     return Err(SourceError::new(format!(
@@ -177,22 +282,21 @@ impl AncestorSource for SplunkBackfill {
                 }
                 Err(e) => {
                     self.failures += 1;
-                    if matches!(e, RestError::Unauthorized(_)) || self.failures >= MAX_FAILURES {
+                    if matches!(e.status(), Some(401 | 403)) || self.failures >= MAX_FAILURES {
                         // A refused key will not work next chunk either;
                         // a splunkd failing again and again gets a rest.
                         self.disabled = true;
                     }
                     return Err(SourceError::with_source(format!("backfill: {e}"), e));
                 }
-            };
+            }
             log::info!(
                 "backfill search {} for {} GUIDs: {} results in {:?}",
                 self.searches,
                 batch.len(),
-                rows.len(),
+                out.len() - before,
                 started.elapsed()
             );
-            out.extend(rows.iter().filter_map(process_info));
         }
         self.found += out.len() as u64;
         Ok(out)
@@ -205,6 +309,22 @@ fn text<'a>(row: &'a serde_json::Map<String, serde_json::Value>, key: &str) -> &
         // Multivalue fields arrive as arrays; the first value is the event's.
         Some(serde_json::Value::Array(a)) => a.first().and_then(|v| v.as_str()).unwrap_or(""),
         _ => "",
+    }
+}
+
+/// One export result as the Sigma engine sees it.
+struct JsonRow<'a>(&'a serde_json::Map<String, serde_json::Value>);
+
+impl Fields for JsonRow<'_> {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(|_| text(self.0, name))
+    }
+
+    fn values(&self) -> impl Iterator<Item = &str> {
+        self.0
+            .iter()
+            .filter(|(k, _)| !k.starts_with('_'))
+            .map(|(k, _)| text(self.0, k))
     }
 }
 

@@ -50,6 +50,8 @@
 //! | `schema.rs` | pragmas, schema, migrations, open-time probe |
 //! | `batch.rs` | fixed-width `IN (...)` batches |
 //! | `processes.rs` | the process table for lineage |
+//! | `provenance.rs` | who wrote each process; conflicts; purge by search or user |
+//! | `digest.rs` | the stable 64-bit digest of a stored creation |
 //! | `cache.rs` | the reputation cache |
 //! | `quota.rs` | the cross-process sliding-window quota ledger |
 //! | `pending.rs` | the queue of lookups to retry |
@@ -57,11 +59,15 @@
 
 mod batch;
 mod cache;
+mod circuits;
+mod digest;
 mod error;
 mod pending;
 mod processes;
+mod provenance;
 mod quota;
 mod schema;
+mod sigma;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -72,9 +78,11 @@ use std::time::Duration;
 use rusqlite::{Connection, TransactionBehavior};
 
 pub use cache::{CachePut, CachedEntry};
+pub use digest::of_parts as process_digest;
 pub use error::{StateError, StateErrorKind};
 pub use pending::PendingEntry;
-pub use processes::{ProcessRow, StoredProcess};
+pub use processes::{cap_text, ProcessRow, StoredProcess};
+pub use provenance::{contradictions, Conflict, Writer};
 pub use quota::QuotaDecision;
 
 /// `Result` with [`StateError`].
@@ -139,6 +147,9 @@ pub struct StateStats {
     pub quota_events: u64,
     /// Hashes waiting for a lookup.
     pub pending: u64,
+    /// Process creations that contradicted the stored one for their GUID
+    /// (each GUID counted once per search that brought one).
+    pub process_conflicts: u64,
     /// Size of the database file in bytes (0 in memory).
     pub file_bytes: u64,
     /// Size of the `-wal` file in bytes (0 when absent).
@@ -152,7 +163,8 @@ pub struct StateStats {
 /// What [`StateStore::purge`] empties.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PurgeTarget {
-    /// The process table (lineage then relies on backfill until refilled).
+    /// The process table, with its record of writers and conflicts
+    /// (lineage then relies on backfill until refilled).
     Processes,
     /// The reputation cache (every hash is looked up again).
     Cache,
@@ -171,7 +183,7 @@ impl PurgeTarget {
 
     fn tables(self) -> &'static [&'static str] {
         match self {
-            PurgeTarget::Processes => &["processes"],
+            PurgeTarget::Processes => &["processes", "process_conflicts", "process_writers"],
             PurgeTarget::Cache => &["reputation_cache"],
             PurgeTarget::Pending => &["pending"],
             PurgeTarget::Quota => &["quota_events"],
@@ -276,7 +288,7 @@ impl StateStore {
     pub fn stats(&self) -> Result<StateStats> {
         let (counts, free_pages, page_size, schema_version) =
             self.read("reading statistics", |conn| {
-                let mut counts = [0u64; 4];
+                let mut counts = [0u64; 6];
                 for (n, table) in counts.iter_mut().zip(schema::TABLES) {
                     *n = count(conn, table)?;
                 }
@@ -293,7 +305,7 @@ impl StateStore {
         } else {
             (0, 0)
         };
-        let [processes, cache_entries, quota_events, pending] = counts;
+        let [processes, cache_entries, quota_events, pending, process_conflicts, _writers] = counts;
         Ok(StateStats {
             path: self.path.clone(),
             schema_version,
@@ -301,6 +313,7 @@ impl StateStore {
             cache_entries,
             quota_events,
             pending,
+            process_conflicts,
             file_bytes,
             wal_bytes,
             free_pages: u64::try_from(free_pages).unwrap_or(0),

@@ -9,7 +9,7 @@
 //! cap), driven by `seen_at`, the last time any search saw the process.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use rusqlite::types::ValueRef;
@@ -130,6 +130,32 @@ const COLUMNS: &str = "guid, parent_guid, image, command_line, parent_image, \
                        parent_command_line, host, time, md5, sha1, sha256, \
                        imphash, seen_at";
 
+/// Cuts `text` to at most `max` bytes (on a character boundary) with a
+/// visible note of how much was cut; 0 = no cap.
+///
+/// Why the state database caps command lines: it keeps every process a
+/// search saw for 30 days, and a 1 MB encoded PowerShell line stored whole
+/// (twice: as the process's and as its children's parent command line)
+/// made a ten-process chain 20 MB. Lineage needs the chain of GUIDs and
+/// images; a command line beyond the cap is kept only in the events.
+pub fn cap_text(text: Cow<'_, str>, max: usize) -> Cow<'_, str> {
+    if max == 0 || text.len() <= max {
+        return text;
+    }
+    let note = |cut: usize| format!("…[{cut} bytes cut]");
+    // The note's length depends on the number it shows; reserve the
+    // longest it can be.
+    let room = max.saturating_sub(note(text.len()).len());
+    let mut end = room;
+    while end > 0 && !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out = String::with_capacity(max);
+    out.push_str(&text[..end]);
+    out.push_str(&note(text.len() - end));
+    Cow::Owned(out)
+}
+
 impl StateStore {
     /// Stores a batch of processes in one transaction; returns how many were
     /// new.
@@ -153,14 +179,24 @@ impl StateStore {
     where
         I: IntoIterator<Item = ProcessRow<'a>>,
     {
+        self.put_process_rows_by(processes, None)
+    }
+
+    /// [`StateStore::put_process_rows`], each new row recording the search
+    /// that wrote it (`writer`, from [`StateStore::writer_id`]) and its
+    /// digest, by which later searches notice a contradicting creation.
+    pub fn put_process_rows_by<'a, I>(&self, processes: I, writer: Option<i64>) -> Result<usize>
+    where
+        I: IntoIterator<Item = ProcessRow<'a>>,
+    {
         let mut processes = processes.into_iter().peekable();
         if processes.peek().is_none() {
             return Ok(0);
         }
         self.write("storing processes", |tx| {
             let mut insert = tx.prepare_cached(&format!(
-                "INSERT OR IGNORE INTO processes ({COLUMNS}) \
-                 VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+                "INSERT OR IGNORE INTO processes ({COLUMNS}, writer, digest) \
+                 VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
             ))?;
             let mut touch = tx.prepare_cached(TOUCH)?;
             let mut inserted = 0;
@@ -184,6 +220,8 @@ impl StateStore {
                     p.sha256.as_deref(),
                     p.imphash.as_deref(),
                     p.seen_at,
+                    writer,
+                    super::digest::of_row(&p),
                 ])?;
                 if n == 0 {
                     touch.execute(params![guid, p.seen_at])?;
@@ -206,14 +244,22 @@ impl StateStore {
     /// a quarter of a warm search's CPU. The caller stores only the rest
     /// with [`StateStore::put_processes`], whose `OR IGNORE` still settles
     /// a race with another search storing the same process in between.
-    pub fn known_processes(&self, guids: &[u128], seen_at: i64) -> Result<HashSet<u128>> {
+    ///
+    /// Each known GUID comes with the stored row's digest (`None` for rows
+    /// written before schema version 2), so the caller can tell a repeat
+    /// from a contradiction without reading the row.
+    pub fn known_processes(
+        &self,
+        guids: &[u128],
+        seen_at: i64,
+    ) -> Result<HashMap<u128, Option<i64>>> {
         let keys = guid_keys(guids);
         if keys.is_empty() {
-            return Ok(HashSet::new());
+            return Ok(HashMap::new());
         }
         let found = self.read("checking processes", |conn| {
             let sql = format!(
-                "SELECT guid, seen_at FROM processes WHERE guid IN ({})",
+                "SELECT guid, seen_at, digest FROM processes WHERE guid IN ({})",
                 placeholders(IN_BATCH)
             );
             let mut stmt = conn.prepare_cached(&sql)?;
@@ -227,8 +273,12 @@ impl StateStore {
                         ValueRef::Integer(i) => i,
                         _ => i64::MIN,
                     };
+                    let digest = match row.get_ref(2)? {
+                        ValueRef::Integer(i) => Some(i),
+                        _ => None,
+                    };
                     if let Some(g) = guid {
-                        found.push((g, seen));
+                        found.push((g, seen, digest));
                     }
                 }
             }
@@ -236,8 +286,8 @@ impl StateStore {
         })?;
         let stale: Vec<u128> = found
             .iter()
-            .filter(|(_, seen)| *seen < seen_at.saturating_sub(SEEN_AT_SLACK))
-            .map(|(g, _)| *g)
+            .filter(|(_, seen, _)| *seen < seen_at.saturating_sub(SEEN_AT_SLACK))
+            .map(|(g, _, _)| *g)
             .collect();
         if !stale.is_empty() {
             self.write("touching processes", |tx| {
@@ -248,7 +298,7 @@ impl StateStore {
                 Ok(())
             })?;
         }
-        Ok(found.into_iter().map(|(g, _)| g).collect())
+        Ok(found.into_iter().map(|(g, _, d)| (g, d)).collect())
     }
 
     /// Looks up many GUIDs at once; returns the processes found, each once,
@@ -284,6 +334,9 @@ impl StateStore {
                 deleted += tx
                     .prepare_cached("DELETE FROM processes WHERE seen_at < ?1")?
                     .execute([cutoff])? as u64;
+                // Conflicts are evidence about processes: kept as long.
+                tx.prepare_cached("DELETE FROM process_conflicts WHERE at < ?1")?
+                    .execute([cutoff])?;
             }
             if max_rows > 0 {
                 let rows = count(tx, "processes")?;
@@ -456,19 +509,57 @@ pub(crate) mod tests {
         let seen = |g: u128| store.get_processes(&[g]).unwrap()[0].seen_at;
         // Within the slack: found, nothing rewritten.
         let known = store.known_processes(&[2, 1, 3, 0, 2], 1000 + 60).unwrap();
-        assert_eq!(known, HashSet::from([1, 2]));
+        let digest = |g: u128| Some(super::super::digest::of_row(&process(g, None).as_row()));
+        assert_eq!(
+            known,
+            HashMap::from([(1, digest(1)), (2, store_digest(&store, 2))])
+        );
+        assert_ne!(known[&2], digest(2), "the parent counts");
         assert_eq!((seen(1), seen(2)), (1000, 1000));
         // Past the slack: `seen_at` moves forward, for the asked one only.
         let later = 1000 + SEEN_AT_SLACK + 1;
         assert_eq!(
-            store.known_processes(&[1], later).unwrap(),
-            HashSet::from([1])
+            store
+                .known_processes(&[1], later)
+                .unwrap()
+                .keys()
+                .copied()
+                .collect::<Vec<_>>(),
+            vec![1]
         );
         assert_eq!((seen(1), seen(2)), (later, 1000));
         // Never backwards.
         store.known_processes(&[1], 5).unwrap();
         assert_eq!(seen(1), later);
         assert!(store.known_processes(&[], later).unwrap().is_empty());
+    }
+
+    fn store_digest(store: &StateStore, g: u128) -> Option<i64> {
+        Some(super::super::digest::of_row(
+            &store.get_processes(&[g]).unwrap()[0].as_row(),
+        ))
+    }
+
+    #[test]
+    fn command_lines_are_capped_with_a_note() {
+        let long = "é".repeat(3000); // 6,000 bytes
+        let cut = cap_text(Cow::Borrowed(&long), 1000);
+        assert!(cut.len() <= 1000, "{}", cut.len());
+        assert!(cut.ends_with(" bytes cut]"), "{cut}");
+        let kept = cut.split('…').next().unwrap();
+        assert!(long.starts_with(kept) && kept.len() > 900);
+        let n: usize = cut
+            .rsplit('[')
+            .next()
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(kept.len() + n, long.len(), "the note says how much is gone");
+        assert_eq!(cap_text(Cow::Borrowed("short"), 1000), "short");
+        assert_eq!(cap_text(Cow::Borrowed(&long), 0).len(), 6000, "0 = no cap");
     }
 
     #[test]
@@ -542,13 +633,13 @@ pub(crate) mod tests {
                 "UPDATE processes SET time = 'yesterday' \
                      WHERE guid = x'00000000000000000000000000000002';
                  INSERT INTO processes VALUES (x'0102', NULL, 'a', 'b', 'c',
-                     'd', 'e', 1.0, NULL, NULL, NULL, NULL, 1);
+                     'd', 'e', 1.0, NULL, NULL, NULL, NULL, 1, NULL, NULL);
                  INSERT INTO processes VALUES
                      (x'00000000000000000000000000000007', NULL, x'00', 'b',
-                     'c', 'd', 'e', 1.0, NULL, NULL, NULL, NULL, 1);
+                     'c', 'd', 'e', 1.0, NULL, NULL, NULL, NULL, 1, NULL, NULL);
                  INSERT INTO processes VALUES
                      (x'00000000000000000000000000000008', x'0000', 'a', 'b',
-                     'c', 'd', 'e', 1.0, NULL, NULL, NULL, NULL, 1);",
+                     'c', 'd', 'e', 1.0, NULL, NULL, NULL, NULL, 1, NULL, NULL);",
             )
             .unwrap();
         }

@@ -24,7 +24,14 @@ pub(crate) const APPLICATION_ID: i32 = 0x534D_4E45;
 pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// Table names, for probes, statistics and purges.
-pub(crate) const TABLES: [&str; 4] = ["processes", "reputation_cache", "quota_events", "pending"];
+pub(crate) const TABLES: [&str; 6] = [
+    "processes",
+    "reputation_cache",
+    "quota_events",
+    "pending",
+    "process_conflicts",
+    "process_writers",
+];
 
 /// Upper bound for the `-wal` file after a checkpoint. Without it the WAL
 /// keeps the size of the largest transaction ever written (a 50,000-row
@@ -46,6 +53,11 @@ const STATEMENT_CACHE: usize = 64;
 
 /// Schema migrations; entry `i` upgrades version `i` to `i + 1`.
 ///
+/// Version 2 adds `circuits` (services found unreachable, see
+/// `crate::circuit`) and `facts` (small values learnt from splunkd with an
+/// expiry, such as the number of search head cluster members). Both stay
+/// a few rows.
+///
 /// Notes on version 1:
 /// - `processes.guid` is the 16-byte big-endian GUID, so the primary-key
 ///   order is the numeric order of [`u128`]. Rows are not `WITHOUT ROWID`
@@ -55,7 +67,8 @@ const STATEMENT_CACHE: usize = 64;
 ///   purging and the pending queue walk them in order.
 /// - `quota_events` is indexed by `(provider, at_ms)`: every quota question
 ///   is a range count over one provider.
-const MIGRATIONS: &[&str] = &[r"
+pub(crate) const MIGRATIONS: &[&str] = &[
+    r"
 CREATE TABLE processes (
     guid                BLOB PRIMARY KEY NOT NULL,
     parent_guid         BLOB,
@@ -97,7 +110,68 @@ CREATE TABLE pending (
     attempts   INTEGER NOT NULL
 );
 CREATE INDEX pending_queued ON pending(queued_at, key);
-"];
+",
+    r"
+-- Version 2: who wrote each process, and the creations that contradicted
+-- a stored one (issue 12: one search must not rewrite everyone's lineage).
+--
+-- A search is named once in `process_writers`; each process row refers to
+-- it by number, so the sid and user cost a few bytes per row, not two
+-- strings. No index on `processes.writer`: only `state purge --sid/--user`
+-- looks rows up by writer (a table scan, from the CLI), and an index would
+-- cost every insert of every search an extra b-tree write.
+--
+-- `digest` is a 64-bit hash of the stored creation (see `digest.rs`): a
+-- search that sees a known GUID compares digests, read with the probe it
+-- already makes, and reads the whole row only when they differ. Rows from
+-- version 1 have none and are not compared.
+CREATE TABLE process_writers (
+    id   INTEGER PRIMARY KEY,
+    sid  TEXT NOT NULL,
+    user TEXT NOT NULL,
+    UNIQUE (sid, user)
+);
+ALTER TABLE processes ADD COLUMN writer INTEGER;
+ALTER TABLE processes ADD COLUMN digest INTEGER;
+CREATE TABLE process_conflicts (
+    guid   BLOB NOT NULL,
+    writer INTEGER NOT NULL,
+    at     INTEGER NOT NULL,
+    fields TEXT NOT NULL,
+    PRIMARY KEY (guid, writer)
+);
+",
+    r"
+-- Version 3: circuit breakers (a provider or splunkd known to be
+-- unreachable, and until when) and facts cached for a while (the number of
+-- search heads that share a quota).
+CREATE TABLE circuits (
+    name       TEXT PRIMARY KEY NOT NULL,
+    open_until INTEGER NOT NULL,
+    cooldown   INTEGER NOT NULL,
+    cause      TEXT NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE facts (
+    name       TEXT PRIMARY KEY NOT NULL,
+    value      TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+",
+    r"
+-- Version 4: the Sigma rules a process's creation matched (rule ids, the
+-- rules' own `id`s, comma-separated), so a later search names them in its
+-- descendants' lineage_sigma without the creation event. Only processes
+-- with a match have a row; it goes when the process goes (pruning).
+CREATE TABLE process_sigma (
+    guid  BLOB PRIMARY KEY NOT NULL,
+    rules TEXT NOT NULL
+);
+CREATE TRIGGER processes_sigma_gone AFTER DELETE ON processes BEGIN
+    DELETE FROM process_sigma WHERE guid = old.guid;
+END;
+",
+];
 
 /// Applies connection settings, creates or migrates the schema and reads a
 /// little of every table, so that a damaged file fails here, in `open`,
@@ -303,6 +377,9 @@ fn probe(conn: &Connection) -> rusqlite::Result<()> {
         "SELECT key FROM pending ORDER BY key LIMIT 1",
         "SELECT key FROM pending ORDER BY queued_at, key LIMIT 1",
         "SELECT reason FROM pending LIMIT 1",
+        "SELECT writer, digest FROM processes LIMIT 1",
+        "SELECT guid FROM process_conflicts ORDER BY guid, writer LIMIT 1",
+        "SELECT id, sid, user FROM process_writers ORDER BY id LIMIT 1",
     ] {
         let mut stmt = conn.prepare(sql)?;
         let mut rows = stmt.query([])?;

@@ -322,3 +322,33 @@ fn unopenable_path_is_an_error_not_a_panic() {
     let err = StateStore::open(&file.join("state.db"), &short_timeout()).unwrap_err();
     assert!(matches!(err.kind(), StateErrorKind::Io { .. }), "{err}");
 }
+
+/// A full disk, as SQLite sees one (`SQLITE_FULL`, here from a page
+/// limit): the batch fails whole with an error that is neither "locked" nor
+/// "corrupt", what was stored before stays, and the file stays sound.
+#[test]
+fn a_full_disk_fails_the_batch_and_keeps_the_file_sound() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let store = StateStore::open(&path, &StateOptions::default()).unwrap();
+    store.put_processes(&[process(1, None)]).unwrap();
+    let pages: i64 = store
+        .lock()
+        .pragma_query_value(None, "page_count", |r| r.get(0))
+        .unwrap();
+    store
+        .lock()
+        .pragma_update(None, "max_page_count", pages + 2)
+        .unwrap();
+    let mut big: Vec<StoredProcess> = (2..200u128).map(|g| process(g, Some(1))).collect();
+    for p in &mut big {
+        p.command_line = "x".repeat(4000);
+    }
+    let e = store.put_processes(&big).unwrap_err();
+    assert!(!e.is_locked() && !e.is_corrupt(), "{e}");
+    assert_eq!(store.process_count().unwrap(), 1, "all or nothing");
+    drop(store);
+    let store = StateStore::open(&path, &StateOptions::default()).unwrap();
+    store.check_integrity().unwrap();
+    assert_eq!(store.put_processes(&big).unwrap(), big.len(), "room again");
+}

@@ -96,6 +96,16 @@ pub struct FieldOverrides {
     pub hashes: Option<String>,
 }
 
+impl FieldOverrides {
+    /// True when any field name is overridden.
+    pub fn any(&self) -> bool {
+        self.guid.is_some()
+            || self.parent_guid.is_some()
+            || self.image.is_some()
+            || self.hashes.is_some()
+    }
+}
+
 impl FieldNames {
     /// Defaults with the user's overrides applied.
     pub fn with_overrides(o: &FieldOverrides) -> FieldNames {
@@ -310,6 +320,11 @@ impl FieldMap {
         }
         // The full reading decides whether `_raw` has to be consulted.
         self.event(row).hashes
+    }
+
+    /// The row's `_raw` (empty when absent).
+    pub fn raw<'r, R: Row + ?Sized>(&self, row: &'r R) -> &'r [u8] {
+        first_value(row, &self.raw)
     }
 
     /// The hash fields of one row (no `_raw`).

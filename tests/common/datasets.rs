@@ -103,12 +103,18 @@ pub const SYSMON_DATASETS: [&str; 3] = [
 ];
 
 /// `../shared` next to the repository, or `None` after printing why the
-/// caller is about to skip.
+/// caller is about to skip. Under `CI` (whose run has `../shared`) a
+/// missing folder fails the test instead: a skip there would pass unseen.
 pub fn shared_dir() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared");
     if dir.is_dir() {
         Some(dir)
     } else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "../shared not found at {} and CI is set: the CI run must have it",
+            dir.display()
+        );
         eprintln!(
             "skipping: ../shared not found at {} (the shared data sets and protocol recordings \
              live outside this repository)",
@@ -913,4 +919,17 @@ fn format_utc(ms: u64) -> String {
         rem % 60,
         ms % 1000
     )
+}
+
+/// `../shared/sigma`, or `None` (skip) when absent; absent under `CI` fails.
+pub fn sigma_dir() -> Option<PathBuf> {
+    let dir = shared_dir().map(|d| d.join("sigma")).filter(|d| d.is_dir());
+    if dir.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "../shared/sigma is required under CI"
+        );
+        eprintln!("skipping: ../shared/sigma not found");
+    }
+    dir
 }

@@ -12,8 +12,9 @@
 //! &output_mode=json&earliest_time=-30d&latest_time=now
 //! ```
 //!
-//! [`FakeSplunkd`] binds `127.0.0.1:0` (plain HTTP, one thread per
-//! connection, `Connection: close`), decodes the form body, takes the GUIDs
+//! [`FakeSplunkd`] runs on the tests' one HTTP server ([`super::http`]:
+//! `127.0.0.1:0`, plain HTTP, one thread per connection, `Connection:
+//! close`), decodes the form body, takes the GUIDs
 //! out of the `ProcessGuid IN (…)` list and answers, from the EventCode 1
 //! rows of its table, the first creation per GUID (case-insensitive, braces
 //! optional) as export JSON lines — `{"preview":false,"offset":N,
@@ -30,12 +31,9 @@
 //! connection is shut down, so no thread outlives it.
 
 use super::datasets::{Table, Value};
+use super::http::{FakeServer, Request, Response};
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::{self, JoinHandle};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The fields the backfill asks for (`| fields …`).
@@ -162,218 +160,62 @@ impl Index {
     }
 }
 
-struct Shared {
-    stop: AtomicBool,
+struct State {
     mode: Mutex<Mode>,
     key: Mutex<Option<String>>,
     index: Index,
     requests: Mutex<Vec<ExportRequest>>,
-    count: AtomicUsize,
-    /// Woken on drop, so hanging and slow handlers end at once.
-    wake: (Mutex<()>, Condvar),
-    /// Every accepted connection, to shut it down on drop.
-    streams: Mutex<Vec<TcpStream>>,
-    handlers: Mutex<Vec<JoinHandle<()>>>,
 }
 
-impl Shared {
-    /// Sleeps until `deadline` or until the server stops; true if stopped.
-    fn sleep_until(&self, deadline: Option<Instant>) -> bool {
-        let (lock, cv) = &self.wake;
-        let mut guard = lock.lock().unwrap();
-        loop {
-            if self.stop.load(Ordering::SeqCst) {
-                return true;
-            }
-            let wait = match deadline {
-                None => Duration::from_millis(200),
-                Some(d) => {
-                    let left = d.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return false;
-                    }
-                    left.min(Duration::from_millis(200))
-                }
-            };
-            guard = cv.wait_timeout(guard, wait).unwrap().0;
-        }
-    }
-}
-
-/// The fake server; stops when dropped.
+/// The fake splunkd (on the tests' one HTTP server); stops when dropped.
 pub struct FakeSplunkd {
-    addr: SocketAddr,
-    shared: Arc<Shared>,
-    acceptor: Option<JoinHandle<()>>,
+    server: FakeServer,
+    state: Arc<State>,
 }
 
 impl FakeSplunkd {
     /// Serves the EventCode 1 rows of `table` on `127.0.0.1:<any port>`.
     pub fn start(table: &Table, mode: Mode) -> FakeSplunkd {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        listener
-            .set_nonblocking(true)
-            .expect("non-blocking listener");
-        let addr = listener.local_addr().expect("local addr");
-        let shared = Arc::new(Shared {
-            stop: AtomicBool::new(false),
+        let state = Arc::new(State {
             mode: Mutex::new(mode),
             key: Mutex::new(None),
             index: Index::new(table),
             requests: Mutex::new(Vec::new()),
-            count: AtomicUsize::new(0),
-            wake: (Mutex::new(()), Condvar::new()),
-            streams: Mutex::new(Vec::new()),
-            handlers: Mutex::new(Vec::new()),
         });
-        let acceptor = {
-            let shared = shared.clone();
-            thread::spawn(move || accept_loop(listener, shared))
-        };
-        FakeSplunkd {
-            addr,
-            shared,
-            acceptor: Some(acceptor),
-        }
+        let handler_state = state.clone();
+        let server = FakeServer::start(move |req| handle(req, &handler_state));
+        FakeSplunkd { server, state }
     }
 
     /// `http://127.0.0.1:<port>`: what getinfo's `splunkd_uri` should say.
     pub fn uri(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.url()
     }
 
     /// Changes the behaviour for the next requests.
     pub fn set_mode(&self, mode: Mode) {
-        *self.shared.mode.lock().unwrap() = mode;
+        *self.state.mode.lock().unwrap() = mode;
     }
 
     /// The session key [`Mode::RejectKey`] accepts (none: every key fails).
     pub fn expect_key(&self, key: &str) {
-        *self.shared.key.lock().unwrap() = Some(key.to_string());
+        *self.state.key.lock().unwrap() = Some(key.to_string());
     }
 
     /// Requests so far (any path, answered or not).
     pub fn request_count(&self) -> usize {
-        self.shared.count.load(Ordering::SeqCst)
+        self.server.count()
     }
 
     /// Every request so far, in arrival order.
     pub fn requests(&self) -> Vec<ExportRequest> {
-        self.shared.requests.lock().unwrap().clone()
+        self.state.requests.lock().unwrap().clone()
     }
 
     /// Number of distinct GUIDs the server can answer.
     pub fn creations(&self) -> usize {
-        self.shared.index.by_guid.len()
+        self.state.index.by_guid.len()
     }
-}
-
-impl Drop for FakeSplunkd {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        {
-            let (lock, cv) = &self.shared.wake;
-            let _guard = lock.lock().unwrap();
-            cv.notify_all();
-        }
-        if let Some(a) = self.acceptor.take() {
-            let _ = a.join();
-        }
-        for s in self.shared.streams.lock().unwrap().drain(..) {
-            let _ = s.shutdown(Shutdown::Both);
-        }
-        let handlers: Vec<_> = self.shared.handlers.lock().unwrap().drain(..).collect();
-        for h in handlers {
-            let _ = h.join();
-        }
-    }
-}
-
-fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    while !shared.stop.load(Ordering::SeqCst) {
-        match listener.accept() {
-            Ok((stream, _)) => {
-                let _ = stream.set_nonblocking(false);
-                if let Ok(clone) = stream.try_clone() {
-                    shared.streams.lock().unwrap().push(clone);
-                }
-                let s = shared.clone();
-                let h = thread::spawn(move || handle(stream, &s));
-                let mut handlers = shared.handlers.lock().unwrap();
-                handlers.retain(|h| !h.is_finished());
-                handlers.push(h);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                thread::sleep(Duration::from_millis(5));
-            }
-            Err(_) => thread::sleep(Duration::from_millis(5)),
-        }
-    }
-}
-
-/// A parsed HTTP/1.1 request.
-struct Http {
-    method: String,
-    target: String,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Http {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-fn read_request(stream: &mut TcpStream) -> Option<Http> {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-    let mut buf = Vec::new();
-    let mut tmp = [0u8; 8192];
-    let head_end = loop {
-        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break p;
-        }
-        if buf.len() > 1 << 20 {
-            return None;
-        }
-        let n = stream.read(&mut tmp).ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&tmp[..n]);
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let mut first = lines.next()?.split(' ');
-    let method = first.next()?.to_string();
-    let target = first.next()?.to_string();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    let mut body = buf[head_end + 4..].to_vec();
-    let length = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse::<usize>().ok())
-        .unwrap_or(0);
-    while body.len() < length {
-        let n = stream.read(&mut tmp).ok()?;
-        if n == 0 {
-            return None;
-        }
-        body.extend_from_slice(&tmp[..n]);
-    }
-    body.truncate(length);
-    Some(Http {
-        method,
-        target,
-        headers,
-        body,
-    })
 }
 
 /// `application/x-www-form-urlencoded` → pairs (`+` is a space, then
@@ -529,7 +371,6 @@ fn export_lines(index: &Index, search: &str, guids: &[String]) -> Vec<String> {
 
 fn reason(status: u16) -> &'static str {
     match status {
-        200 => "OK",
         400 => "Bad Request",
         401 => "Unauthorized",
         404 => "Not Found",
@@ -540,42 +381,18 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-fn write_plain(stream: &mut TcpStream, status: u16, body: &str) {
-    let head = format!(
-        "HTTP/1.1 {status} {}\r\nServer: Splunkd\r\nContent-Type: application/json; charset=UTF-8\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
-        reason(status),
-        body.len()
-    );
-    let _ = stream.write_all(head.as_bytes());
-    let _ = stream.write_all(body.as_bytes());
-    let _ = stream.flush();
+/// splunkd's error body.
+fn error_body(status: u16, text: &str) -> Response {
+    Response::json(
+        status,
+        format!(r#"{{"messages":[{{"type":"ERROR","text":"{text}"}}]}}"#),
+    )
+    .with_header("Server", "Splunkd")
 }
 
-/// 200 with the lines as a chunked stream, one chunk per line.
-fn write_stream(stream: &mut TcpStream, lines: &[String]) {
-    let head =
-        "HTTP/1.1 200 OK\r\nServer: Splunkd\r\nContent-Type: application/json; charset=UTF-8\r\n\
-                Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
-    let mut out = head.as_bytes().to_vec();
-    for l in lines {
-        let data = format!("{l}\n");
-        out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
-        out.extend_from_slice(data.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"0\r\n\r\n");
-    let _ = stream.write_all(&out);
-    let _ = stream.flush();
-}
-
-fn handle(mut stream: TcpStream, shared: &Shared) {
-    let Some(req) = read_request(&mut stream) else {
-        return;
-    };
-    let at = Instant::now();
-    shared.count.fetch_add(1, Ordering::SeqCst);
-    let mode = *shared.mode.lock().unwrap();
+fn handle(req: &Request, state: &State) -> Response {
+    let at = req.at;
+    let mode = *state.mode.lock().unwrap();
     let form = parse_form(&req.body);
     let search = form
         .iter()
@@ -584,13 +401,13 @@ fn handle(mut stream: TcpStream, shared: &Shared) {
         .unwrap_or_default();
     let guids = search_guids(&search);
     let authorization = req.header("Authorization").map(str::to_string);
-    let path = req.target.split('?').next().unwrap_or("").to_string();
+    let path = req.path().to_string();
     let is_export = req.method == "POST"
         && path.starts_with("/servicesNS/")
         && path.ends_with("/search/jobs/export")
         && path.split('/').count() == 7;
     let key_ok = {
-        let expected = shared.key.lock().unwrap();
+        let expected = state.key.lock().unwrap();
         let given = authorization
             .as_deref()
             .and_then(|a| a.strip_prefix("Splunk "))
@@ -598,7 +415,7 @@ fn handle(mut stream: TcpStream, shared: &Shared) {
         matches!((expected.as_deref(), given), (Some(e), Some(g)) if e == g)
     };
     let lines = if is_export {
-        export_lines(&shared.index, &search, &guids)
+        export_lines(&state.index, &search, &guids)
     } else {
         Vec::new()
     };
@@ -609,7 +426,8 @@ fn handle(mut stream: TcpStream, shared: &Shared) {
         _ if !is_export => 404,
         _ => 200,
     };
-    let record = ExportRequest {
+    let results = if status == 200 { lines.len() } else { 0 };
+    state.requests.lock().unwrap().push(ExportRequest {
         method: req.method.clone(),
         path: req.target.clone(),
         authorization,
@@ -619,35 +437,23 @@ fn handle(mut stream: TcpStream, shared: &Shared) {
         guids,
         at,
         status,
-        results: if status == 200 { lines.len() } else { 0 },
-    };
-    shared.requests.lock().unwrap().push(record);
-    // Hang waits until the server stops; Slow until its delay is over (or
-    // the server stops, then nobody is left to answer).
-    let stopped = match mode {
-        Mode::Hang => shared.sleep_until(None),
-        Mode::Slow(d) => shared.sleep_until(Some(Instant::now() + d)),
-        _ => false,
-    };
-    if stopped {
-        return;
-    }
-    match status {
-        200 => write_stream(&mut stream, &lines),
-        401 => write_plain(&mut stream, 401, UNAUTHORIZED_BODY),
-        404 => write_plain(
-            &mut stream,
-            404,
-            r#"{"messages":[{"type":"ERROR","text":"Not Found"}]}"#,
-        ),
-        s => write_plain(
-            &mut stream,
+        results,
+    });
+    let response = match status {
+        0 => return Response::hang(),
+        200 => Response::stream(lines)
+            .with_header("Server", "Splunkd")
+            .with_header("Content-Type", "application/json; charset=UTF-8"),
+        401 => Response::json(401, UNAUTHORIZED_BODY).with_header("Server", "Splunkd"),
+        404 => error_body(404, "Not Found"),
+        s => error_body(
             s,
-            &format!(
-                r#"{{"messages":[{{"type":"ERROR","text":"{}: search process failed (fake splunkd)"}}]}}"#,
-                reason(s)
-            ),
+            &format!("{}: search process failed (fake splunkd)", reason(s)),
         ),
+    };
+    match mode {
+        // Slow answers after its delay (or never, if the server stops first).
+        Mode::Slow(d) => response.delayed(d),
+        _ => response,
     }
-    let _ = stream.shutdown(Shutdown::Write);
 }

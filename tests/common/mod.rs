@@ -4,8 +4,8 @@
 //!   drives the real binary over stdin/stdout and checks every reply the way
 //!   splunkd would depend on it (plus a raw mode for hostile input).
 //! - [`datasets`]: the shared Sysmon data sets (skipped with a printed reason
-//!   when `../shared` is absent) and a self-made generator so that some
-//!   end-to-end tests always run.
+//!   when `../shared` is absent, failed when `CI` is set) and a self-made
+//!   generator so that some end-to-end tests always run.
 //!
 //! Every test crate includes this module with `mod common;` and uses a
 //! different subset of it, so unused-item warnings here would be noise.
@@ -13,4 +13,6 @@
 
 pub mod datasets;
 pub mod fake_splunkd;
+pub mod http;
+pub mod services;
 pub mod splunkd;

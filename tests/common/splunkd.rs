@@ -314,6 +314,10 @@ pub struct Outcome {
     pub requests: usize,
     /// Replies received.
     pub replies: usize,
+    /// Bytes of every request sent (metadata and bodies).
+    pub request_bytes: usize,
+    /// Bytes of every reply read (metadata and bodies).
+    pub reply_bytes: usize,
     /// Why the search ended before the last request, if it did (an error
     /// or `finished:true` reply, a missing reply).
     pub ended_early: Option<String>,
@@ -972,6 +976,8 @@ struct Session {
     problems: Arc<Mutex<Vec<String>>>,
     requests: usize,
     replies: usize,
+    request_bytes: usize,
+    reply_bytes: usize,
     violations: Vec<String>,
     messages: Vec<(String, String)>,
     errors: Vec<String>,
@@ -989,6 +995,8 @@ struct Finished {
     timed_out: bool,
     requests: usize,
     replies: usize,
+    request_bytes: usize,
+    reply_bytes: usize,
 }
 
 /// What a reply said about the course of the search.
@@ -1021,6 +1029,8 @@ impl Session {
             problems,
             requests: 0,
             replies: 0,
+            request_bytes: 0,
+            reply_bytes: 0,
             violations: Vec::new(),
             messages: Vec::new(),
             errors: Vec::new(),
@@ -1033,12 +1043,14 @@ impl Session {
     fn exchange(&mut self, bytes: Vec<u8>, what: &str) -> Option<WireChunk> {
         let number = self.requests;
         self.requests += 1;
+        self.request_bytes += bytes.len();
         if let Some(tx) = &self.to_writer {
             let _ = tx.send(Request { bytes, number });
         }
         match self.from_reader.recv_timeout(self.timeout) {
             Ok(Wire::Chunk(c)) => {
                 self.replies += 1;
+                self.reply_bytes += c.metadata.len() + c.body.len();
                 Some(c)
             }
             Ok(Wire::Eof) | Err(RecvTimeoutError::Disconnected) => {
@@ -1192,6 +1204,8 @@ impl Session {
             timed_out,
             requests: self.requests,
             replies: self.replies,
+            request_bytes: self.request_bytes,
+            reply_bytes: self.reply_bytes,
         }
     }
 }
@@ -1395,6 +1409,8 @@ pub fn run(table: Arc<Table>, opts: &Options) -> Outcome {
         sent_columns,
         requests: done.requests,
         replies: done.replies,
+        request_bytes: done.request_bytes,
+        reply_bytes: done.reply_bytes,
         ended_early,
         messages: done.messages,
         errors: done.errors,
@@ -1865,4 +1881,32 @@ pub fn run_raw(steps: Vec<Step>, env: &[(String, String)], timeout: Duration) ->
         stderr: proc.stderr(),
         step_notes,
     }
+}
+
+/// Asserts a clean run: every row back exactly once, exit 0, no protocol
+/// violation, no ERROR for the user.
+pub fn assert_clean(what: &str, out: &Outcome) {
+    let mut p: Vec<String> = out.violations.clone();
+    if out.ended_early.is_some() || out.exit_code != Some(0) || out.timed_out {
+        p.push(format!(
+            "ended early {:?}, exit {:?}, killed {}",
+            out.ended_early, out.exit_code, out.timed_out
+        ));
+    }
+    p.extend(out.error_texts());
+    if let Some(r) = (0..out.merged.len()).find(|&r| out.merged.times_returned(r) != 1) {
+        p.push(format!(
+            "row {r} returned {} times",
+            out.merged.times_returned(r)
+        ));
+    }
+    assert!(p.is_empty(), "{what}: {p:?}\n{}", out.report());
+}
+
+/// One merged cell as text (multivalues joined by `\n`; empty if absent).
+pub fn cell(out: &Outcome, row: usize, field: &str) -> String {
+    out.merged
+        .get(row, field)
+        .map(|v| v.joined().into_owned())
+        .unwrap_or_default()
 }

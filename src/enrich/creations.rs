@@ -7,7 +7,7 @@
 //! Here a chunk's creations cost nothing once the buffers have grown: the
 //! writer hands each batch back, cleared, for the next chunk.
 
-use crate::lineage::{push_span, ProcessInfo, ProcessRef};
+use crate::lineage::{push_span, Engine, ProcessInfo, ProcessRef};
 use crate::sysmon::{FileHashes, ProcessGuid};
 use std::ops::Range;
 
@@ -20,6 +20,8 @@ struct Item {
     fields: [Range<u32>; 5],
     time: f64,
     hashes: FileHashes,
+    /// May enter the persistent table (see [`Creations::distrust`]).
+    trusted: bool,
 }
 
 /// A chunk's process creations (and what backfill found for it).
@@ -27,6 +29,11 @@ struct Item {
 pub struct Creations {
     text: Vec<u8>,
     items: Vec<Item>,
+    /// The Sigma rules (`id`s, comma-separated) that this chunk's
+    /// creations matched, by GUID. They travel with the creations so the
+    /// process-table writer stores them under the same trust rules: only
+    /// for a process whose stored creation is the one evaluated.
+    pub sigma: Vec<(u128, String)>,
 }
 
 impl Creations {
@@ -34,6 +41,7 @@ impl Creations {
     pub fn clear(&mut self) {
         self.text.clear();
         self.items.clear();
+        self.sigma.clear();
     }
 
     /// Number of creations.
@@ -61,6 +69,7 @@ impl Creations {
             fields,
             time: p.time,
             hashes: p.hashes,
+            trusted: true,
         });
         (self.items.len() - 1) as u32
     }
@@ -96,6 +105,81 @@ impl Creations {
     pub fn iter(&self) -> impl Iterator<Item = ProcessRef<'_>> + '_ {
         (0..self.items.len()).map(|i| self.get(i))
     }
+
+    /// Sets the parent image and command line of creation `i` (what the
+    /// parent's own creation said, when the row had none).
+    pub fn set_parent_text(&mut self, i: usize, image: &[u8], command_line: &[u8]) {
+        if i >= self.items.len() {
+            return;
+        }
+        let image = push_span(&mut self.text, image);
+        let command_line = push_span(&mut self.text, command_line);
+        let item = &mut self.items[i];
+        item.fields[2] = image;
+        item.fields[3] = command_line;
+    }
+
+    /// Names each ancestor by its own creation event when its child's row had
+    /// no `Parent*` image or command line: in the table (for later rows and
+    /// chunks) and in the chunk's creations (for the creation rows themselves,
+    /// whose chain starts from their own fields).
+    pub fn fill_parent_text(&mut self, engine: &mut Engine, found: &[ProcessInfo]) {
+        let lacking =
+            |p: &ProcessRef<'_>| p.parent_image.is_empty() || p.parent_command_line.is_empty();
+        let guids: Vec<ProcessGuid> = self
+            .iter()
+            .filter(|c| lacking(c))
+            .map(|c| c.guid)
+            .chain(
+                found
+                    .iter()
+                    .filter(|f| lacking(&f.as_ref()))
+                    .map(|f| f.guid),
+            )
+            .collect();
+        engine.fill_parent_text(guids);
+        for i in 0..self.len() {
+            let c = self.get(i);
+            if !lacking(&c) {
+                continue;
+            }
+            let Some(parent) = c.parent_guid.filter(|g| !g.is_zero()) else {
+                continue;
+            };
+            let Some(p) = engine.peek(parent) else {
+                continue;
+            };
+            let image = if c.parent_image.is_empty() {
+                p.image()
+            } else {
+                c.parent_image
+            };
+            let cmd = if c.parent_command_line.is_empty() {
+                p.command_line()
+            } else {
+                c.parent_command_line
+            };
+            if image.len() != c.parent_image.len() || cmd.len() != c.parent_command_line.len() {
+                let (image, cmd) = (image.to_vec(), cmd.to_vec());
+                self.set_parent_text(i, &image, &cmd);
+            }
+        }
+    }
+
+    /// Keeps creation `i` out of the persistent table (its row disagrees
+    /// with its `_raw`); this search still uses it.
+    pub fn distrust(&mut self, i: u32) {
+        if let Some(item) = self.items.get_mut(i as usize) {
+            item.trusted = false;
+        }
+    }
+
+    /// The creations that may enter the persistent table, in order.
+    pub fn trusted(&self) -> impl Iterator<Item = ProcessRef<'_>> + '_ {
+        (0..self.items.len())
+            .filter(|&i| self.items[i].trusted)
+            .map(|i| self.get(i))
+    }
 }
 
 #[cfg(test)]
@@ -115,6 +199,12 @@ mod tests {
         assert_eq!(c.len(), 2);
         assert_eq!(c.get(1), info.as_ref());
         assert_eq!(c.iter().count(), 2);
+        c.distrust(0);
+        assert_eq!(c.trusted().count(), 1);
+        c.set_parent_text(1, b"p.exe", b"p /x");
+        assert_eq!(c.get(1).parent_image, b"p.exe");
+        assert_eq!(c.get(1).parent_command_line, b"p /x");
+        assert_eq!(c.get(1).image, info.image.as_ref());
         let cap = c.text.capacity();
         c.clear();
         assert!(c.is_empty() && c.text.capacity() == cap);

@@ -15,21 +15,24 @@
 //! classification beyond the first entry. Memory is one escaped entry per
 //! ancestor, not one chain.
 //!
-//! The result is byte-identical to rendering the chain `Engine` builds
-//! (the tests compare both on generated trees with cycles, missing parents,
-//! `max_depth`, quoting and `$`). Where composition could differ, or cost
+//! Both ways end in the one cell writer (`lineage_cells::write_cells`), so
+//! composed cells equal those of the chain `Engine` builds (the tests
+//! compare both with a reference renderer written in the test, on
+//! generated trees with cycles, missing parents, `max_depth`, quoting and
+//! `$`). Where composition could differ, or cost
 //! more than it saves, [`Composer::cells`] returns `None` and the caller
 //! builds the chain the general way: an unknown acting process, a chain
 //! that would reach `max_depth` or pass the process itself again, a walk
 //! longer than [`MAX_WALK`], a rule set with more names than a
-//! [`NameClass`] holds, a chunk past [`MAX_ARENA`].
+//! [`crate::lineage::NameClass`] holds, a chunk past [`MAX_ARENA`].
 
-use super::output::{push_joined, push_mv};
-use crate::lineage::{
-    basename, guid_text, Engine, GuidBuildHasher, GuidMap, NameClass, Rules, SourceKind, SourceSet,
-    Start, StopReason, TermBits,
+use super::lineage_cells::{
+    chain_cells, escape, write_cells, ChainScratch, Escaped, Head, Item, Whole,
 };
-use crate::protocol::records::push_escaped;
+use crate::lineage::{
+    Chain, Engine, GuidBuildHasher, GuidMap, Rules, SourceKind, SourceSet, Start, StopReason,
+    TermBits,
+};
 use crate::sysmon::{FileHashes, ProcessGuid};
 use std::ops::Range;
 
@@ -44,40 +47,6 @@ pub const MAX_ARENA: usize = 4 << 20;
 
 /// Marks a GUID whose chain is not composed (the general path builds it).
 const NOT_COMPOSED: u32 = u32::MAX;
-
-/// Escaped text in a buffer, and whether its cell must be quoted.
-#[derive(Clone, Debug, Default)]
-struct Span {
-    range: Range<u32>,
-    quote: bool,
-}
-
-/// A chain's first entry (its GUID aside), as a creation reports it.
-struct Head<'a> {
-    image: &'a [u8],
-    command_line: &'a [u8],
-    source: SourceKind,
-}
-
-/// One entry escaped once (by [`escape`]): in the arena for a stored
-/// link, in the scratch buffer for a process's own first entry.
-#[derive(Clone, Debug)]
-struct Escaped {
-    guid: ProcessGuid,
-    /// Basename (or `?`), escaped, followed by ` > `.
-    name: Span,
-    image: Span,
-    /// `$image$`, escaped.
-    image_mv: Range<u32>,
-    command_line: Span,
-    command_line_mv: Range<u32>,
-    /// `${GUID}$`.
-    guid_text: Range<u32>,
-    source: SourceKind,
-    class: NameClass,
-    /// The entry's own record is malicious.
-    malicious: bool,
-}
 
 /// One composed chain: its first entry, the rest by reference, and what
 /// the whole chain sums up.
@@ -135,7 +104,7 @@ enum Plan {
 pub struct Composed {
     /// `,lineage,…,lineage_malicious_ancestor,__mv_lineage_parents,…,
     /// __mv_lineage_flags` and the row's LF, in the caller's buffer (as
-    /// `output::render_chain` writes them).
+    /// `lineage_cells::write_cells` writes them).
     pub cells: Range<usize>,
     /// Why the chain stopped.
     pub stop: StopReason,
@@ -155,6 +124,10 @@ pub struct Composer {
     scratch: Vec<u8>,
     /// [`MAX_ARENA`] (smaller in tests).
     arena_cap: usize,
+    /// Buffers of [`Composer::render_chain`].
+    chain_scratch: ChainScratch,
+    /// `[lineage] cell_value_max_bytes` (0: none).
+    cap: usize,
 }
 
 impl Default for Composer {
@@ -168,130 +141,9 @@ impl Default for Composer {
             flags: Vec::new(),
             scratch: Vec::new(),
             arena_cap: MAX_ARENA,
+            chain_scratch: ChainScratch::default(),
+            cap: 0,
         }
-    }
-}
-
-/// What a value holds that its cells must escape ([`scan`]): any of
-/// `,` `"` LF CR (the cell must be quoted) …
-const QUOTE_CELL: u8 = 1;
-/// … `"` (doubled inside a quoted cell) …
-const DQUOTE: u8 = 2;
-/// … `$` (doubled inside a `$…$` value).
-const DOLLAR: u8 = 4;
-
-static CLASS: [u8; 256] = {
-    let mut t = [0u8; 256];
-    t[b',' as usize] = QUOTE_CELL;
-    t[b'\n' as usize] = QUOTE_CELL;
-    t[b'\r' as usize] = QUOTE_CELL;
-    t[b'"' as usize] = QUOTE_CELL | DQUOTE;
-    t[b'$' as usize] = DOLLAR;
-    t
-};
-
-/// The escaping classes of a value, in one pass (values are short: a pass
-/// per question through `memchr` cost more in calls than in bytes).
-fn scan(v: &[u8]) -> u8 {
-    v.iter().fold(0, |class, &b| class | CLASS[b as usize])
-}
-
-/// Appends `$v$` with `$` doubled (the multivalue encoding), then `"`
-/// doubled (CSV).
-fn push_mv_escaped(out: &mut Vec<u8>, v: &[u8]) {
-    out.push(b'$');
-    let mut rest = v;
-    while let Some(i) = memchr::memchr2(b'$', b'"', rest) {
-        out.extend_from_slice(&rest[..=i]);
-        out.push(rest[i]);
-        rest = &rest[i + 1..];
-    }
-    out.extend_from_slice(rest);
-    out.push(b'$');
-}
-
-fn push_depth(out: &mut Vec<u8>, depth: usize) {
-    let mut digits = [0u8; 20];
-    let mut n = depth;
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
-}
-
-/// Offsets into a buffer as `u32` (entries are short; a buffer past 4 GiB
-/// is never composed: see [`MAX_ARENA`]).
-fn at32(r: Range<usize>) -> Range<u32> {
-    r.start as u32..r.end as u32
-}
-
-/// Escapes an entry into `buf`: each value scanned once, the common value
-/// (nothing to double) copied as is.
-fn escape(
-    buf: &mut Vec<u8>,
-    lower: &mut Vec<u8>,
-    rules: &Rules,
-    guid: ProcessGuid,
-    head: &Head<'_>,
-    malicious: bool,
-) -> Escaped {
-    let name = match basename(head.image) {
-        b"" => &b"?"[..],
-        n => n,
-    };
-    // `suffix`: written after the value (a name is always followed by
-    // ` > `); `mv`: also write the `$…$` form.
-    let mut span = |v: &[u8], mv: bool, suffix: &[u8]| {
-        let class = scan(v);
-        let start = buf.len();
-        if class & DQUOTE == 0 {
-            buf.extend_from_slice(v);
-        } else {
-            push_escaped(buf, v);
-        }
-        buf.extend_from_slice(suffix);
-        let plain = Span {
-            range: at32(start..buf.len()),
-            quote: class & QUOTE_CELL != 0,
-        };
-        let start = buf.len();
-        if mv {
-            if class & (DQUOTE | DOLLAR) == 0 {
-                buf.push(b'$');
-                buf.extend_from_slice(v);
-                buf.push(b'$');
-            } else {
-                push_mv_escaped(buf, v);
-            }
-        }
-        (plain, at32(start..buf.len()))
-    };
-    let (name_span, _) = span(name, false, b" > ");
-    let (image, image_mv) = span(head.image, true, b"");
-    let (command_line, command_line_mv) = span(head.command_line, true, b"");
-    // `$GUID$`: the multivalue form; the plain one is its inside.
-    let start = buf.len();
-    buf.push(b'$');
-    buf.extend_from_slice(&guid_text(guid));
-    buf.push(b'$');
-    let guid_range = at32(start..buf.len());
-    Escaped {
-        guid,
-        name: name_span,
-        image,
-        image_mv,
-        command_line,
-        command_line_mv,
-        guid_text: guid_range,
-        source: head.source,
-        class: rules.classify(head.image, !guid.is_zero(), lower),
-        malicious,
     }
 }
 
@@ -301,8 +153,10 @@ impl Composer {
         self.text.len() + self.memos.len() * std::mem::size_of::<Memo>()
     }
 
-    /// Forgets the previous chunk's chains: the table may have changed.
-    pub fn start_chunk(&mut self) {
+    /// Forgets the previous chunk's chains (the table may have changed);
+    /// ancestors' values in the cells are cut to `cap` bytes (0: whole).
+    pub fn start_chunk(&mut self, cap: usize) {
+        self.cap = cap;
         self.index.clear();
         self.memos.clear();
         self.text.clear();
@@ -429,7 +283,15 @@ impl Composer {
                 } else {
                     &mut self.text
                 };
-                let h = escape(buf, &mut self.lower, rules, parent, head, malicious);
+                let h = escape(
+                    buf,
+                    &mut self.lower,
+                    rules,
+                    parent,
+                    head,
+                    malicious,
+                    self.cap,
+                );
                 self.link(h, tail, stop)
             }
         }
@@ -626,8 +488,45 @@ impl Composer {
         own_first: bool,
         out: &mut Vec<u8>,
     ) -> Composed {
+        self.evaluate_flags(rules, own, top);
+        let (items, malicious) = self.items(top, own_first);
         let memo = &self.memos[top as usize];
-        // The chain's entries, nearest first, resolved to their text once.
+        let whole = Whole {
+            own,
+            stop: memo.stop,
+            sources: memo.sources,
+            malicious,
+            names_quote: memo.names_quote,
+            images_quote: memo.images_quote,
+            command_lines_quote: memo.command_lines_quote,
+            cap: self.cap,
+        };
+        let all = rules.rules();
+        let flags = || {
+            self.flags
+                .iter()
+                .map(|&i| all[i as usize].name().as_bytes())
+        };
+        Composed {
+            cells: write_cells(out, &items, &whole, flags),
+            stop: memo.stop,
+        }
+    }
+
+    /// The rules matched by process `own` whose chain is link `top`, into
+    /// `self.flags`: from the classes its links sum up, no walk.
+    fn evaluate_flags(&mut self, rules: &Rules, own: &[u8], top: u32) {
+        let memo = &self.memos[top as usize];
+        let child = rules.classify(own, true, &mut self.lower);
+        self.flags.clear();
+        let parent_class = memo.entry.as_ref().map(|e| &e.class);
+        rules.evaluate_classes(&child, parent_class, &memo.ancestors, &mut self.flags);
+    }
+
+    /// The entries of link `top`'s chain, nearest first, resolved to their
+    /// text once, and which is the nearest malicious one.
+    fn items(&self, top: u32, own_first: bool) -> (Vec<Item<'_>>, Option<usize>) {
+        let memo = &self.memos[top as usize];
         let mut items: Vec<Item<'_>> = Vec::with_capacity(memo.depth);
         let mut malicious = None;
         let mut next = Some(top);
@@ -639,174 +538,33 @@ impl Composer {
                 } else {
                     &self.text
                 };
-                let t = |r: &Range<u32>| &buf[r.start as usize..r.end as usize];
                 if memo.malicious == Some(m) {
                     malicious = Some(items.len());
                 }
-                items.push(Item {
-                    name: t(&e.name.range),
-                    image: t(&e.image.range),
-                    image_quote: e.image.quote,
-                    image_mv: t(&e.image_mv),
-                    command_line: t(&e.command_line.range),
-                    command_line_quote: e.command_line.quote,
-                    command_line_mv: t(&e.command_line_mv),
-                    guid: t(&e.guid_text),
-                    class: e.class,
-                });
+                items.push(e.item(buf));
             }
             next = l.next;
         }
-        let depth = items.len();
-        let many = depth > 1;
-        let name = match basename(own) {
-            b"" => &b"?"[..],
-            n => n,
-        };
-        let start = out.len();
+        (items, malicious)
+    }
 
-        out.push(b',');
-        let class = scan(name);
-        let quote = memo.names_quote || class & QUOTE_CELL != 0;
-        if quote {
-            out.push(b'"');
-        }
-        for item in items.iter().rev() {
-            out.extend_from_slice(item.name);
-        }
-        if class & DQUOTE == 0 {
-            out.extend_from_slice(name);
-        } else {
-            push_escaped(out, name);
-        }
-        if quote {
-            out.push(b'"');
-        }
-        out.push(b',');
-        push_depth(out, depth);
-        // A single value is quoted only when it must be; several always
-        // are (they are joined by LF).
-        let single = |q: fn(&Item<'_>) -> bool| depth == 1 && q(&items[0]);
-        out.push(b',');
-        values(out, &items, b'\n', many || single(|i| i.image_quote), |i| {
-            i.image
-        });
-        out.push(b',');
-        values(out, &items, b'\n', many, |i| &i.guid[1..i.guid.len() - 1]);
-        out.push(b',');
-        let quote = many || single(|i| i.command_line_quote);
-        values(out, &items, b'\n', quote, |i| i.command_line);
-        out.push(b',');
-        if let Some(root) = items.last() {
-            push_cell(out, root.image, root.image_quote);
-        }
-        out.push(b',');
-        out.extend_from_slice(memo.stop.status().as_str().as_bytes());
-        let mut names: [&[u8]; 3] = [b""; 3];
-        let mut n_sources = 0;
-        for k in memo.sources.iter().take(3) {
-            names[n_sources] = k.as_str().as_bytes();
-            n_sources += 1;
-        }
-        let sources = &names[..n_sources];
-        out.push(b',');
-        push_joined(out, sources.iter().copied());
-        let child = rules.classify(own, true, &mut self.lower);
-        self.flags.clear();
-        let parent_class = items.first().map(|i| &i.class);
-        rules.evaluate_classes(&child, parent_class, &memo.ancestors, &mut self.flags);
-        let all = rules.rules();
-        let flags = || {
-            self.flags
-                .iter()
-                .map(|&i| all[i as usize].name().as_bytes())
-        };
-        out.push(b',');
-        push_joined(out, flags());
-        out.push(b',');
-        if let Some(i) = malicious.map(|k| &items[k]) {
-            push_cell(out, i.image, i.image_quote);
-        }
-
-        out.push(b',');
-        if many {
-            values(out, &items, b';', memo.images_quote, |i| i.image_mv);
-        }
-        out.push(b',');
-        if many {
-            values(out, &items, b';', false, |i| i.guid);
-        }
-        out.push(b',');
-        if many {
-            let quote = memo.command_lines_quote;
-            values(out, &items, b';', quote, |i| i.command_line_mv);
-        }
-        out.push(b',');
-        push_mv(out, sources.iter().copied());
-        out.push(b',');
-        push_mv(out, flags());
-        out.push(b'\n');
+    /// The cells of a chain built the general way (when [`Composer::cells`]
+    /// returned `None`), by the same writer.
+    pub fn render_chain(&mut self, chain: &Chain, out: &mut Vec<u8>) -> Composed {
         Composed {
-            cells: start..out.len(),
-            stop: memo.stop,
+            cells: chain_cells(chain, &mut self.chain_scratch, self.cap, out),
+            stop: chain.stop_reason(),
         }
-    }
-}
-
-/// One entry of a chain being rendered, its text resolved.
-struct Item<'a> {
-    name: &'a [u8],
-    image: &'a [u8],
-    image_quote: bool,
-    image_mv: &'a [u8],
-    command_line: &'a [u8],
-    command_line_quote: bool,
-    command_line_mv: &'a [u8],
-    /// `${GUID}$`.
-    guid: &'a [u8],
-    class: NameClass,
-}
-
-/// One multivalue cell over the entries: values joined by `sep`, quoted
-/// when `quote` (several values, or any that needs it).
-fn values<'a>(
-    out: &mut Vec<u8>,
-    items: &[Item<'a>],
-    sep: u8,
-    quote: bool,
-    value: impl Fn(&Item<'a>) -> &'a [u8],
-) {
-    if quote {
-        out.push(b'"');
-    }
-    for (k, item) in items.iter().enumerate() {
-        if k > 0 {
-            out.push(sep);
-        }
-        out.extend_from_slice(value(item));
-    }
-    if quote {
-        out.push(b'"');
-    }
-}
-
-/// Appends a cell, quoted or not.
-fn push_cell(out: &mut Vec<u8>, inner: &[u8], quote: bool) {
-    if quote {
-        out.push(b'"');
-    }
-    out.extend_from_slice(inner);
-    if quote {
-        out.push(b'"');
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::output::render_chain;
     use crate::config::conf::ConfFile;
+    use crate::enrich::output::{push_joined, push_mv};
     use crate::lineage::{Chain, LineageSettings, ProcessInfo};
+    use crate::protocol::records::push_field;
     use crate::synth::Rng;
 
     const IMAGES: &[&str] = &[
@@ -898,6 +656,70 @@ ancestor = *quoted*
         (engine, infos)
     }
 
+    /// The reference: a chain's cells rendered straight from the [`Chain`]'s
+    /// accessors, the way the cells are specified, without the writer
+    /// both production paths share. Renders a chain's cells into `buf`: the plain lineage cells, the
+    /// `__mv_` ones and the row's LF (each cell with its leading comma), what
+    /// every row of the process ends with. Returns where they are.
+    fn reference(c: &Chain, buf: &mut Vec<u8>, scratch: &mut Vec<u8>) -> Range<usize> {
+        let start = buf.len();
+        let out = buf;
+        out.push(b',');
+        let mark = out.len();
+        c.write_lineage(out);
+        if memchr::memchr3(b',', b'"', b'\n', &out[mark..]).is_some()
+            || memchr::memchr(b'\r', &out[mark..]).is_some()
+        {
+            // Rare (an image name with a comma): redo it quoted.
+            let text = out.split_off(mark);
+            push_field(out, &text);
+        }
+        out.push(b',');
+        c.write_depth(out);
+        out.push(b',');
+        push_joined(out, c.parents());
+        scratch.clear();
+        for g in c.guids() {
+            scratch.extend_from_slice(&g);
+        }
+        let guids = || scratch.chunks_exact(38);
+        out.push(b',');
+        push_joined(out, guids());
+        out.push(b',');
+        push_joined(out, c.cmdlines());
+        out.push(b',');
+        push_field(out, c.root().unwrap_or(b""));
+        out.push(b',');
+        out.extend_from_slice(c.status().as_str().as_bytes());
+        let mut sources: [&[u8]; 3] = [b""; 3];
+        let mut n_sources = 0;
+        for k in c.sources().iter().take(3) {
+            sources[n_sources] = k.as_str().as_bytes();
+            n_sources += 1;
+        }
+        let sources = &sources[..n_sources];
+        out.push(b',');
+        push_joined(out, sources.iter().copied());
+        out.push(b',');
+        push_joined(out, c.flags().iter().map(|f| f.as_bytes()));
+        out.push(b',');
+        if let Some(a) = c.malicious_ancestor() {
+            push_field(out, a.image);
+        }
+        out.push(b',');
+        push_mv(out, c.parents());
+        out.push(b',');
+        push_mv(out, guids());
+        out.push(b',');
+        push_mv(out, c.cmdlines());
+        out.push(b',');
+        push_mv(out, sources.iter().copied());
+        out.push(b',');
+        push_mv(out, c.flags().iter().map(|f| f.as_bytes()));
+        out.push(b'\n');
+        start..out.len()
+    }
+
     fn general(
         engine: &mut Engine,
         rules: &Rules,
@@ -909,7 +731,16 @@ ancestor = *quoted*
             .resolver(rules, is_malicious)
             .build_into(start, &mut chain);
         let (mut buf, mut scratch) = (Vec::new(), Vec::new());
-        render_chain(&chain, &mut buf, &mut scratch);
+        reference(&chain, &mut buf, &mut scratch);
+        // The general path of production writes the same.
+        let mut general = Vec::new();
+        let composed = Composer::default().render_chain(&chain, &mut general);
+        assert_eq!(
+            String::from_utf8_lossy(&general),
+            String::from_utf8_lossy(&buf),
+            "general path vs reference"
+        );
+        assert_eq!(composed.stop, chain.stop_reason());
         (buf, chain.stop_reason())
     }
 
@@ -933,7 +764,7 @@ ancestor = *quoted*
                 composer.arena_cap = 4096;
             }
             for chunk in 0..2 {
-                composer.start_chunk();
+                composer.start_chunk(0);
                 // One buffer per chunk, as the command's.
                 let mut out = b"prefix".to_vec();
                 for i in 0..infos.len() + 8 {

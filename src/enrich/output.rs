@@ -6,12 +6,10 @@
 //! fields get a `__mv_` companion column, after the plain columns of their
 //! group (see [`FIELD_GROUPS`]).
 
-use crate::lineage::Chain;
 use crate::protocol::multivalue::MV_PREFIX;
 use crate::protocol::records::{push_escaped, push_field};
 use crate::reputation::Answer;
 use crate::sysmon::FileHashes;
-use std::ops::Range;
 
 /// Output fields of reputation (hashes and `rep_*`), with whether each is
 /// multivalue.
@@ -62,9 +60,13 @@ pub fn is_owned(name: &[u8]) -> bool {
         .any(|g| g.iter().any(|(f, _)| f.as_bytes() == base))
 }
 
-/// Appends our part of the header (leading comma included).
-pub fn push_header(out: &mut Vec<u8>) {
-    for group in FIELD_GROUPS {
+/// Appends our part of the header (leading comma included); the Sigma
+/// group, when Sigma runs, between reputation and lineage.
+pub fn push_header(out: &mut Vec<u8>, sigma: bool) {
+    for (k, group) in FIELD_GROUPS.into_iter().enumerate() {
+        if k == 1 && sigma {
+            super::sigma::push_header(out);
+        }
         for (name, _) in group {
             out.push(b',');
             out.extend_from_slice(name.as_bytes());
@@ -169,8 +171,8 @@ pub fn render_answer(a: &Answer) -> RepCells {
 
 /// Appends one row's cells in column order (leading comma included) and
 /// the row's LF: `chain` is a process's lineage cells as
-/// [`render_chain`] leaves them (LF included), `None` for a row without
-/// lineage.
+/// `lineage_cells::write_cells` leaves them (LF included), `None` for a row
+/// without lineage.
 pub fn push_cells(
     out: &mut Vec<u8>,
     hashes: Option<&FileHashes>,
@@ -202,68 +204,6 @@ pub fn push_cells_head(out: &mut Vec<u8>, hashes: Option<&FileHashes>, rep: Opti
     out.extend_from_slice(rep.map_or(&b""[..], |r| &r.mv[..]));
 }
 
-/// Renders a chain's cells into `buf`: the plain lineage cells, the
-/// `__mv_` ones and the row's LF (each cell with its leading comma), what
-/// every row of the process ends with. Returns where they are.
-pub fn render_chain(c: &Chain, buf: &mut Vec<u8>, scratch: &mut Vec<u8>) -> Range<usize> {
-    let start = buf.len();
-    let out = buf;
-    out.push(b',');
-    let mark = out.len();
-    c.write_lineage(out);
-    if memchr::memchr3(b',', b'"', b'\n', &out[mark..]).is_some()
-        || memchr::memchr(b'\r', &out[mark..]).is_some()
-    {
-        // Rare (an image name with a comma): redo it quoted.
-        let text = out.split_off(mark);
-        push_field(out, &text);
-    }
-    out.push(b',');
-    c.write_depth(out);
-    out.push(b',');
-    push_joined(out, c.parents());
-    scratch.clear();
-    for g in c.guids() {
-        scratch.extend_from_slice(&g);
-    }
-    let guids = || scratch.chunks_exact(38);
-    out.push(b',');
-    push_joined(out, guids());
-    out.push(b',');
-    push_joined(out, c.cmdlines());
-    out.push(b',');
-    push_field(out, c.root().unwrap_or(b""));
-    out.push(b',');
-    out.extend_from_slice(c.status().as_str().as_bytes());
-    let mut sources: [&[u8]; 3] = [b""; 3];
-    let mut n_sources = 0;
-    for k in c.sources().iter().take(3) {
-        sources[n_sources] = k.as_str().as_bytes();
-        n_sources += 1;
-    }
-    let sources = &sources[..n_sources];
-    out.push(b',');
-    push_joined(out, sources.iter().copied());
-    out.push(b',');
-    push_joined(out, c.flags().iter().map(|f| f.as_bytes()));
-    out.push(b',');
-    if let Some(a) = c.malicious_ancestor() {
-        push_field(out, a.image);
-    }
-    out.push(b',');
-    push_mv(out, c.parents());
-    out.push(b',');
-    push_mv(out, guids());
-    out.push(b',');
-    push_mv(out, c.cmdlines());
-    out.push(b',');
-    push_mv(out, sources.iter().copied());
-    out.push(b',');
-    push_mv(out, c.flags().iter().map(|f| f.as_bytes()));
-    out.push(b'\n');
-    start..out.len()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,7 +211,7 @@ mod tests {
     #[test]
     fn header_and_empty_row_line_up() {
         let mut h = b"x".to_vec();
-        push_header(&mut h);
+        push_header(&mut h, false);
         let mut row = b"y".to_vec();
         let hashes = FileHashes::parse_sysmon(b"MD5=975B4BD9B9D3B0A9C7D6E5F4A3B2C1D0");
         push_cells(&mut row, Some(&hashes), None, None);

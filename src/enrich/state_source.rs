@@ -34,10 +34,9 @@ pub fn to_row<'a>(p: &ProcessRef<'a>, seen_at: i64) -> ProcessRow<'a> {
     }
     ProcessRow {
         guid: p.guid.as_u128(),
-        parent_guid: p
-            .parent_guid
-            .filter(|g| !g.is_zero())
-            .map(ProcessGuid::as_u128),
+        // Zero ("no parent") is kept: the store writes it as NULL, and
+        // the conflict check tells it from a row without a parent GUID.
+        parent_guid: p.parent_guid.map(ProcessGuid::as_u128),
         image: String::from_utf8_lossy(p.image),
         command_line: String::from_utf8_lossy(p.command_line),
         parent_image: String::from_utf8_lossy(p.parent_image),

@@ -37,6 +37,10 @@ pub struct Options {
     pub raw: bool,
     /// Field name overrides.
     pub fields: FieldOverrides,
+    /// Run the Sigma rules of `[sigma] rules` (when there are any).
+    pub sigma: bool,
+    /// Only Sigma rules at this level or above; `None` = `[sigma] min_level`.
+    pub sigma_min_level: Option<crate::sigma::Level>,
 }
 
 impl Default for Options {
@@ -52,6 +56,8 @@ impl Default for Options {
             refresh: false,
             raw: false,
             fields: FieldOverrides::default(),
+            sigma: true,
+            sigma_min_level: None,
         }
     }
 }
@@ -71,7 +77,7 @@ impl Options {
 /// The options, one line each, for error messages.
 const USAGE: &str = "lineage=<bool> reputation=<bool> backfill=<bool> providers=<name,...> \
 max_lookups=<int> lookup_budget=<duration> max_depth=<int> refresh=<bool> raw=<bool> \
-guid_field=<field> parent_guid_field=<field> image_field=<field> hashes_field=<field>";
+sigma=<bool> sigma_min_level=<level> guid_field=<field> parent_guid_field=<field> image_field=<field> hashes_field=<field>";
 
 /// Parses the argument tokens over `defaults` (from the conf file).
 /// Returns every problem found, each naming the argument and what is
@@ -99,6 +105,8 @@ pub fn parse(args: &[String], defaults: &Options) -> Result<Options, Vec<String>
             "backfill" => boolean(value).map(|v| o.backfill = v),
             "refresh" => boolean(value).map(|v| o.refresh = v),
             "raw" => boolean(value).map(|v| o.raw = v),
+            "sigma" => boolean(value).map(|v| o.sigma = v),
+            "sigma_min_level" => level(value).map(|v| o.sigma_min_level = Some(v)),
             "providers" => providers(value).map(|v| o.providers = v),
             "max_lookups" => integer(value, 0, 1_000_000).map(|v| o.max_lookups = v),
             "max_depth" => integer(value, 1, 1000).map(|v| o.max_depth = v as usize),
@@ -132,6 +140,13 @@ pub fn boolean(v: &str) -> Result<bool, String> {
         "0" | "f" | "false" | "n" | "no" => Ok(false),
         _ => Err("expected a boolean: true/false, t/f, yes/no, y/n, 1/0".into()),
     }
+}
+
+/// A Sigma rule level.
+pub fn level(v: &str) -> Result<crate::sigma::Level, String> {
+    crate::sigma::Level::parse(v).ok_or_else(|| {
+        "expected a Sigma level: informational, low, medium, high or critical".into()
+    })
 }
 
 fn integer(v: &str, min: u64, max: u64) -> Result<u64, String> {

@@ -1,0 +1,157 @@
+//! Cost of the Sigma engine on the full shared rule set.
+//!
+//! ```text
+//! cargo bench --bench sigma -- [--passes N]
+//! ```
+//!
+//! Prints the time to load and compile the 2,238 rules of `../shared/sigma`
+//! (best and median of three), and rows per second over
+//! `evtx_attack_samples.csv` (3,234 real Sysmon rows in Splunk's shape)
+//! evaluated `--passes` times (default 20). Every row is evaluated: this is
+//! the engine alone, before the command's once-per-process reuse of
+//! process-creation matches. Skips with a message when `../shared` is
+//! absent.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use sysmonenrich::sigma::{Fields, Filter, RuleSet, Scratch};
+
+struct Row<'a> {
+    cells: &'a [String],
+    index: &'a HashMap<&'a str, usize>,
+}
+
+impl Fields for Row<'_> {
+    fn get(&self, name: &str) -> Option<&str> {
+        Some(&self.cells[*self.index.get(name)?])
+    }
+
+    fn values(&self) -> impl Iterator<Item = &str> {
+        self.cells.iter().map(String::as_str)
+    }
+}
+
+/// `../shared`, or `None` after saying why the bench has nothing to do.
+fn shared_dir() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared");
+    if dir.join("sigma").is_dir() {
+        Some(dir)
+    } else {
+        println!(
+            "skipping: {} not found (rules and data sets live outside the repository)",
+            dir.join("sigma").display()
+        );
+        None
+    }
+}
+
+/// Header and rows of a CSV data set.
+fn load_csv(path: &Path) -> Option<(Vec<String>, Vec<Vec<String>>)> {
+    let mut csv = csv::Reader::from_path(path).ok()?;
+    let header = csv.headers().ok()?.iter().map(str::to_owned).collect();
+    let rows = csv
+        .records()
+        .filter_map(Result::ok)
+        .map(|r| r.iter().map(str::to_owned).collect())
+        .collect();
+    Some((header, rows))
+}
+
+fn main() {
+    let mut passes = 20usize;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--passes" {
+            passes = args.next().and_then(|n| n.parse().ok()).unwrap_or(passes);
+        }
+    }
+    let Some(shared) = shared_dir() else { return };
+    let dirs: Vec<_> = ["rules", "rules-threat-hunting", "rules-emerging-threats"]
+        .iter()
+        .map(|d| shared.join("sigma").join(d))
+        .collect();
+    let mut times: Vec<Duration> = Vec::new();
+    let mut report = None;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let r = RuleSet::load(&dirs, &Filter::default());
+        times.push(t.elapsed());
+        report = Some(r);
+    }
+    let Some(report) = report else { return };
+    times.sort();
+    println!(
+        "load+compile {} rules ({} skipped): best {:.0} ms, median {:.0} ms; {} rules without a literal",
+        report.rules.len(),
+        report.skipped.len(),
+        times[0].as_secs_f64() * 1e3,
+        times[1].as_secs_f64() * 1e3,
+        report.rules.unindexed_count()
+    );
+    let Some((columns, cells)) = load_csv(&shared.join("data/sysmon/evtx_attack_samples.csv"))
+    else {
+        println!("skipping rows/s: evtx_attack_samples.csv unreadable");
+        return;
+    };
+    let index: HashMap<&str, usize> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.as_str(), i))
+        .collect();
+    let rows: Vec<Row> = cells
+        .iter()
+        .map(|cells| Row {
+            cells,
+            index: &index,
+        })
+        .collect();
+    let rules = &report.rules;
+    let candidates: usize = rows.iter().map(|r| rules.candidate_count(r)).sum();
+    println!(
+        "candidates per row: {:.1} on average",
+        candidates as f64 / rows.len() as f64
+    );
+    if std::env::var_os("SIGMA_BENCH_TOP").is_some() {
+        let mut per_rule = vec![0usize; rules.len()];
+        let mut matched_per_rule = vec![0usize; rules.len()];
+        for r in &rows {
+            let mut out = Vec::new();
+            rules.matches(r, &mut out);
+            for id in out {
+                matched_per_rule[id.0 as usize] += 1;
+            }
+            for c in rules.candidate_ids(r) {
+                per_rule[c as usize] += 1;
+            }
+        }
+        let mut v: Vec<_> = per_rule.iter().enumerate().collect();
+        v.sort_by_key(|(_, n)| std::cmp::Reverse(**n));
+        for (i, n) in v.iter().take(40) {
+            println!(
+                "{n:6} {:6} {}",
+                matched_per_rule[*i],
+                rules.rules()[*i].path.display()
+            );
+        }
+    }
+    let mut out = Vec::new();
+    let mut scratch = Scratch::default();
+    let mut matched = 0usize;
+    let t = Instant::now();
+    for _ in 0..passes {
+        matched = 0;
+        for row in &rows {
+            out.clear();
+            rules.matches_with(row, &mut scratch, &mut out);
+            matched += usize::from(!out.is_empty());
+        }
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let n = rows.len() * passes;
+    println!(
+        "evtx_attack_samples: {} rows x {passes} passes in {secs:.2} s = {:.0} rows/s; {matched} rows with a match",
+        rows.len(),
+        n as f64 / secs
+    );
+}

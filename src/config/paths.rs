@@ -1,0 +1,123 @@
+//! Where things live on disk, worked out in one place: `SPLUNK_HOME`, the
+//! app folder, the state database.
+//!
+//! splunkd runs the command with `SPLUNK_HOME` set and the binary inside the
+//! app folder; a person runs the CLI from anywhere. The rules below are the
+//! same for both, except that only a person's run falls back to a state
+//! database in their home directory (a search without `SPLUNK_HOME` has no
+//! place that outlives it that an admin would look for).
+
+use std::path::{Path, PathBuf};
+
+/// The state database under `$SPLUNK_HOME`.
+pub const STATE_DB_IN_SPLUNK_HOME: &str = "var/lib/sysmonenrich/state.db";
+
+/// The state database under a person's `$HOME` (CLI runs outside Splunk).
+pub const STATE_DB_IN_USER_HOME: &str = ".local/state/sysmonenrich/state.db";
+
+/// The places one run uses.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Paths {
+    /// `$SPLUNK_HOME`, when running under (or next to) Splunk.
+    pub splunk_home: Option<PathBuf>,
+    /// The app folder (`default/`, `local/`, `lookups/`), when known.
+    pub app_dir: Option<PathBuf>,
+    /// A person's home directory: set only for CLI runs.
+    pub user_home: Option<PathBuf>,
+}
+
+impl Paths {
+    /// The places of a search that splunkd started.
+    pub fn for_search() -> Paths {
+        Paths {
+            splunk_home: splunk_home(),
+            app_dir: app_dir(),
+            user_home: None,
+        }
+    }
+
+    /// The places of a person's CLI run: a search's, plus `$HOME`.
+    pub fn for_person() -> Paths {
+        Paths {
+            user_home: std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(PathBuf::from),
+            ..Paths::for_search()
+        }
+    }
+
+    /// The state database: `configured` (`[state] path`), else the one
+    /// under `$SPLUNK_HOME` (the search head's), else, for a person, the
+    /// one under `$HOME`.
+    pub fn state_db(&self, configured: Option<&Path>) -> Option<PathBuf> {
+        if let Some(p) = configured {
+            return Some(p.to_path_buf());
+        }
+        if let Some(home) = &self.splunk_home {
+            return Some(home.join(STATE_DB_IN_SPLUNK_HOME));
+        }
+        self.user_home
+            .as_ref()
+            .map(|h| h.join(STATE_DB_IN_USER_HOME))
+    }
+}
+
+/// `SPLUNK_HOME`, when we run under Splunk.
+pub fn splunk_home() -> Option<PathBuf> {
+    std::env::var_os("SPLUNK_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// The app folder this binary runs from: `SYSMONENRICH_APP_DIR` if set, else
+/// the folder above `bin/` or `<platform>/bin/` when it holds `default/`.
+pub fn app_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("SYSMONENRICH_APP_DIR").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(d));
+    }
+    let exe = std::env::current_exe().ok()?;
+    let mut dir = exe.parent()?;
+    if dir.file_name()? == "bin" {
+        dir = dir.parent()?;
+    }
+    if !dir.join("default").is_dir() {
+        // `<app>/linux_x86_64/bin/`: one more level.
+        dir = dir.parent()?;
+    }
+    dir.join("default").is_dir().then(|| dir.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_db_prefers_the_conf_then_splunk_home_then_a_persons_home() {
+        let mut p = Paths {
+            splunk_home: Some("/opt/splunk".into()),
+            app_dir: None,
+            user_home: Some("/home/ana".into()),
+        };
+        assert_eq!(
+            p.state_db(Some(Path::new("/data/s.db"))),
+            Some(PathBuf::from("/data/s.db"))
+        );
+        assert_eq!(
+            p.state_db(None),
+            Some(PathBuf::from("/opt/splunk/var/lib/sysmonenrich/state.db"))
+        );
+        p.splunk_home = None;
+        assert_eq!(
+            p.state_db(None),
+            Some(PathBuf::from(
+                "/home/ana/.local/state/sysmonenrich/state.db"
+            ))
+        );
+        p.user_home = None;
+        assert_eq!(
+            p.state_db(None),
+            None,
+            "a search without SPLUNK_HOME has none"
+        );
+    }
+}

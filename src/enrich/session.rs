@@ -1,0 +1,420 @@
+//! What one search runs against: the state store, splunkd backfill and the
+//! lineage rules. Every piece is optional: a store that will not open, a
+//! splunkd that is unreachable or a broken rules file costs a WARN, never
+//! the search.
+
+use super::enricher::{Context, Enricher};
+use super::rep_store::SharedState;
+use crate::circuit::Breaker;
+use crate::config::conf::ConfFile;
+use crate::config::options::Options;
+use crate::config::paths::Paths;
+use crate::config::settings::Settings;
+use crate::lineage::Rules;
+use crate::protocol::metadata::SearchInfo;
+use crate::reputation::{ApiKeys, MemoryStore, ReputationStore, SearchOptions, Service};
+use crate::splunk::backfill::SplunkBackfill;
+use crate::splunk::{namespace, Client, Target};
+use crate::state::{StateOptions, StateStore, Writer};
+use std::sync::Arc;
+
+/// What every search of one run starts from: the protocol command builds it
+/// once per process, the CLI once per run.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    /// Everything from `sysmonenrich.conf`.
+    pub settings: Settings,
+    /// `SPLUNK_HOME`, the app folder (for `lineage_rules.conf` and the local
+    /// reputation list), and for a person's run their home.
+    pub paths: Paths,
+    /// Problems found while loading the settings, shown once.
+    pub warnings: Vec<String>,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            settings: Settings::builtin(),
+            paths: Paths::default(),
+            warnings: Vec::new(),
+        }
+    }
+}
+
+impl Setup {
+    /// The settings of the app in `paths.app_dir` (built-in defaults for
+    /// anything missing or broken; the problems in `warnings`).
+    pub fn load(paths: Paths) -> Setup {
+        let (settings, loaded) = Settings::load(paths.app_dir.as_deref());
+        Setup {
+            settings,
+            paths,
+            warnings: loaded.warnings,
+        }
+    }
+}
+
+/// Opens what the search needs; returns it with warnings for the user.
+pub fn context(config: &Setup, options: &Options, si: &SearchInfo) -> (Context, Vec<String>) {
+    let mut warnings = Vec::new();
+    let mut ctx = Context {
+        origin: Writer {
+            sid: si.sid.clone(),
+            user: si.username.clone(),
+        },
+        ..Context::default()
+    };
+    let wants_state = config.settings.state.enabled && (options.lineage || options.reputation);
+    if let (true, Some(path)) = (
+        wants_state,
+        config.paths.state_db(config.settings.state.path.as_deref()),
+    ) {
+        let opts = StateOptions {
+            busy_timeout: config.settings.state.busy_timeout,
+        };
+        match StateStore::open(&path, &opts) {
+            Ok(store) => ctx.state = Some(Arc::new(store)),
+            Err(e) => {
+                let text = format!("sysmonenrich: state store unavailable ({e}); running without cache and process table");
+                log::warn!("{text}");
+                warnings.push(text);
+            }
+        }
+    }
+    if options.reputation {
+        ctx.reputation = reputation(config, options, si, ctx.state.clone(), &mut warnings);
+    }
+    if options.sigma {
+        ctx.sigma = sigma_rules(config, options, &mut warnings);
+    }
+    if options.lineage {
+        ctx.rules = Some(rules(config, &mut warnings));
+        if options.backfill && !si.splunkd_uri.is_empty() && !si.session_key.is_empty() {
+            let target = Target {
+                namespace: namespace(
+                    Some(or(&si.username, "nobody")),
+                    Some(or(&si.app, "search")),
+                ),
+                insecure_loopback: config.settings.splunkd_insecure_loopback,
+                ..Target::new(&si.splunkd_uri)
+            };
+            match Client::new(&target) {
+                Ok(client) => {
+                    let ledger = ctx
+                        .state
+                        .clone()
+                        .map(|s| s as Arc<dyn crate::circuit::CircuitLedger>);
+                    let breaker = Breaker::new("splunkd", ledger, crate::circuit::now_secs());
+                    match breaker.take_skip_warning() {
+                        // Known unreachable: this search runs as with
+                        // `backfill=false`, at no cost, after one WARN.
+                        Some(text) => {
+                            let text = format!("sysmonenrich: backfill: {text}");
+                            log::warn!("{text}");
+                            warnings.push(text);
+                        }
+                        None => {
+                            ctx.backfill = Some(SplunkBackfill::new(
+                                client.with_session_key(&si.session_key),
+                                config.settings.backfill.clone(),
+                                breaker,
+                            ))
+                        }
+                    }
+                }
+                Err(e) => warnings.push(format!("sysmonenrich: backfill disabled: {e}")),
+            }
+        }
+    }
+    (ctx, warnings)
+}
+
+/// `s`, or `default` when it is empty.
+fn or<'a>(s: &'a str, default: &'a str) -> &'a str {
+    if s.is_empty() {
+        default
+    } else {
+        s
+    }
+}
+
+/// The reputation service of one search: shared store, local list, keys.
+pub fn reputation(
+    config: &Setup,
+    options: &Options,
+    si: &SearchInfo,
+    state: Option<Arc<StateStore>>,
+    warnings: &mut Vec<String>,
+) -> Option<Service> {
+    let store: Arc<dyn ReputationStore> = match state.clone() {
+        Some(s) => Arc::new(SharedState(s)),
+        None => {
+            if options.providers.iter().any(|p| p != "local") {
+                warnings.push(
+                    "sysmonenrich: no state store: reputation answers are not cached and quotas are counted for this search only"
+                        .to_string(),
+                );
+            }
+            Arc::new(MemoryStore::new())
+        }
+    };
+    let mut settings = config.settings.reputation.clone();
+    share_quotas(&mut settings, config, options, si, state.as_deref());
+    if settings.local_list.is_none() {
+        settings.local_list = config
+            .paths
+            .app_dir
+            .as_ref()
+            .map(|d| d.join("lookups/sysmonenrich_reputation_local.csv"))
+            .filter(|p| p.is_file());
+    }
+    let search = SearchOptions {
+        providers: options.providers.clone(),
+        max_lookups: options.max_lookups,
+        lookup_budget: options.lookup_budget,
+        refresh: options.refresh,
+    };
+    let mut builder = Service::builder(settings, search, store);
+    if let Some(state) = &state {
+        builder = builder.circuits(state.clone());
+    }
+    if si.splunkd_uri.is_empty() {
+        // Outside Splunk (CLI): keys from the environment.
+        builder = builder.keys(ApiKeys::from_env());
+    }
+    match builder.build() {
+        Ok(mut svc) => {
+            if !si.splunkd_uri.is_empty() && !si.session_key.is_empty() {
+                // Its warning comes back through `Service::warnings`.
+                match splunkd_open_until(state.as_deref()) {
+                    Some(until) => {
+                        let _ = svc.splunkd_unreachable(&format!(
+                            "splunkd is unreachable (circuit open until {until})"
+                        ));
+                    }
+                    None => {
+                        let _ = svc.load_splunkd_keys(&si.splunkd_uri, &si.session_key);
+                    }
+                }
+            }
+            Some(svc)
+        }
+        Err(e) => {
+            warnings.push(format!(
+                "sysmonenrich: reputation disabled for this search: {e}"
+            ));
+            None
+        }
+    }
+}
+
+/// Divides the providers' quotas among the search heads that share them
+/// (`[provider:*] quota_share`; see `reputation::settings::QuotaShare`).
+fn share_quotas(
+    settings: &mut crate::reputation::Settings,
+    config: &Setup,
+    options: &Options,
+    si: &SearchInfo,
+    state: Option<&StateStore>,
+) {
+    let used = |name: &str| {
+        options
+            .providers
+            .iter()
+            .any(|p| p.eq_ignore_ascii_case(name))
+    };
+    let needs_count = [
+        ("virustotal", &settings.virustotal),
+        ("hashlookup", &settings.hashlookup),
+        ("malwarebazaar", &settings.malwarebazaar),
+    ]
+    .iter()
+    .any(|(name, p)| {
+        used(name)
+            && p.quota_share == crate::reputation::QuotaShare::Auto
+            && (p.per_minute > 0 || p.per_day > 0)
+    });
+    let members = if needs_count
+        && !si.splunkd_uri.is_empty()
+        && !si.session_key.is_empty()
+        && splunkd_open_until(state).is_none()
+    {
+        let timeout = settings.request_timeout;
+        let target = Target {
+            insecure_loopback: config.settings.splunkd_insecure_loopback,
+            call_timeout: timeout,
+            connect_timeout: timeout.min(std::time::Duration::from_secs(5)),
+            ..Target::new(&si.splunkd_uri)
+        };
+        crate::splunk::info::search_heads_cached(&target, &si.session_key, state)
+    } else {
+        1
+    };
+    settings.virustotal = settings.virustotal.shared(members);
+    settings.hashlookup = settings.hashlookup.shared(members);
+    settings.malwarebazaar = settings.malwarebazaar.shared(members);
+}
+
+/// When splunkd's circuit is open (see `crate::circuit`), until when.
+fn splunkd_open_until(state: Option<&StateStore>) -> Option<String> {
+    let record = state?.circuit("splunkd").ok()??;
+    (record.open_until > crate::circuit::now_secs())
+        .then(|| crate::circuit::clock_time(record.open_until))
+}
+
+/// The lineage rules of the app in `app_dir` (`default/` + `local/`
+/// `lineage_rules.conf`), else the built-in copy of the shipped file.
+pub fn app_rules(app_dir: Option<&std::path::Path>) -> Result<Rules, String> {
+    match app_dir {
+        Some(dir) => ConfFile::load(dir, "lineage_rules")
+            .map_err(|e| e.to_string())
+            .and_then(|conf| {
+                if conf.is_empty() {
+                    Rules::builtin().map_err(|e| e.to_string())
+                } else {
+                    Rules::from_conf(&conf).map_err(|e| e.to_string())
+                }
+            }),
+        None => Rules::builtin().map_err(|e| e.to_string()),
+    }
+}
+
+fn rules(config: &Setup, warnings: &mut Vec<String>) -> Rules {
+    app_rules(config.paths.app_dir.as_deref()).unwrap_or_else(|e| {
+        warnings.push(format!(
+            "sysmonenrich: lineage rules not loaded ({e}); no lineage_flags this search"
+        ));
+        Rules::empty()
+    })
+}
+
+/// Skipped rules named one by one up to this many; past it, one warning
+/// per reason (a SigmaHQ release skips a few dozen for the same reasons).
+const SKIPS_NAMED: usize = 5;
+
+/// The search's Sigma rules: `None` when none are configured or none load.
+/// Every problem is a warning; none fails the search.
+pub fn sigma_rules(
+    config: &Setup,
+    options: &Options,
+    warnings: &mut Vec<String>,
+) -> Option<Arc<crate::sigma::RuleSet>> {
+    let conf = &config.settings.sigma;
+    let app_dir = config.paths.app_dir.as_deref();
+    // The shipped default names a folder a fresh install does not have:
+    // its absence is "no rules", not a problem.
+    let paths: Vec<std::path::PathBuf> = conf
+        .rule_paths(app_dir)
+        .into_iter()
+        .zip(&conf.rules)
+        .filter(|(p, given)| p.exists() || given.as_path() != std::path::Path::new("local/sigma"))
+        .map(|(p, _)| p)
+        .collect();
+    if paths.is_empty() {
+        return None;
+    }
+    let filter = crate::sigma::Filter {
+        min_level: options.sigma_min_level.or(conf.min_level),
+        status: conf.status.clone(),
+        disabled_ids: conf.disabled_ids.iter().cloned().collect(),
+    };
+    let started = std::time::Instant::now();
+    let report = crate::sigma::RuleSet::load(&paths, &filter);
+    log::info!(
+        "sigma: {} rules loaded in {:.0} ms ({} skipped, {} filtered out, {} problems)",
+        report.rules.len(),
+        started.elapsed().as_secs_f64() * 1000.0,
+        report.skipped.len(),
+        report.filtered,
+        report.problems.len()
+    );
+    let mut warn = |text: String| {
+        log::warn!("{text}");
+        warnings.push(text);
+    };
+    for p in &report.problems {
+        warn(format!(
+            "sysmonenrich: sigma rules: {}: {}",
+            p.path.display(),
+            p.message
+        ));
+    }
+    if report.skipped.len() <= SKIPS_NAMED {
+        for s in &report.skipped {
+            warn(format!(
+                "sysmonenrich: sigma rule skipped: {}: {}",
+                s.path.display(),
+                s.reason
+            ));
+        }
+    } else {
+        for g in report.skipped_by_reason() {
+            let examples: Vec<String> =
+                g.examples.iter().map(|p| p.display().to_string()).collect();
+            warn(format!(
+                "sysmonenrich: {} sigma rules skipped: {} (e.g. {})",
+                g.count,
+                g.reason,
+                examples.join(", ")
+            ));
+        }
+    }
+    if report.rules.is_empty() {
+        return None;
+    }
+    Some(Arc::new(report.rules))
+}
+
+/// End-of-search housekeeping: retention and size caps.
+pub fn maintain(state: &StateStore, settings: &Settings) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let s = &settings.state;
+    match state.prune_processes(
+        now,
+        s.process_retention.as_secs() as i64,
+        s.process_max_rows,
+    ) {
+        Ok(0) => {}
+        Ok(n) => log::info!("pruned {n} processes from the process table"),
+        Err(e) => {
+            log::warn!("pruning the process table failed: {e}");
+            return;
+        }
+    }
+    if let Err(e) = state.gc_writers() {
+        log::warn!("forgetting old searches of the process table failed: {e}");
+    }
+}
+
+/// The one-line summary shown at the end of a search.
+pub fn summary(enricher: &Enricher) -> String {
+    let s = enricher.stats();
+    let mut text = format!(
+        "sysmonenrich: {} rows in {} chunks, {} with hashes",
+        s.rows, s.chunks, s.rows_with_hashes
+    );
+    if enricher.options().lineage {
+        // Every status, `cycle` included: a search whose rows turn to
+        // cycles is the visible sign of a wrong field mapping.
+        text.push_str(&format!(
+            "; lineage for {} rows: {} complete, {} partial, {} truncated, {} cycle",
+            s.lineage_rows,
+            s.lineage_complete,
+            s.lineage_partial,
+            s.lineage_truncated,
+            s.lineage_cycle
+        ));
+        if s.from_state + s.from_splunk > 0 {
+            text.push_str(&format!(
+                " (ancestors from the process table: {}, from splunkd backfill: {})",
+                s.from_state, s.from_splunk
+            ));
+        }
+    }
+    if let Some(n) = enricher.sigma_rows_matched() {
+        text.push_str(&format!("; sigma: {n} rows matched a rule"));
+    }
+    text
+}

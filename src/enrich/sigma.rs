@@ -1,0 +1,462 @@
+//! Sigma inside the command: every row matched against the search's rule
+//! set in pass 1 (while its record is at hand), its cells written in pass 2.
+//!
+//! A process creation is evaluated once, and its matches are kept with the
+//! process (by GUID): every later event of that process, and every
+//! descendant, names them in `lineage_sigma` without evaluating again.
+//! Other events are distinct events and evaluated each; the rule set's
+//! index only tries the rules of the event's own category (EventCode).
+
+use super::output::{push_joined, push_mv};
+use crate::lineage::{AncestorSource, Engine, ProcessInfo, SourceError, SourceKind};
+use crate::protocol::multivalue::MV_PREFIX;
+use crate::protocol::records::{Header, RowReader};
+use crate::sigma::{Fields, Level, RuleId, RuleSet, Scratch};
+use crate::state::StateStore;
+use crate::sysmon::ProcessGuid;
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+/// The output fields of Sigma, with whether each is multivalue. Written
+/// only when Sigma runs, between the `rep_*` and the `lineage*` groups.
+pub const SIGMA_FIELDS: &[(&str, bool)] = &[
+    ("sigma_ids", true),
+    ("sigma_titles", true),
+    ("sigma_level", false),
+    ("sigma_tags", true),
+    ("sigma_authors", true),
+    ("lineage_sigma", true),
+];
+
+/// Processes whose creation matches are remembered at most; past this the
+/// memory is cleared (costing only `lineage_sigma` of older ancestors).
+const MAX_PROCESSES: usize = 500_000;
+
+/// True when `name` (or its `__mv_` companion) is a Sigma output field.
+pub fn is_owned(name: &[u8]) -> bool {
+    let base = name.strip_prefix(MV_PREFIX).unwrap_or(name);
+    SIGMA_FIELDS.iter().any(|(f, _)| f.as_bytes() == base)
+}
+
+/// Appends the Sigma columns of the header (leading commas included).
+pub fn push_header(out: &mut Vec<u8>) {
+    for (name, _) in SIGMA_FIELDS {
+        out.push(b',');
+        out.extend_from_slice(name.as_bytes());
+    }
+    for (name, mv) in SIGMA_FIELDS {
+        if *mv {
+            out.push(b',');
+            out.extend_from_slice(MV_PREFIX);
+            out.extend_from_slice(name.as_bytes());
+        }
+    }
+}
+
+/// A process's creation as Sigma saw it.
+struct Creation {
+    image: Box<[u8]>,
+    rules: Box<[RuleId]>,
+}
+
+/// Where a row's lineage Sigma walk starts.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Walk {
+    /// No process: no `lineage_sigma`.
+    None,
+    /// A process creation: its ancestors (its own matches are its row's).
+    Parent(Option<ProcessGuid>),
+    /// Another event: its acting process, then that process's ancestors.
+    Process(ProcessGuid),
+}
+
+/// Sigma's state for one search.
+pub struct SigmaRun {
+    rules: Arc<RuleSet>,
+    /// Header name → column, for the current layout.
+    columns: HashMap<Box<str>, usize>,
+    /// Columns searched by keyword rules (not `_raw`, not `__mv_*`).
+    value_columns: Vec<usize>,
+    /// The rule set's field number → column of the header.
+    field_columns: Vec<Option<usize>>,
+    /// The header `columns` was built for.
+    header: Option<Header>,
+    /// Creation matches by process.
+    creations: HashMap<ProcessGuid, Creation>,
+    /// Matches of the chunk's rows, flat, and each row's range.
+    matched: Vec<RuleId>,
+    rows: Vec<(Range<u32>, Walk)>,
+    /// Scratch: the engine's buffers, kept from one event to the next.
+    buf: Vec<RuleId>,
+    scratch: Scratch,
+    values: Vec<Vec<u8>>,
+    /// Matched creations of the current chunk, for the process table.
+    unsaved: Vec<(u128, String)>,
+    /// Rule `id` → [`RuleId`], for matches read back from the table.
+    by_id: HashMap<String, RuleId>,
+    /// Rows with at least one match, this search.
+    pub(super) rows_matched: u64,
+}
+
+impl SigmaRun {
+    /// Sigma for a search with these rules.
+    pub fn new(rules: Arc<RuleSet>) -> SigmaRun {
+        SigmaRun {
+            rules,
+            columns: HashMap::new(),
+            value_columns: Vec::new(),
+            field_columns: Vec::new(),
+            header: None,
+            creations: HashMap::new(),
+            matched: Vec::new(),
+            rows: Vec::new(),
+            buf: Vec::new(),
+            scratch: Scratch::default(),
+            values: Vec::new(),
+            unsaved: Vec::new(),
+            by_id: HashMap::new(),
+            rows_matched: 0,
+        }
+    }
+
+    /// The search's rules.
+    pub(super) fn rules(&self) -> &Arc<RuleSet> {
+        &self.rules
+    }
+
+    /// The field names the rules test.
+    pub(super) fn field_names(&self) -> impl Iterator<Item = &str> {
+        self.rules.field_names().iter().map(String::as_str)
+    }
+
+    /// Prepares for a chunk under `header`.
+    pub(super) fn start_chunk(&mut self, header: &Header) {
+        self.matched.clear();
+        self.rows.clear();
+        if self.header.as_ref() == Some(header) {
+            return;
+        }
+        self.columns.clear();
+        self.value_columns.clear();
+        for (i, name) in header.names().iter().enumerate() {
+            let Ok(name) = std::str::from_utf8(name) else {
+                continue;
+            };
+            self.columns.entry(name.into()).or_insert(i);
+            if name != "_raw"
+                && !name.starts_with("__mv_")
+                && !is_owned(name.as_bytes())
+                && !super::output::is_owned(name.as_bytes())
+            {
+                self.value_columns.push(i);
+            }
+        }
+        self.field_columns = self
+            .rules
+            .field_names()
+            .iter()
+            .map(|n| self.columns.get(n.as_str()).copied())
+            .collect();
+        self.header = Some(header.clone());
+    }
+
+    /// Pass 1: matches the current row of `reader`. `creation` is the
+    /// process a creation row creates (its GUID and image), else `None`.
+    pub(super) fn read_row(
+        &mut self,
+        reader: &RowReader<'_>,
+        creation: Option<(ProcessGuid, &[u8])>,
+        walk: Walk,
+    ) {
+        let start = self.matched.len() as u32;
+        match creation.and_then(|(g, _)| self.creations.get(&g)) {
+            // Seen already (the same creation in an earlier chunk).
+            Some(c) => self.matched.extend_from_slice(&c.rules),
+            None => {
+                self.buf.clear();
+                let row = RowFields {
+                    reader,
+                    columns: &self.columns,
+                    value_columns: &self.value_columns,
+                    field_columns: &self.field_columns,
+                };
+                self.rules
+                    .matches_with(&row, &mut self.scratch, &mut self.buf);
+                self.matched.extend_from_slice(&self.buf);
+                if let Some((guid, image)) = creation {
+                    if self.creations.len() >= MAX_PROCESSES {
+                        self.creations.clear();
+                    }
+                    let image = if self.buf.is_empty() {
+                        Box::default()
+                    } else {
+                        let ids: Vec<&str> = self
+                            .buf
+                            .iter()
+                            .map(|&id| self.rules.rule(id).id.as_str())
+                            .collect();
+                        self.unsaved.push((guid.as_u128(), ids.join(",")));
+                        Box::from(image)
+                    };
+                    self.creations.insert(
+                        guid,
+                        Creation {
+                            image,
+                            rules: self.buf.as_slice().into(),
+                        },
+                    );
+                }
+            }
+        }
+        let end = self.matched.len() as u32;
+        if end > start {
+            self.rows_matched += 1;
+        }
+        self.rows.push((start..end, walk));
+    }
+
+    /// Pass 2: appends row `i`'s Sigma cells (leading commas included).
+    /// `engine` links ancestors for `lineage_sigma`.
+    pub(super) fn write_row(&mut self, i: usize, engine: Option<&Engine>, out: &mut Vec<u8>) {
+        let Some((range, walk)) = self.rows.get(i).cloned() else {
+            out.extend_from_slice(b",,,,,,,,,,");
+            out.push(b',');
+            return;
+        };
+        let ids = &self.matched[range.start as usize..range.end as usize];
+        let rules = &self.rules;
+        let mut tags: Vec<&str> = Vec::new();
+        let mut authors: Vec<&str> = Vec::new();
+        let mut level: Option<Level> = None;
+        for &id in ids {
+            let r = rules.rule(id);
+            level = level.max(Some(r.level));
+            for t in &r.tags {
+                if t.to_ascii_lowercase().starts_with("attack.") && !tags.contains(&t.as_str()) {
+                    tags.push(t);
+                }
+            }
+            if !r.author.is_empty() && !authors.contains(&r.author.as_str()) {
+                authors.push(&r.author);
+            }
+        }
+        self.values.clear();
+        if !self.creations.is_empty() {
+            lineage_sigma(
+                &self.creations,
+                rules,
+                engine,
+                walk,
+                engine.map_or(64, Engine::max_depth),
+                &mut self.values,
+            );
+        }
+        let id_vals = || ids.iter().map(|&id| rules.rule(id).id.as_bytes());
+        let title_vals = || ids.iter().map(|&id| rules.rule(id).title.as_bytes());
+        let lin = || self.values.iter().map(Vec::as_slice);
+        out.push(b',');
+        push_joined(out, id_vals());
+        out.push(b',');
+        push_joined(out, title_vals());
+        out.push(b',');
+        if let Some(l) = level {
+            out.extend_from_slice(l.as_str().as_bytes());
+        }
+        out.push(b',');
+        push_joined(out, tags.iter().map(|t| t.as_bytes()));
+        out.push(b',');
+        push_joined(out, authors.iter().map(|a| a.as_bytes()));
+        out.push(b',');
+        push_joined(out, lin());
+        out.push(b',');
+        push_mv(out, id_vals());
+        out.push(b',');
+        push_mv(out, title_vals());
+        out.push(b',');
+        push_mv(out, tags.iter().map(|t| t.as_bytes()));
+        out.push(b',');
+        push_mv(out, authors.iter().map(|a| a.as_bytes()));
+        out.push(b',');
+        push_mv(out, lin());
+    }
+}
+
+impl SigmaRun {
+    /// Reads back what earlier searches recorded for ancestors that came
+    /// from the process table (`guids`), so `lineage_sigma` names them too.
+    /// Rules not loaded in this search are left out.
+    pub(super) fn learn_from_state(
+        &mut self,
+        state: &StateStore,
+        guids: &[ProcessGuid],
+        engine: &Engine,
+    ) -> Result<(), crate::state::StateError> {
+        let ask: Vec<u128> = guids
+            .iter()
+            .filter(|g| !self.creations.contains_key(g))
+            .map(|g| g.as_u128())
+            .collect();
+        if ask.is_empty() {
+            return Ok(());
+        }
+        let found = state.process_sigma(&ask)?;
+        if found.is_empty() {
+            return Ok(());
+        }
+        if self.by_id.is_empty() {
+            self.by_id = (0..self.rules.len() as u32)
+                .map(|i| (self.rules.rule(RuleId(i)).id.clone(), RuleId(i)))
+                .collect();
+        }
+        for (guid, ids) in found {
+            let guid = ProcessGuid::from_u128(guid);
+            let mut rules: Vec<RuleId> = ids
+                .split(',')
+                .filter_map(|id| self.by_id.get(id.trim()).copied())
+                .collect();
+            rules.sort_unstable();
+            let image = engine
+                .get(guid)
+                .map(|(p, _)| Box::from(p.image))
+                .unwrap_or_default();
+            if self.creations.len() >= MAX_PROCESSES {
+                self.creations.clear();
+            }
+            self.creations.insert(
+                guid,
+                Creation {
+                    image,
+                    rules: rules.into(),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Remembers what backfill's ancestors (`found`) matched (`matches`,
+    /// evaluated as they arrived), for `lineage_sigma` and the process
+    /// table, like the search's own creations.
+    pub(super) fn learn_found(
+        &mut self,
+        matches: Vec<(ProcessGuid, Vec<RuleId>)>,
+        found: &[ProcessInfo],
+    ) {
+        for (guid, mut rules) in matches {
+            if self.creations.contains_key(&guid) {
+                continue;
+            }
+            rules.sort_unstable();
+            rules.dedup();
+            let image = found
+                .iter()
+                .find(|p| p.guid == guid)
+                .map(|p| p.image.clone())
+                .unwrap_or_default();
+            let ids: Vec<&str> = rules
+                .iter()
+                .map(|&id| self.rules.rule(id).id.as_str())
+                .collect();
+            self.unsaved.push((guid.as_u128(), ids.join(",")));
+            if self.creations.len() >= MAX_PROCESSES {
+                self.creations.clear();
+            }
+            self.creations.insert(
+                guid,
+                Creation {
+                    image,
+                    rules: rules.into(),
+                },
+            );
+        }
+    }
+
+    /// The chunk's matched creations (GUID, rule ids), for the process
+    /// table's writer, which stores them only where it trusts the creation.
+    pub(super) fn take_unsaved(&mut self, into: &mut Vec<(u128, String)>) {
+        into.append(&mut self.unsaved);
+    }
+}
+
+/// An ancestor source that notes which GUIDs it found.
+pub(super) struct Noting<'a, S> {
+    pub(super) inner: S,
+    pub(super) found: Option<&'a mut Vec<ProcessGuid>>,
+}
+
+impl<S: AncestorSource> AncestorSource for Noting<'_, S> {
+    fn kind(&self) -> SourceKind {
+        self.inner.kind()
+    }
+
+    fn fetch(&mut self, guids: &[ProcessGuid]) -> Result<Vec<ProcessInfo>, SourceError> {
+        let got = self.inner.fetch(guids)?;
+        if let Some(f) = self.found.as_deref_mut() {
+            f.extend(got.iter().map(|p| p.guid));
+        }
+        Ok(got)
+    }
+}
+
+/// `<image>: <title>` for every rule matched by the creation of the
+/// processes along the walk, nearest first.
+fn lineage_sigma(
+    creations: &HashMap<ProcessGuid, Creation>,
+    rules: &RuleSet,
+    engine: Option<&Engine>,
+    walk: Walk,
+    max_depth: usize,
+    out: &mut Vec<Vec<u8>>,
+) {
+    let mut next = match walk {
+        Walk::None => return,
+        Walk::Parent(p) => p,
+        Walk::Process(g) => Some(g),
+    };
+    // max_depth bounds the walk (and so any cycle in forged data).
+    for _ in 0..=max_depth {
+        let Some(guid) = next.filter(|g| !g.is_zero()) else {
+            return;
+        };
+        if let Some(c) = creations.get(&guid) {
+            for &id in c.rules.iter() {
+                let mut v = c.image.to_vec();
+                v.extend_from_slice(b": ");
+                v.extend_from_slice(rules.rule(id).title.as_bytes());
+                out.push(v);
+            }
+        }
+        next = engine
+            .and_then(|e| e.get(guid))
+            .and_then(|(p, _)| p.parent_guid);
+    }
+}
+
+/// A row of the chunk as the Sigma engine sees it.
+struct RowFields<'a, 'r> {
+    reader: &'a RowReader<'r>,
+    columns: &'a HashMap<Box<str>, usize>,
+    value_columns: &'a [usize],
+    field_columns: &'a [Option<usize>],
+}
+
+impl Fields for RowFields<'_, '_> {
+    fn get(&self, name: &str) -> Option<&str> {
+        let i = *self.columns.get(name)?;
+        std::str::from_utf8(self.reader.field(i)?).ok()
+    }
+
+    fn get_field(&self, id: usize, name: &str) -> Option<&str> {
+        match self.field_columns.get(id) {
+            Some(&Some(i)) => std::str::from_utf8(self.reader.field(i)?).ok(),
+            Some(None) => None,
+            None => self.get(name),
+        }
+    }
+
+    fn values(&self) -> impl Iterator<Item = &str> {
+        self.value_columns
+            .iter()
+            .filter_map(|&i| std::str::from_utf8(self.reader.field(i)?).ok())
+    }
+}

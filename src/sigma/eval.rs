@@ -1,0 +1,332 @@
+//! Evaluating a compiled rule on one event, with Splunk's semantics.
+//!
+//! - Splunk has no null: an absent field and an empty one are the same
+//!   value, `""`. So `Field: null` matches both, and a test that needs
+//!   text (a filter on `SourceParentImage`, which EventCode 8 lacks) cannot
+//!   match, which is what lets `selection and not filter` fire.
+//! - Values keep the XML entities of `_raw` (`&amp;`, `&lt;`, …) because
+//!   the add-on extracts them with a regex; rules are written against the
+//!   plain text, so values are unescaped before any test.
+//! - Strings compare case-insensitively unless `cased`; the event value is
+//!   lower-cased once per field, lazily, only for fields a candidate rule
+//!   actually tests.
+
+use super::condition;
+use super::modifiers::{mask, CmpOp, FieldCond, Matcher};
+use super::rule::{Rule, Selection};
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+/// What the engine needs from an event. Implemented by the command's row
+/// view and, for tests, by a map of field names to values.
+pub trait Fields {
+    /// The value of a field, `None` when the event has no such field (the
+    /// engine treats that as the empty value). Names are case-sensitive
+    /// (`ProcessId` is not `ProcessID`).
+    fn get(&self, name: &str) -> Option<&str>;
+
+    /// [`Fields::get`] for the rule set's field number `id` (its place in
+    /// `RuleSet::field_names`). A view that maps the numbers to columns
+    /// once per header answers without hashing the name for every event.
+    fn get_field(&self, id: usize, name: &str) -> Option<&str> {
+        let _ = id;
+        self.get(name)
+    }
+
+    /// Every field value of the event, for keyword selections.
+    fn values(&self) -> impl Iterator<Item = &str>;
+
+    /// Sysmon's EventID: decides which rules apply.
+    fn event_code(&self) -> Option<u32> {
+        self.get("EventCode")?.trim().parse().ok()
+    }
+}
+
+impl<S: std::hash::BuildHasher> Fields for std::collections::HashMap<String, String, S> {
+    fn get(&self, name: &str) -> Option<&str> {
+        std::collections::HashMap::get(self, name).map(String::as_str)
+    }
+
+    fn values(&self) -> impl Iterator<Item = &str> {
+        std::collections::HashMap::values(self).map(String::as_str)
+    }
+}
+
+/// Replaces the five XML entities and numeric character references with
+/// the characters they stand for, in one pass (`&amp;lt;` is `&lt;`).
+/// Borrows when there is nothing to replace.
+pub fn unescape(s: &str) -> Cow<'_, str> {
+    if !s.contains('&') {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(at) = rest.find('&') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let end = rest[1..].find(';').map(|e| e + 1).filter(|&e| e <= 10);
+        let decoded = end.and_then(|e| entity(&rest[1..e]));
+        match (end, decoded) {
+            (Some(e), Some(c)) => {
+                out.push(c);
+                rest = &rest[e + 1..];
+            }
+            _ => {
+                out.push('&');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}
+
+fn entity(name: &str) -> Option<char> {
+    match name {
+        "amp" => Some('&'),
+        "lt" => Some('<'),
+        "gt" => Some('>'),
+        "quot" => Some('"'),
+        "apos" => Some('\''),
+        _ => {
+            let num = name.strip_prefix('#')?;
+            let code = match num.strip_prefix(['x', 'X']) {
+                Some(hex) => u32::from_str_radix(hex, 16).ok()?,
+                None => num.parse().ok()?,
+            };
+            char::from_u32(code)
+        }
+    }
+}
+
+/// Buffers reused from one event to the next, so the common path of
+/// [`RuleSet::matches_with`](super::RuleSet::matches_with) allocates
+/// nothing once warm: field values (unescaped, lower-cased) are cached per
+/// interned field and invalidated by bumping an epoch instead of clearing.
+#[derive(Default)]
+pub struct Scratch {
+    epoch: u32,
+    text_at: Vec<u32>,
+    lower_at: Vec<u32>,
+    text: Vec<String>,
+    lower: Vec<String>,
+    pub(super) candidates: Vec<u32>,
+    pub(super) hits: Vec<usize>,
+    memo: Vec<Option<bool>>,
+}
+
+impl Scratch {
+    /// Starts a new event over `fields` interned names.
+    pub(super) fn next_event(&mut self, fields: usize) {
+        if self.text_at.len() < fields {
+            self.text_at.resize(fields, 0);
+            self.lower_at.resize(fields, 0);
+            self.text.resize_with(fields, String::new);
+            self.lower.resize_with(fields, String::new);
+        }
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            self.text_at.fill(0);
+            self.lower_at.fill(0);
+            self.epoch = 1;
+        }
+        self.candidates.clear();
+    }
+}
+
+/// Appends `s` unescaped (see [`unescape`]) to `out`.
+fn unescape_into(s: &str, out: &mut String) {
+    match unescape(s) {
+        Cow::Borrowed(b) => out.push_str(b),
+        Cow::Owned(o) => out.push_str(&o),
+    }
+}
+
+/// One event being evaluated: field values fetched, unescaped and
+/// lower-cased at most once each, into the reused [`Scratch`].
+pub struct Ctx<'a, E: Fields> {
+    ev: &'a E,
+    names: &'a [String],
+    s: &'a mut Scratch,
+}
+
+impl<'a, E: Fields> Ctx<'a, E> {
+    /// A context over an event; `names` are the rule set's interned
+    /// fields. The scratch must have been started with
+    /// [`Scratch::next_event`].
+    pub fn new(ev: &'a E, names: &'a [String], s: &'a mut Scratch) -> Self {
+        Ctx { ev, names, s }
+    }
+
+    /// The field's unescaped value (`""` when absent).
+    pub fn text(&mut self, field: usize) -> &str {
+        if self.s.text_at[field] != self.s.epoch {
+            let buf = &mut self.s.text[field];
+            buf.clear();
+            unescape_into(
+                self.ev.get_field(field, &self.names[field]).unwrap_or(""),
+                buf,
+            );
+            self.s.text_at[field] = self.s.epoch;
+        }
+        &self.s.text[field]
+    }
+
+    /// The field's unescaped value, lower-cased (Unicode).
+    pub fn lower(&mut self, field: usize) -> &str {
+        if self.s.lower_at[field] != self.s.epoch {
+            self.text(field);
+            let (text, buf) = (&self.s.text[field], &mut self.s.lower[field]);
+            buf.clear();
+            if text.is_ascii() {
+                buf.push_str(text);
+                buf.make_ascii_lowercase();
+            } else {
+                buf.push_str(&text.to_lowercase());
+            }
+            self.s.lower_at[field] = self.s.epoch;
+        }
+        &self.s.lower[field]
+    }
+
+    /// Whether the rule matches (its scope's EventType filter included;
+    /// the EventCode was checked by the caller).
+    pub fn rule(&mut self, rule: &Rule) -> bool {
+        if let Some(types) = rule.scope.event_types {
+            let t = self.ev.get("EventType").unwrap_or("").trim();
+            if !types.iter().any(|x| x.eq_ignore_ascii_case(t)) {
+                return false;
+            }
+        }
+        let mut memo = std::mem::take(&mut self.s.memo);
+        memo.clear();
+        memo.resize(rule.selections.len(), None);
+        let hit = condition::eval(&rule.condition, &mut |i| {
+            if let Some(v) = memo[i] {
+                return v;
+            }
+            let v = self.selection(&rule.selections[i]);
+            memo[i] = Some(v);
+            v
+        });
+        self.s.memo = memo;
+        hit
+    }
+
+    fn selection(&mut self, sel: &Selection) -> bool {
+        sel.iter()
+            .any(|map| map.iter().all(|fc| self.field_cond(fc)))
+    }
+
+    fn field_cond(&mut self, fc: &FieldCond) -> bool {
+        let Some(field) = fc.field else {
+            return self.keywords(fc);
+        };
+        let one = |ctx: &mut Self, alts: &[Matcher]| alts.iter().any(|m| ctx.test(field, m));
+        if fc.all {
+            fc.values.iter().all(|alts| one(self, alts))
+        } else {
+            fc.values.iter().any(|alts| one(self, alts))
+        }
+    }
+
+    fn keywords(&mut self, fc: &FieldCond) -> bool {
+        let ev = self.ev;
+        let hit = |alts: &[Matcher]| {
+            ev.values().any(|v| {
+                let text = unescape(v);
+                let lower = text.to_lowercase();
+                alts.iter().any(|m| test_text(m, &text, &lower))
+            })
+        };
+        if fc.all {
+            fc.values.iter().all(|a| hit(a))
+        } else {
+            fc.values.iter().any(|a| hit(a))
+        }
+    }
+
+    fn test(&mut self, field: usize, m: &Matcher) -> bool {
+        match m {
+            Matcher::Str { pat, cased: false } => pat.is_match(self.lower(field)),
+            Matcher::FieldRef {
+                field: other,
+                cased,
+            } => {
+                let a = if *cased {
+                    self.text(field).to_owned()
+                } else {
+                    self.lower(field).to_owned()
+                };
+                let b = if *cased {
+                    self.text(*other)
+                } else {
+                    self.lower(*other)
+                };
+                !a.is_empty() && a == b
+            }
+            other => {
+                let text = self.text(field);
+                test_text(other, text, text)
+            }
+        }
+    }
+}
+
+/// A matcher on one value given as text and lower-cased text (`lower` is
+/// only read by case-insensitive string tests).
+fn test_text(m: &Matcher, text: &str, lower: &str) -> bool {
+    match m {
+        Matcher::Str { pat, cased } => pat.is_match(if *cased { text } else { lower }),
+        Matcher::Regex(re) => re.is_match(text),
+        Matcher::Cidr { net, bits } => ip_bits(text).is_some_and(|a| a & mask(*bits) == *net),
+        Matcher::Null => text.is_empty(),
+        Matcher::Exists(want) => text.is_empty() != *want,
+        Matcher::FieldRef { .. } => false,
+        Matcher::Cmp(op, n) => text.trim().parse::<f64>().is_ok_and(|v| match op {
+            CmpOp::Gt => v > *n,
+            CmpOp::Gte => v >= *n,
+            CmpOp::Lt => v < *n,
+            CmpOp::Lte => v <= *n,
+        }),
+    }
+}
+
+/// An address as 128 bits, IPv4 as IPv4-mapped IPv6 (so IPv4 networks also
+/// contain `::ffff:a.b.c.d`). Sysmon writes IPv6 without brackets.
+fn ip_bits(text: &str) -> Option<u128> {
+    let t = text.trim();
+    let t = t
+        .strip_prefix('[')
+        .and_then(|x| x.strip_suffix(']'))
+        .unwrap_or(t);
+    let t = t.split('%').next().unwrap_or(t);
+    Some(match t.parse::<IpAddr>().ok()? {
+        IpAddr::V4(a) => u128::from(a.to_ipv6_mapped()),
+        IpAddr::V6(a) => u128::from(a),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unescape_handles_entities_once() {
+        assert_eq!(unescape("a &amp;&amp; b"), "a && b");
+        assert_eq!(unescape("&lt;unknown process&gt;"), "<unknown process>");
+        assert_eq!(unescape("&quot;x&apos;"), "\"x'");
+        assert_eq!(unescape("&amp;lt;"), "&lt;");
+        assert_eq!(unescape("&#65;&#x42;"), "AB");
+        assert_eq!(unescape("AT&T & co;"), "AT&T & co;");
+        assert_eq!(unescape("tail &"), "tail &");
+        assert!(matches!(unescape("plain"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn ip_forms() {
+        assert_eq!(ip_bits("10.0.0.1"), ip_bits("::ffff:10.0.0.1"));
+        assert!(ip_bits("fe80::1%12").is_some());
+        assert!(ip_bits("-").is_none());
+    }
+}

@@ -1,0 +1,343 @@
+//! Loading rule files into a [`RuleSet`], and the report of what was left
+//! out and why.
+//!
+//! Nothing here fails: a missing directory or an unreadable file is a
+//! *problem* in the report, a rule the engine cannot run is *skipped* with
+//! its reason, a rule outside the configured level/status/ids is
+//! *filtered*. The command logs the report once and runs with what loaded.
+
+use super::eval::{Ctx, Fields, Scratch};
+use super::index::Index;
+use super::rule::{self, Level, Rule};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+/// A rule file larger than this is refused unread (SigmaHQ's largest is
+/// about 40 KB): a stray big file in the rules folder must not cost memory.
+pub const MAX_RULE_FILE: u64 = 1 << 20;
+
+/// Directory depth limit (guards against symlink loops).
+const MAX_DEPTH: usize = 32;
+
+/// Which loaded rules to keep.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// Keep rules at this level or above.
+    pub min_level: Option<Level>,
+    /// Keep only these statuses (lower case); empty keeps all.
+    pub status: Vec<String>,
+    /// Rule ids never to load.
+    pub disabled_ids: HashSet<String>,
+}
+
+impl Filter {
+    fn keeps(&self, r: &Rule) -> bool {
+        self.min_level.map_or(true, |m| m <= r.level)
+            && (self.status.is_empty()
+                || self
+                    .status
+                    .iter()
+                    .any(|s| s.eq_ignore_ascii_case(&r.status)))
+            && !self.disabled_ids.contains(&r.id)
+    }
+}
+
+/// A rule file the engine could not run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    /// The file.
+    pub path: PathBuf,
+    /// Why.
+    pub reason: String,
+}
+
+/// A path that could not be read at all.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The path.
+    pub path: PathBuf,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// Skipped rules with one reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SkipGroup {
+    /// The reason.
+    pub reason: String,
+    /// How many rules.
+    pub count: usize,
+    /// A few of their paths.
+    pub examples: Vec<PathBuf>,
+}
+
+/// What [`RuleSet::load`] did.
+pub struct LoadReport {
+    /// The rules that will run.
+    pub rules: RuleSet,
+    /// Rule files that were not loaded, with why.
+    pub skipped: Vec<Skipped>,
+    /// Paths that could not be read.
+    pub problems: Vec<Problem>,
+    /// Rules left out by the [`Filter`].
+    pub filtered: usize,
+}
+
+impl LoadReport {
+    /// Skips grouped by reason, most frequent first, with up to three
+    /// example paths each.
+    pub fn skipped_by_reason(&self) -> Vec<SkipGroup> {
+        let mut groups: BTreeMap<&str, SkipGroup> = BTreeMap::new();
+        for s in &self.skipped {
+            let g = groups.entry(&s.reason).or_insert_with(|| SkipGroup {
+                reason: s.reason.clone(),
+                count: 0,
+                examples: Vec::new(),
+            });
+            g.count += 1;
+            if g.examples.len() < 3 {
+                g.examples.push(s.path.clone());
+            }
+        }
+        let mut v: Vec<SkipGroup> = groups.into_values().collect();
+        v.sort_by(|a, b| b.count.cmp(&a.count).then_with(|| a.reason.cmp(&b.reason)));
+        v
+    }
+}
+
+/// A matched rule: its index in the [`RuleSet`].
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RuleId(pub u32);
+
+/// Compiled rules and their candidate index. Immutable and `Sync`: one per
+/// search, shared by every row.
+pub struct RuleSet {
+    rules: Vec<Rule>,
+    fields: Vec<String>,
+    index: Index,
+}
+
+/// Collects rule sources and interns field names while compiling.
+#[derive(Default)]
+pub struct Builder {
+    rules: Vec<Rule>,
+    fields: Vec<String>,
+    field_ids: HashMap<String, usize>,
+    ids: HashSet<String>,
+    /// Rules not loaded, with why.
+    pub skipped: Vec<Skipped>,
+    /// Rules left out by the filter.
+    pub filtered: usize,
+}
+
+impl Builder {
+    /// Compiles one rule file's text; a rule that cannot run is recorded
+    /// in `skipped`.
+    pub fn add(&mut self, path: PathBuf, source: &str, filter: &Filter) {
+        let fields = &mut self.fields;
+        let field_ids = &mut self.field_ids;
+        let mut intern = |name: &str| {
+            *field_ids.entry(name.to_owned()).or_insert_with(|| {
+                fields.push(name.to_owned());
+                fields.len() - 1
+            })
+        };
+        match rule::compile(path.clone(), source, &mut intern) {
+            Err(reason) => self.skipped.push(Skipped { path, reason }),
+            Ok(r) if !filter.keeps(&r) => self.filtered += 1,
+            Ok(r) if !self.ids.insert(r.id.clone()) => self.skipped.push(Skipped {
+                path,
+                reason: "duplicate rule id (an earlier file has it)".into(),
+            }),
+            Ok(r) => self.rules.push(r),
+        }
+    }
+
+    /// The compiled set.
+    pub fn finish(self) -> RuleSet {
+        let index = Index::build(&self.rules);
+        RuleSet {
+            rules: self.rules,
+            fields: self.fields,
+            index,
+        }
+    }
+}
+
+fn walk(path: &Path, depth: usize, files: &mut Vec<PathBuf>, problems: &mut Vec<Problem>) {
+    let entries = match std::fs::read_dir(path) {
+        Ok(e) => e,
+        Err(e) => {
+            problems.push(Problem {
+                path: path.to_owned(),
+                message: format!("cannot read directory: {e}"),
+            });
+            return;
+        }
+    };
+    let mut children: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    children.sort();
+    for child in children {
+        if child.is_dir() {
+            if depth >= MAX_DEPTH {
+                problems.push(Problem {
+                    path: child,
+                    message: "directories nested too deep".into(),
+                });
+            } else {
+                walk(&child, depth + 1, files, problems);
+            }
+        } else if child.extension().is_some_and(|e| e == "yml" || e == "yaml") {
+            files.push(child);
+        }
+    }
+}
+
+impl RuleSet {
+    /// Loads every `.yml`/`.yaml` file under the given files and
+    /// directories (recursively, in path order). Never fails: see
+    /// [`LoadReport`].
+    pub fn load(paths: &[PathBuf], filter: &Filter) -> LoadReport {
+        let mut problems = Vec::new();
+        let mut files = Vec::new();
+        for p in paths {
+            if p.is_dir() {
+                walk(p, 0, &mut files, &mut problems);
+            } else if p.exists() {
+                files.push(p.clone());
+            } else {
+                problems.push(Problem {
+                    path: p.clone(),
+                    message: "does not exist".into(),
+                });
+            }
+        }
+        let mut b = Builder::default();
+        for f in files {
+            match std::fs::metadata(&f) {
+                Ok(m) if m.len() > MAX_RULE_FILE => b.skipped.push(Skipped {
+                    path: f,
+                    reason: format!("rule file larger than {} KiB", MAX_RULE_FILE / 1024),
+                }),
+                _ => match std::fs::read(&f) {
+                    Err(e) => problems.push(Problem {
+                        path: f,
+                        message: format!("cannot read: {e}"),
+                    }),
+                    Ok(bytes) => match String::from_utf8(bytes) {
+                        Ok(text) => b.add(f, &text, filter),
+                        Err(_) => b.skipped.push(Skipped {
+                            path: f,
+                            reason: "not UTF-8 text".into(),
+                        }),
+                    },
+                },
+            }
+        }
+        let (skipped, filtered) = (std::mem::take(&mut b.skipped), b.filtered);
+        LoadReport {
+            rules: b.finish(),
+            skipped,
+            problems,
+            filtered,
+        }
+    }
+
+    /// Number of rules.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// True without rules.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// A rule's metadata.
+    pub fn rule(&self, id: RuleId) -> &Rule {
+        &self.rules[id.0 as usize]
+    }
+
+    /// All rules, in [`RuleId`] order.
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    /// Rules evaluated on every event of their EventCodes because they
+    /// have no literal to be selected by.
+    pub fn unindexed_count(&self) -> usize {
+        self.index.always_count()
+    }
+
+    /// How many rules the literal index selects for an event before the
+    /// full test (for benchmarks and diagnostics).
+    pub fn candidate_count(&self, ev: &impl Fields) -> usize {
+        self.candidate_ids(ev).len()
+    }
+
+    #[doc(hidden)]
+    pub fn candidate_ids(&self, ev: &impl Fields) -> Vec<u32> {
+        let mut s = Scratch::default();
+        self.select(ev, &mut s);
+        s.candidates
+    }
+
+    /// Fills `s.candidates` for an event; returns its EventCode.
+    fn select<E: Fields>(&self, ev: &E, s: &mut Scratch) -> Option<u32> {
+        s.next_event(self.fields.len());
+        let code = ev.event_code();
+        let mut out = std::mem::take(&mut s.candidates);
+        let mut hits = std::mem::take(&mut s.hits);
+        self.index.candidates(
+            code,
+            &mut Ctx::new(ev, &self.fields, s),
+            &mut out,
+            &mut hits,
+        );
+        s.candidates = out;
+        s.hits = hits;
+        code
+    }
+
+    /// Appends the rules matching an event to `out` in [`RuleId`] order
+    /// (`out` is not cleared, so a caller can reuse one buffer).
+    /// Allocates per call; [`RuleSet::matches_with`] reuses buffers.
+    pub fn matches(&self, ev: &impl Fields, out: &mut Vec<RuleId>) {
+        self.matches_with(ev, &mut Scratch::default(), out);
+    }
+
+    /// [`RuleSet::matches`] with buffers kept from one event to the next:
+    /// keep one [`Scratch`] per thread and pass it on every call.
+    pub fn matches_with(&self, ev: &impl Fields, s: &mut Scratch, out: &mut Vec<RuleId>) {
+        if self.rules.is_empty() {
+            return;
+        }
+        let code = self.select(ev, s);
+        if s.candidates.is_empty() {
+            return;
+        }
+        let candidates = std::mem::take(&mut s.candidates);
+        let mut ctx = Ctx::new(ev, &self.fields, s);
+        for &c in &candidates {
+            let rule = &self.rules[c as usize];
+            let in_scope = rule
+                .scope
+                .codes
+                .map_or(true, |codes| code.is_some_and(|c| codes.contains(&c)));
+            if in_scope && ctx.rule(rule) {
+                out.push(RuleId(c));
+            }
+        }
+        s.candidates = candidates;
+    }
+}
+
+/// What the command asks splunkd to send (kept apart from the engine's own
+/// API: the command's only addition).
+impl RuleSet {
+    /// Every field name a rule of the set tests: splunkd sends only the
+    /// fields a command declares, so these join `required_fields`.
+    pub fn field_names(&self) -> &[String] {
+        &self.fields
+    }
+}

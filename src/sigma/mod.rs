@@ -1,0 +1,39 @@
+//! Sigma detection: SigmaHQ's rules for the event categories Sysmon writes,
+//! evaluated on every event.
+//!
+//! Pure: no I/O besides reading rule files ([`RuleSet::load`]), no global
+//! state. The command builds one [`RuleSet`] per search and calls
+//! [`RuleSet::matches`] per event through the [`Fields`] view.
+//!
+//! | file | job |
+//! |---|---|
+//! | `rule.rs` | YAML → metadata, logsource scope, selections, condition |
+//! | `pattern.rs` | Sigma strings: wildcards, escaping, string tests |
+//! | `modifiers.rs` | `Field|mod|mod: values` → matchers |
+//! | `condition.rs` | `sel and not 1 of filter_*` → a tree |
+//! | `logsource.rs` | category → Sysmon EventCodes |
+//! | `eval.rs` | one rule on one event, Splunk's semantics (absent = empty, entities) |
+//! | `index.rs` | literal automata that pick the few candidate rules per event |
+//! | `load.rs` | files and directories → [`RuleSet`] + [`LoadReport`] |
+//!
+//! Sigma semantics follow the specification as pySigma implements it (the
+//! reference the rule authors test with); where Splunk's data model
+//! differs (no null, entities kept in values, all values text), the
+//! Splunk reading wins, because that is what a user of `| sysmonenrich`
+//! compares against.
+
+mod condition;
+mod eval;
+mod index;
+mod load;
+mod logsource;
+mod modifiers;
+mod pattern;
+mod rule;
+
+pub use eval::{unescape, Fields, Scratch};
+pub use load::{Filter, LoadReport, Problem, RuleId, RuleSet, SkipGroup, Skipped, MAX_RULE_FILE};
+pub use rule::{Level, Rule};
+
+#[cfg(test)]
+mod tests;

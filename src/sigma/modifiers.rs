@@ -1,0 +1,543 @@
+//! One detection item, `Field|mod|mod: value(s)`, turned into matchers.
+//!
+//! Modifiers are applied in the order written, as in pySigma: transforms
+//! (`contains`, `startswith`, `endswith`, `windash`, `base64`,
+//! `base64offset`, `utf16le`/`utf16be`/`utf16`/`wide`) rewrite each value,
+//! possibly into several alternatives (`windash`, `base64offset`); the type
+//! modifiers (`re`, `cidr`, `exists`, `fieldref`, `gt`…) change what kind
+//! of test a value is; `all` and `cased` are flags. Anything else (`expand`
+//! placeholders, unknown names) is an error that skips the rule.
+
+use super::pattern::{self, Piece, StrPat};
+use base64::Engine as _;
+use std::net::IpAddr;
+
+/// A rule value as YAML gave it; Splunk hands every field as text, so
+/// numbers and booleans are compared in their written form.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Scalar {
+    /// Text.
+    Str(String),
+    /// A number or boolean, as text (`445`, `true`).
+    Other(String),
+    /// `null` / `~`.
+    Null,
+}
+
+/// Numeric comparison operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmpOp {
+    /// `gt`.
+    Gt,
+    /// `gte`.
+    Gte,
+    /// `lt`.
+    Lt,
+    /// `lte`.
+    Lte,
+}
+
+/// One test of one field value.
+#[derive(Clone, Debug)]
+pub enum Matcher {
+    /// A Sigma string (wildcards); lower-cased unless `cased`.
+    Str {
+        /// The compiled pattern.
+        pat: StrPat,
+        /// Compare letters as written.
+        cased: bool,
+    },
+    /// `re`: unanchored, case-sensitive unless `i`.
+    Regex(regex::Regex),
+    /// `cidr`: the value is an address inside the network.
+    Cidr {
+        /// IPv6 network (IPv4 networks are stored as IPv4-mapped).
+        net: u128,
+        /// Prefix length on the 128-bit form.
+        bits: u32,
+    },
+    /// `null`: the field is empty or absent (the same thing in Splunk).
+    Null,
+    /// `exists`: the field has a non-empty value (`true`) or not (`false`).
+    Exists(bool),
+    /// `fieldref`: equal to this other field (interned id).
+    FieldRef {
+        /// The other field.
+        field: usize,
+        /// Compare letters as written.
+        cased: bool,
+    },
+    /// `gt`/`gte`/`lt`/`lte` against a number.
+    Cmp(CmpOp, f64),
+}
+
+/// A whole detection item: the field (or `None` for a keyword, matched
+/// against every value of the event) and its values. `values[i]` is one
+/// value's alternatives (OR); values combine with OR, or AND under `all`.
+#[derive(Clone, Debug)]
+pub struct FieldCond {
+    /// Interned field name; `None` searches every field.
+    pub field: Option<usize>,
+    /// Per value, its alternatives.
+    pub values: Vec<Vec<Matcher>>,
+    /// `|all`.
+    pub all: bool,
+    /// Per value, the literals one of which any match must contain
+    /// (lower-cased), or `None` when the value has no such literal.
+    pub literals: Vec<Option<Vec<String>>>,
+}
+
+enum Val {
+    Pieces(Vec<Piece>),
+    Bytes(Vec<u8>),
+}
+
+fn is_word(c: char) -> bool {
+    c.is_alphanumeric() || c == '_'
+}
+
+/// `windash`: every `-` or `/` that starts a word (pySigma's `\B[-/]\b`)
+/// may be any of the five dash-like characters Windows accepts.
+fn windash(pieces: Vec<Piece>) -> Result<Vec<Vec<Piece>>, String> {
+    const DASHES: [char; 5] = ['-', '/', '\u{2013}', '\u{2014}', '\u{2015}'];
+    // Flatten to characters (None = wildcard) to find the positions.
+    let mut flat: Vec<Option<char>> = Vec::new();
+    let mut kinds: Vec<Piece> = Vec::new();
+    for p in &pieces {
+        match p {
+            Piece::Lit(l) => flat.extend(l.chars().map(Some)),
+            other => {
+                flat.push(None);
+                kinds.push(other.clone());
+            }
+        }
+    }
+    let spots: Vec<usize> = (0..flat.len())
+        .filter(|&i| {
+            matches!(flat[i], Some('-' | '/'))
+                && (i == 0 || !flat[i - 1].is_some_and(is_word))
+                && flat.get(i + 1).copied().flatten().is_some_and(is_word)
+        })
+        .collect();
+    if spots.len() > 4 {
+        return Err(format!(
+            "windash on a value with {} dashes (more than 4)",
+            spots.len()
+        ));
+    }
+    let mut out = Vec::new();
+    for combo in 0..DASHES.len().pow(spots.len() as u32) {
+        let mut chars = flat.clone();
+        let mut k = combo;
+        for &s in &spots {
+            chars[s] = Some(DASHES[k % DASHES.len()]);
+            k /= DASHES.len();
+        }
+        let mut ps = Vec::new();
+        let mut lit = String::new();
+        let mut wild = kinds.iter();
+        for c in chars {
+            match c {
+                Some(c) => lit.push(c),
+                None => {
+                    if !lit.is_empty() {
+                        ps.push(Piece::Lit(std::mem::take(&mut lit)));
+                    }
+                    ps.push(wild.next().cloned().unwrap_or(Piece::Star));
+                }
+            }
+        }
+        if !lit.is_empty() {
+            ps.push(Piece::Lit(lit));
+        }
+        out.push(ps);
+    }
+    Ok(out)
+}
+
+fn bytes_of(v: Val, modifier: &str) -> Result<Vec<u8>, String> {
+    match v {
+        Val::Bytes(b) => Ok(b),
+        Val::Pieces(p) => pattern::plain_text(&p)
+            .map(String::into_bytes)
+            .ok_or_else(|| format!("`{modifier}` on a value with wildcards")),
+    }
+}
+
+fn base64_offsets(bytes: &[u8]) -> Vec<String> {
+    // pySigma: encode with 0, 1, 2 leading bytes and cut the characters
+    // that depend on the neighbouring bytes.
+    let start = [0usize, 2, 3];
+    let end_cut = [0usize, 3, 2];
+    (0..3)
+        .map(|i| {
+            let mut buf = vec![b' '; i];
+            buf.extend_from_slice(bytes);
+            let enc = base64::engine::general_purpose::STANDARD.encode(&buf);
+            let cut = end_cut[(bytes.len() + i) % 3];
+            let stop = enc.len().saturating_sub(cut).max(start[i]);
+            enc[start[i]..stop].to_owned()
+        })
+        .collect()
+}
+
+fn utf16(v: Val, modifier: &str) -> Result<Val, String> {
+    let text = String::from_utf8(bytes_of(v, modifier)?)
+        .map_err(|_| format!("`{modifier}` on bytes that are not text"))?;
+    let mut out = Vec::new();
+    if modifier == "utf16" {
+        out.extend_from_slice(&[0xFF, 0xFE]);
+    }
+    for u in text.encode_utf16() {
+        if modifier == "utf16be" {
+            out.extend_from_slice(&u.to_be_bytes());
+        } else {
+            out.extend_from_slice(&u.to_le_bytes());
+        }
+    }
+    Ok(Val::Bytes(out))
+}
+
+fn parse_cidr(text: &str) -> Result<(u128, u32), String> {
+    let (addr, bits) = text.split_once('/').unwrap_or((text, ""));
+    let ip: IpAddr = addr
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a CIDR network"))?;
+    let (net, max) = match ip {
+        IpAddr::V4(a) => (u128::from(a.to_ipv6_mapped()), 32),
+        IpAddr::V6(a) => (u128::from(a), 128),
+    };
+    let bits: u32 = if bits.is_empty() {
+        max
+    } else {
+        bits.trim()
+            .parse()
+            .map_err(|_| format!("`{text}` has a bad prefix length"))?
+    };
+    if bits > max {
+        return Err(format!("`{text}` has a prefix longer than the address"));
+    }
+    let bits = bits + (128 - max);
+    Ok((net & mask(bits), bits))
+}
+
+/// The network mask of a prefix length on 128 bits.
+pub fn mask(bits: u32) -> u128 {
+    if bits == 0 {
+        0
+    } else {
+        u128::MAX << (128 - bits)
+    }
+}
+
+/// The most a single rule regex may compile to; a bigger one skips the rule
+/// (it would cost memory and time on every event).
+pub const REGEX_SIZE_LIMIT: usize = 10 << 20;
+
+/// Builds a detection item from its key (`Field|mods`, or `|mods` / empty
+/// for keywords) and values.
+pub fn build(
+    key: Option<&str>,
+    values: &[Scalar],
+    intern: &mut dyn FnMut(&str) -> usize,
+) -> Result<FieldCond, String> {
+    let (field, mods): (Option<&str>, Vec<&str>) = match key {
+        None => (None, Vec::new()),
+        Some(k) => {
+            let mut parts = k.split('|');
+            let f = parts.next().unwrap_or("");
+            (if f.is_empty() { None } else { Some(f) }, parts.collect())
+        }
+    };
+    if values.is_empty() {
+        return Err(format!(
+            "`{}` has an empty list of values",
+            key.unwrap_or("keywords")
+        ));
+    }
+    let mut all = false;
+    let mut cased = false;
+    let mut kind: Option<&str> = None;
+    let mut re_flags = String::new();
+    let mut transforms: Vec<&str> = Vec::new();
+    for m in &mods {
+        match *m {
+            "all" => all = true,
+            "cased" => cased = true,
+            "i" | "ignorecase" => re_flags.push('i'),
+            "m" | "multiline" => re_flags.push('m'),
+            "s" | "dotall" => re_flags.push('s'),
+            "re" | "cidr" | "exists" | "fieldref" | "gt" | "gte" | "lt" | "lte" => {
+                if let Some(k) = kind {
+                    return Err(format!("modifiers `{k}` and `{m}` together"));
+                }
+                kind = Some(m);
+            }
+            "contains" | "startswith" | "endswith" | "windash" | "base64" | "base64offset"
+            | "utf16le" | "utf16be" | "utf16" | "wide" => transforms.push(m),
+            "expand" => return Err("placeholders (`expand`) are not supported".into()),
+            other => return Err(format!("unsupported modifier `{other}`")),
+        }
+    }
+    if !transforms.is_empty() && kind.is_some() {
+        return Err(format!(
+            "`{}` together with a type modifier",
+            transforms.join("|")
+        ));
+    }
+    if !re_flags.is_empty() && kind != Some("re") {
+        return Err("regex flags without `re`".into());
+    }
+    // Keywords: a plain keyword is found anywhere in a value.
+    if field.is_none() && kind.is_none() && transforms.is_empty() {
+        transforms.push("contains");
+    }
+    let field_id = field.map(&mut *intern);
+    let mut cond = FieldCond {
+        field: field_id,
+        values: Vec::new(),
+        all,
+        literals: Vec::new(),
+    };
+    for v in values {
+        let text = match v {
+            Scalar::Null => {
+                if kind.is_some() || !transforms.is_empty() {
+                    return Err("`null` with a modifier".into());
+                }
+                cond.values.push(vec![Matcher::Null]);
+                cond.literals.push(None);
+                continue;
+            }
+            Scalar::Str(s) | Scalar::Other(s) => s,
+        };
+        let (alts, lits) = match kind {
+            Some("re") => {
+                let pat = if re_flags.is_empty() {
+                    text.clone()
+                } else {
+                    format!("(?{re_flags}){text}")
+                };
+                let re = regex::RegexBuilder::new(&pat)
+                    .size_limit(REGEX_SIZE_LIMIT)
+                    .build()
+                    .map_err(|e| regex_reason(&e))?;
+                (vec![Matcher::Regex(re)], regex_literals(&pat))
+            }
+            Some("cidr") => {
+                let (net, bits) = parse_cidr(text)?;
+                (vec![Matcher::Cidr { net, bits }], None)
+            }
+            Some("exists") => {
+                let want = match text.to_ascii_lowercase().as_str() {
+                    "true" | "yes" => true,
+                    "false" | "no" => false,
+                    _ => return Err(format!("`exists: {text}` is not a boolean")),
+                };
+                (vec![Matcher::Exists(want)], None)
+            }
+            Some("fieldref") => (
+                vec![Matcher::FieldRef {
+                    field: intern(text),
+                    cased,
+                }],
+                None,
+            ),
+            Some(op @ ("gt" | "gte" | "lt" | "lte")) => {
+                let n: f64 = text
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("`{op}: {text}` is not a number"))?;
+                let op = match op {
+                    "gt" => CmpOp::Gt,
+                    "gte" => CmpOp::Gte,
+                    "lt" => CmpOp::Lt,
+                    _ => CmpOp::Lte,
+                };
+                (vec![Matcher::Cmp(op, n)], None)
+            }
+            _ => string_alternatives(v, text, &transforms, cased)?,
+        };
+        cond.values.push(alts);
+        cond.literals.push(lits);
+    }
+    Ok(cond)
+}
+
+/// Literals one of which every match of a regex contains, lower-cased,
+/// so a regex-only rule can enter the candidate index instead of running
+/// on every event of its category. Prefixes or suffixes of the matches,
+/// whichever set is more selective; `None` when the regex can match
+/// without a literal of at least three ASCII bytes (non-ASCII literals are
+/// left out because Unicode lower-casing of the event value need not keep
+/// them as substrings).
+fn regex_literals(pat: &str) -> Option<Vec<String>> {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    let hir = regex_syntax::parse(pat).ok()?;
+    let set = |kind| -> Option<Vec<String>> {
+        let seq = Extractor::new().kind(kind).extract(&hir);
+        let mut out = Vec::new();
+        for lit in seq.literals()? {
+            let text = std::str::from_utf8(lit.as_bytes()).ok()?;
+            if text.len() < 3 || !text.is_ascii() {
+                return None;
+            }
+            out.push(text.to_ascii_lowercase());
+        }
+        out.sort_unstable();
+        out.dedup();
+        (!out.is_empty()).then_some(out)
+    };
+    let score = |v: &Vec<String>| {
+        (
+            v.iter().map(String::len).min().unwrap_or(0).min(12),
+            usize::MAX - v.len(),
+        )
+    };
+    match (set(ExtractKind::Prefix), set(ExtractKind::Suffix)) {
+        (Some(a), Some(b)) => Some(if score(&b) > score(&a) { b } else { a }),
+        (a, b) => a.or(b),
+    }
+}
+
+fn regex_reason(e: &regex::Error) -> String {
+    match e {
+        regex::Error::CompiledTooBig(_) => "regex too big to compile".into(),
+        regex::Error::Syntax(s) if s.contains("look-around") => {
+            "regex uses look-around (not supported)".into()
+        }
+        regex::Error::Syntax(s) if s.contains("backreferences") => {
+            "regex uses backreferences (not supported)".into()
+        }
+        regex::Error::Syntax(s) => {
+            format!(
+                "regex does not compile: {}",
+                s.lines().last().unwrap_or(s).trim()
+            )
+        }
+        _ => "regex does not compile".into(),
+    }
+}
+
+type Alts = (Vec<Matcher>, Option<Vec<String>>);
+
+fn string_alternatives(
+    original: &Scalar,
+    text: &str,
+    transforms: &[&str],
+    cased: bool,
+) -> Result<Alts, String> {
+    let first = match original {
+        Scalar::Str(_) => pattern::parse(text),
+        _ => pattern::literal(text),
+    };
+    let mut vals = vec![Val::Pieces(first)];
+    for t in transforms {
+        let mut next = Vec::new();
+        for v in vals {
+            match *t {
+                "contains" | "startswith" | "endswith" => match v {
+                    Val::Pieces(p) => next.push(Val::Pieces(pattern::wrap(
+                        p,
+                        *t != "startswith",
+                        *t != "endswith",
+                    ))),
+                    Val::Bytes(_) => return Err(format!("`{t}` on encoded bytes")),
+                },
+                "windash" => match v {
+                    Val::Pieces(p) => next.extend(windash(p)?.into_iter().map(Val::Pieces)),
+                    Val::Bytes(_) => return Err("`windash` on encoded bytes".into()),
+                },
+                "base64" => {
+                    let b = bytes_of(v, t)?;
+                    let enc = base64::engine::general_purpose::STANDARD.encode(b);
+                    next.push(Val::Pieces(pattern::literal(&enc)));
+                }
+                "base64offset" => {
+                    let b = bytes_of(v, t)?;
+                    next.extend(
+                        base64_offsets(&b)
+                            .iter()
+                            .map(|s| Val::Pieces(pattern::literal(s))),
+                    );
+                }
+                _ => next.push(utf16(v, t)?),
+            }
+        }
+        vals = next;
+    }
+    let mut alts = Vec::new();
+    let mut lits = Some(Vec::new());
+    for v in vals {
+        let pieces = match v {
+            Val::Pieces(p) => p,
+            Val::Bytes(b) => pattern::literal(&String::from_utf8_lossy(&b)),
+        };
+        let lit = pattern::longest_literal(&pieces);
+        match (&mut lits, lit.is_empty()) {
+            (Some(l), false) => l.push(lit),
+            _ => lits = None,
+        }
+        alts.push(Matcher::Str {
+            pat: StrPat::compile(&pieces, cased),
+            cased,
+        });
+    }
+    Ok((alts, lits))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(pieces: Vec<Vec<Piece>>) -> Vec<String> {
+        pieces
+            .into_iter()
+            .map(|p| {
+                p.iter()
+                    .map(|x| match x {
+                        Piece::Lit(l) => l.clone(),
+                        Piece::Star => "*".into(),
+                        Piece::One => "?".into(),
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn windash_rewrites_only_dashes_that_start_a_word() {
+        let v = texts(windash(pattern::parse("* -enc *")).unwrap());
+        assert_eq!(
+            v,
+            vec![
+                "* -enc *",
+                "* /enc *",
+                "* \u{2013}enc *",
+                "* \u{2014}enc *",
+                "* \u{2015}enc *"
+            ]
+        );
+        // A dash inside a word and a dash before a space are left alone.
+        assert_eq!(
+            texts(windash(pattern::parse("a-b - c")).unwrap()),
+            vec!["a-b - c"]
+        );
+        assert_eq!(windash(pattern::parse("-a -b")).unwrap().len(), 25);
+        assert!(windash(pattern::parse("-a -b -c -d -e")).is_err());
+    }
+
+    #[test]
+    fn base64offset_matches_pysigma() {
+        // pySigma's documented example for "/bin/bash".
+        assert_eq!(
+            base64_offsets(b"/bin/bash"),
+            vec!["L2Jpbi9iYXNo", "9iaW4vYmFza", "vYmluL2Jhc2"]
+        );
+        assert_eq!(
+            base64_offsets(b"/bin/sh"),
+            vec!["L2Jpbi9za", "9iaW4vc2", "vYmluL3No"]
+        );
+    }
+}
