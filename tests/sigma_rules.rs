@@ -163,3 +163,46 @@ fn sigmahq_regression_cases_match_their_rule() {
     );
     assert!(missed.is_empty(), "missed:\n{}", missed.join("\n"));
 }
+
+/// Remembered verdicts (one `Scratch` for a whole data set, as the command
+/// keeps one per search) are the verdicts of a fresh evaluation, row by
+/// row, on every row of every shared data set and on the generated stream
+/// (whose creations repeat, so most of its rows are answered from memory).
+#[test]
+fn remembered_verdicts_equal_fresh_evaluation_on_every_row() {
+    let Some(dir) = sigma_dir() else { return };
+    let rules = load_shared(&dir);
+    let mut tables: Vec<Table> = [
+        "evtx_attack_samples.csv",
+        "evtx_to_mitre_attack.csv",
+        "otrf_lsass_campaign_01.csv.gz",
+    ]
+    .iter()
+    .filter_map(|f| datasets::sysmon_dataset(f))
+    .collect();
+    tables.push(datasets::generated());
+    for table in &tables {
+        let fresh = evaluate(&rules, table);
+        let index = column_index(table);
+        let mut scratch = sysmonenrich::sigma::Scratch::default();
+        let mut matched = 0;
+        for (row, want) in fresh.iter().enumerate() {
+            let mut got = Vec::new();
+            let ev = Row {
+                table,
+                index: &index,
+                row,
+            };
+            rules.matches_with(&ev, &mut scratch, &mut got);
+            assert_eq!(&got, want, "{} row {row}", table.name);
+            matched += usize::from(!got.is_empty());
+        }
+        let (hits, misses) = RuleSet::memo_counts(&scratch);
+        eprintln!(
+            "{}: {} rows, {matched} with a match, {hits} answered from memory, {misses} evaluated",
+            table.name,
+            table.len()
+        );
+        assert!(hits > 0, "{}: nothing remembered", table.name);
+    }
+}

@@ -476,6 +476,14 @@ impl Enricher {
         if let Some(w) = self.writer.as_mut() {
             w.finish();
         }
+        if let Some(s) = &self.sigma {
+            let (hits, misses) = s.remembered();
+            log::info!(
+                "sigma: {} rows matched; {hits} of {} events answered from remembered verdicts",
+                s.rows_matched,
+                hits + misses
+            );
+        }
     }
 }
 

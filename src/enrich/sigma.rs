@@ -120,6 +120,11 @@ impl SigmaRun {
         }
     }
 
+    /// Events answered from remembered verdicts, and events evaluated.
+    pub(super) fn remembered(&self) -> (u64, u64) {
+        RuleSet::memo_counts(&self.scratch)
+    }
+
     /// The search's rules.
     pub(super) fn rules(&self) -> &Arc<RuleSet> {
         &self.rules

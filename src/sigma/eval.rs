@@ -99,7 +99,8 @@ fn entity(name: &str) -> Option<char> {
     }
 }
 
-/// Buffers reused from one event to the next, so the common path of
+/// Buffers reused from one event to the next (and the verdicts they
+/// remember: keep one per search, not one per event), so the common path of
 /// [`RuleSet::matches_with`](super::RuleSet::matches_with) allocates
 /// nothing once warm: field values (unescaped, lower-cased) are cached per
 /// interned field and invalidated by bumping an epoch instead of clearing.
@@ -113,6 +114,14 @@ pub struct Scratch {
     pub(super) candidates: Vec<u32>,
     pub(super) hits: Vec<usize>,
     memo: Vec<Option<bool>>,
+    /// Every value of the event, unescaped and lower-cased, for keyword
+    /// rules: filled once per event (`values_at` = its epoch), on first use.
+    values_at: u32,
+    values_len: usize,
+    values_text: Vec<String>,
+    values_lower: Vec<String>,
+    /// Verdicts remembered across events (see `memo.rs`).
+    pub(super) verdicts: super::memo::Memo,
 }
 
 impl Scratch {
@@ -128,6 +137,7 @@ impl Scratch {
         if self.epoch == 0 {
             self.text_at.fill(0);
             self.lower_at.fill(0);
+            self.values_at = 0;
             self.epoch = 1;
         }
         self.candidates.clear();
@@ -230,14 +240,48 @@ impl<'a, E: Fields> Ctx<'a, E> {
         }
     }
 
+    /// Fills the scratch's copy of every value of the event, once per event.
+    fn load_values(&mut self) {
+        let s = &mut *self.s;
+        if s.values_at == s.epoch {
+            return;
+        }
+        s.values_at = s.epoch;
+        s.values_len = 0;
+        for v in self.ev.values() {
+            if s.values_len == s.values_text.len() {
+                s.values_text.push(String::new());
+                s.values_lower.push(String::new());
+            }
+            let (text, lower) = (
+                &mut s.values_text[s.values_len],
+                &mut s.values_lower[s.values_len],
+            );
+            text.clear();
+            unescape_into(v, text);
+            lower.clear();
+            if text.is_ascii() {
+                lower.push_str(text);
+                lower.make_ascii_lowercase();
+            } else {
+                lower.push_str(&text.to_lowercase());
+            }
+            s.values_len += 1;
+        }
+    }
+
     fn keywords(&mut self, fc: &FieldCond) -> bool {
-        let ev = self.ev;
+        self.load_values();
+        let s = &*self.s;
+        let (texts, lowers) = (
+            &s.values_text[..s.values_len],
+            &s.values_lower[..s.values_len],
+        );
         let hit = |alts: &[Matcher]| {
-            ev.values().any(|v| {
-                let text = unescape(v);
-                let lower = text.to_lowercase();
-                alts.iter().any(|m| test_text(m, &text, &lower))
-            })
+            texts
+                .iter()
+                .zip(lowers)
+                .any(|(text, lower)| alts.iter().any(|m| test_text(m, text, lower)))
         };
         if fc.all {
             fc.values.iter().all(|a| hit(a))

@@ -16,6 +16,7 @@
 use super::condition::Cond;
 use super::eval::{Ctx, Fields};
 use super::logsource;
+use super::memo::KeyPlan;
 use super::modifiers::FieldCond;
 use super::rule::{Rule, Selection};
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
@@ -97,6 +98,8 @@ struct FieldScan {
 struct Bucket {
     scans: Vec<FieldScan>,
     always: Vec<u32>,
+    /// What a remembered verdict for this code is keyed by.
+    plan: KeyPlan,
 }
 
 /// The candidate tables, one per EventCode, plus one for events whose
@@ -114,6 +117,7 @@ fn build_bucket(rules: &[Rule], needs: &[Need], pick: impl Fn(&Rule) -> bool) ->
         if !pick(rule) {
             continue;
         }
+        bucket.plan.add(i as u32, rule);
         match &needs[i] {
             None => bucket.always.push(i as u32),
             Some(lits) => {
@@ -135,8 +139,11 @@ fn build_bucket(rules: &[Rule], needs: &[Need], pick: impl Fn(&Rule) -> bool) ->
     for (field, lits) in fields {
         let mut lits: Vec<(&str, Vec<u32>)> = lits.into_iter().collect();
         lits.sort_unstable();
+        // Literals are lower-case and scanned against the lower-cased
+        // value (which the full test needs anyway): an automaton that
+        // folded case itself would have twice the transitions, and
+        // building those was 40% of loading SigmaHQ's rules.
         let built = AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
             .match_kind(MatchKind::Standard)
             .build(lits.iter().map(|(l, _)| l));
         match built {
@@ -151,6 +158,7 @@ fn build_bucket(rules: &[Rule], needs: &[Need], pick: impl Fn(&Rule) -> bool) ->
     }
     bucket.always.sort_unstable();
     bucket.always.dedup();
+    bucket.plan.finish();
     bucket
 }
 
@@ -188,6 +196,19 @@ impl Index {
         all.len()
     }
 
+    fn bucket(&self, code: Option<u32>) -> &Bucket {
+        let b = code
+            .and_then(|c| self.by_code.get(&c))
+            .copied()
+            .unwrap_or(self.other);
+        &self.buckets[b]
+    }
+
+    /// How verdicts of events with this EventCode are remembered.
+    pub fn plan(&self, code: Option<u32>) -> &KeyPlan {
+        &self.bucket(code).plan
+    }
+
     /// Appends the candidate rules for an event to `out`, sorted, without
     /// duplicates. Field values come from `ctx` (unescaped once, shared
     /// with the full test); `hits` is a reused buffer.
@@ -198,28 +219,15 @@ impl Index {
         out: &mut Vec<u32>,
         hits: &mut Vec<usize>,
     ) {
-        let b = code
-            .and_then(|c| self.by_code.get(&c))
-            .copied()
-            .unwrap_or(self.other);
-        let bucket = &self.buckets[b];
+        let bucket = self.bucket(code);
         out.extend_from_slice(&bucket.always);
         for scan in &bucket.scans {
-            let ascii = {
-                let value = ctx.text(scan.field);
-                if value.is_empty() {
-                    continue;
-                }
-                value.is_ascii()
-            };
-            // The automaton folds ASCII case only; a value with other
-            // letters is lower-cased the way the full test folds it, so a
+            // Lower-cased the way the full test folds it (Unicode), so a
             // literal with non-ASCII letters (lower-cased too) is found.
-            let hay = if ascii {
-                ctx.text(scan.field)
-            } else {
-                ctx.lower(scan.field)
-            };
+            let hay = ctx.lower(scan.field);
+            if hay.is_empty() {
+                continue;
+            }
             hits.clear();
             hits.extend(
                 scan.automaton

@@ -278,14 +278,13 @@ impl RuleSet {
     #[doc(hidden)]
     pub fn candidate_ids(&self, ev: &impl Fields) -> Vec<u32> {
         let mut s = Scratch::default();
-        self.select(ev, &mut s);
+        self.select(ev, ev.event_code(), &mut s);
         s.candidates
     }
 
-    /// Fills `s.candidates` for an event; returns its EventCode.
-    fn select<E: Fields>(&self, ev: &E, s: &mut Scratch) -> Option<u32> {
+    /// Fills `s.candidates` for an event of EventCode `code`.
+    fn select<E: Fields>(&self, ev: &E, code: Option<u32>, s: &mut Scratch) {
         s.next_event(self.fields.len());
-        let code = ev.event_code();
         let mut out = std::mem::take(&mut s.candidates);
         let mut hits = std::mem::take(&mut s.hits);
         self.index.candidates(
@@ -296,7 +295,6 @@ impl RuleSet {
         );
         s.candidates = out;
         s.hits = hits;
-        code
     }
 
     /// Appends the rules matching an event to `out` in [`RuleId`] order
@@ -307,28 +305,71 @@ impl RuleSet {
     }
 
     /// [`RuleSet::matches`] with buffers kept from one event to the next:
-    /// keep one [`Scratch`] per thread and pass it on every call.
+    /// keep one [`Scratch`] per search and pass it on every call (it also
+    /// remembers verdicts by the fields the rules read, see `memo.rs`).
     pub fn matches_with(&self, ev: &impl Fields, s: &mut Scratch, out: &mut Vec<RuleId>) {
         if self.rules.is_empty() {
             return;
         }
-        let code = self.select(ev, s);
-        if s.candidates.is_empty() {
-            return;
+        let code = ev.event_code();
+        let plan = self.index.plan(code);
+        let mut key = std::mem::take(&mut s.verdicts.key);
+        let keyed = plan.key(
+            code,
+            |f| ev.get_field(f, &self.fields[f]).unwrap_or(""),
+            || ev.get("EventType").unwrap_or(""),
+            &mut key,
+        );
+        s.verdicts.key = key;
+        let start = out.len();
+        if keyed {
+            if let Some(ids) = s.verdicts.get() {
+                out.extend(ids.iter().map(|&i| RuleId(i)));
+                if !plan.volatile.is_empty() {
+                    s.next_event(self.fields.len());
+                    let mut ctx = Ctx::new(ev, &self.fields, s);
+                    for &i in &plan.volatile {
+                        if self.test(&mut ctx, i, code) {
+                            out.push(RuleId(i));
+                        }
+                    }
+                    out[start..].sort_unstable();
+                }
+                return;
+            }
         }
+        self.select(ev, code, s);
         let candidates = std::mem::take(&mut s.candidates);
         let mut ctx = Ctx::new(ev, &self.fields, s);
         for &c in &candidates {
-            let rule = &self.rules[c as usize];
-            let in_scope = rule
-                .scope
-                .codes
-                .map_or(true, |codes| code.is_some_and(|c| codes.contains(&c)));
-            if in_scope && ctx.rule(rule) {
+            if self.test(&mut ctx, c, code) {
                 out.push(RuleId(c));
             }
         }
         s.candidates = candidates;
+        if keyed {
+            let remembered = out[start..]
+                .iter()
+                .map(|r| r.0)
+                .filter(|&i| !plan.is_volatile(i));
+            s.verdicts.put(remembered);
+        }
+    }
+
+    /// Rule `i` in full on the event of `ctx` (EventCode `code`).
+    fn test<E: Fields>(&self, ctx: &mut Ctx<'_, E>, i: u32, code: Option<u32>) -> bool {
+        let rule = &self.rules[i as usize];
+        let in_scope = rule
+            .scope
+            .codes
+            .map_or(true, |codes| code.is_some_and(|c| codes.contains(&c)));
+        in_scope && ctx.rule(rule)
+    }
+
+    /// Events answered from remembered verdicts, and events evaluated,
+    /// in `s` so far (for the end-of-search log line and benchmarks).
+    pub fn memo_counts(s: &Scratch) -> (u64, u64) {
+        (s.verdicts.hits, s.verdicts.misses)
     }
 }
 

@@ -14,6 +14,7 @@
 //! | `logsource.rs` | category → Sysmon EventCodes |
 //! | `eval.rs` | one rule on one event, Splunk's semantics (absent = empty, entities) |
 //! | `index.rs` | literal automata that pick the few candidate rules per event |
+//! | `memo.rs` | verdicts remembered by the fields the rules read |
 //! | `load.rs` | files and directories → [`RuleSet`] + [`LoadReport`] |
 //!
 //! Sigma semantics follow the specification as pySigma implements it (the
@@ -27,6 +28,7 @@ mod eval;
 mod index;
 mod load;
 mod logsource;
+mod memo;
 mod modifiers;
 mod pattern;
 mod rule;

@@ -727,3 +727,116 @@ fn reused_scratch_never_carries_a_value_into_the_next_event() {
         assert!(out.is_empty(), "Image of the previous event leaked");
     }
 }
+
+/// Two rules: one on `Image`, one keyword rule (reads every value).
+fn image_and_keyword_rules() -> RuleSet {
+    let mut b = Builder::default();
+    b.add(
+        PathBuf::from("image.yml"),
+        &rule_text(
+            "process_creation",
+            "    selection:\n        Image|endswith: '\\whoami.exe'\n    condition: selection\n",
+        )
+        .replace("000000000001", "000000000011"),
+        &Filter::default(),
+    );
+    b.add(
+        PathBuf::from("keyword.yml"),
+        &rule_text(
+            "process_creation",
+            "    keywords:\n        - 'secret-token'\n    condition: keywords\n",
+        )
+        .replace("000000000001", "000000000012"),
+        &Filter::default(),
+    );
+    assert!(b.skipped.is_empty(), "{:?}", b.skipped);
+    b.finish()
+}
+
+fn ids(rules: &RuleSet, s: &mut super::Scratch, fields: &[(&str, &str)]) -> Vec<String> {
+    let mut out = Vec::new();
+    rules.matches_with(&event("1", fields), s, &mut out);
+    out.iter().map(|&i| rules.rule(i).id.clone()).collect()
+}
+
+#[test]
+fn remembered_verdicts_follow_the_fields_rules_read_and_keywords_always_run() {
+    let rules = image_and_keyword_rules();
+    let mut s = super::Scratch::default();
+    let whoami = "C:\\Windows\\System32\\whoami.exe";
+    let image_rule = "00000000-0000-0000-0000-000000000011";
+    let keyword_rule = "00000000-0000-0000-0000-000000000012";
+    assert_eq!(
+        ids(&rules, &mut s, &[("Image", whoami), ("ProcessId", "1")]),
+        [image_rule]
+    );
+    // Another process of the same image: a remembered verdict (ProcessId
+    // is read by no rule), the same answer.
+    assert_eq!(
+        ids(&rules, &mut s, &[("Image", whoami), ("ProcessId", "2")]),
+        [image_rule]
+    );
+    assert_eq!(RuleSet::memo_counts(&s), (1, 1));
+    // The keyword rule runs on every event, remembered or not: a field
+    // no rule names carries the keyword.
+    assert_eq!(
+        ids(
+            &rules,
+            &mut s,
+            &[("Image", whoami), ("ProcessId", "secret-token")]
+        ),
+        [image_rule, keyword_rule]
+    );
+    assert_eq!(RuleSet::memo_counts(&s), (2, 1));
+    // A different value of a field a rule reads is a different key.
+    assert!(ids(&rules, &mut s, &[("Image", "C:\\x\\cmd.exe")]).is_empty());
+    assert_eq!(
+        ids(&rules, &mut s, &[("Image", "C:\\x\\WHOAMI.EXE")]),
+        [image_rule]
+    );
+    assert_eq!(RuleSet::memo_counts(&s), (2, 3));
+}
+
+#[test]
+fn keys_cannot_collide_by_moving_bytes_between_fields() {
+    // Two fields read by the rule: "ab" + "c" and "a" + "bc" are different
+    // events with different verdicts.
+    let rules = compile(
+        "process_creation",
+        "    selection:\n        Image: 'ab'\n        CommandLine: 'c'\n    condition: selection\n",
+    );
+    let mut s = super::Scratch::default();
+    assert_eq!(
+        ids(&rules, &mut s, &[("CommandLine", "c"), ("Image", "ab")]).len(),
+        1
+    );
+    assert!(ids(&rules, &mut s, &[("CommandLine", "bc"), ("Image", "a")]).is_empty());
+    assert_eq!(RuleSet::memo_counts(&s), (0, 2));
+}
+
+#[test]
+fn memory_of_verdicts_is_bounded() {
+    let rules = compile(
+        "process_creation",
+        "    selection:\n        CommandLine|contains: 'x'\n    condition: selection\n",
+    );
+    let mut s = super::Scratch::default();
+    // Keys of ~4 KiB: the bound is reached after ~4,000 distinct events,
+    // and answers stay right past it.
+    let long = "y".repeat(4096);
+    for i in 0..6_000 {
+        let cl = format!("{long}{i}{}", if i % 2 == 0 { "x" } else { "" });
+        assert_eq!(
+            ids(&rules, &mut s, &[("CommandLine", &cl)]).len(),
+            1 - i % 2
+        );
+        assert!(s.verdicts.bytes() <= super::memo::MEMO_BYTES);
+    }
+    // A key over the limit is evaluated and not remembered.
+    let huge = "x".repeat(64 << 10);
+    for _ in 0..2 {
+        assert_eq!(ids(&rules, &mut s, &[("CommandLine", &huge)]).len(), 1);
+    }
+    let (hits, misses) = RuleSet::memo_counts(&s);
+    assert_eq!((hits, misses), (0, 6_000));
+}

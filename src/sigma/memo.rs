@@ -1,0 +1,151 @@
+//! Verdicts remembered by what the rules can see of an event.
+//!
+//! A rule's verdict depends only on the fields it reads. Real Sysmon data
+//! repeats itself: the same `svchost.exe -k netsvcs` on every host, the
+//! same DLL loaded by the same image thousands of times a day. So per
+//! EventCode the engine knows which fields any of that code's rules read
+//! (its *key fields*), and an event whose key fields equal an earlier
+//! event's gets the earlier verdict without scanning or testing anything.
+//! Fields no rule reads (`ProcessGuid`, `_time`, `ProcessId`…) do not
+//! split the key.
+//!
+//! Keyword rules (a value list with no field: "anywhere in the event")
+//! read every field, so they are never remembered: they run on each event,
+//! hit or miss. Keys are the raw values (before entity unescaping, which
+//! is a function of them), length-prefixed so that no two different
+//! events share a key. Memory is bounded: past [`MEMO_BYTES`] the memory
+//! starts again empty (a scheduled search over a stream with no repeats
+//! pays only the key building, about 2% of an evaluation).
+
+use super::modifiers::Matcher;
+use super::rule::Rule;
+use std::collections::HashMap;
+
+/// Bytes of keys and verdicts remembered per search at most (about the
+/// size of the lineage engine's per-chunk caches).
+pub const MEMO_BYTES: usize = 16 << 20;
+
+/// Events whose key is longer than this are evaluated and not remembered
+/// (a 30 MB command line would crowd out everything else).
+const MAX_KEY: usize = 16 << 10;
+
+/// Bookkeeping bytes per remembered event, on top of key and verdict.
+const ENTRY_OVERHEAD: usize = 64;
+
+/// What one EventCode's key is made of.
+#[derive(Debug, Default)]
+pub struct KeyPlan {
+    /// Interned fields the code's remembered rules read, sorted.
+    fields: Vec<usize>,
+    /// Some rule reads `EventType` (its category's scope).
+    event_type: bool,
+    /// Rules that read every field (keywords): evaluated on every event.
+    pub volatile: Vec<u32>,
+}
+
+impl KeyPlan {
+    /// Adds rule `i` to the plan of its EventCode.
+    pub fn add(&mut self, i: u32, rule: &Rule) {
+        let mut reads_all = false;
+        for map in rule.selections.iter().flatten() {
+            for fc in map {
+                match fc.field {
+                    None => reads_all = true,
+                    Some(f) => self.fields.push(f),
+                }
+                for m in fc.values.iter().flatten() {
+                    if let Matcher::FieldRef { field, .. } = m {
+                        self.fields.push(*field);
+                    }
+                }
+            }
+        }
+        self.event_type |= rule.scope.event_types.is_some();
+        if reads_all {
+            self.volatile.push(i);
+        }
+    }
+
+    /// Sorts and dedups once every rule is added.
+    pub fn finish(&mut self) {
+        self.fields.sort_unstable();
+        self.fields.dedup();
+        self.volatile.sort_unstable();
+        self.volatile.dedup();
+    }
+
+    /// True when rule `i` is never remembered.
+    pub fn is_volatile(&self, i: u32) -> bool {
+        self.volatile.binary_search(&i).is_ok()
+    }
+
+    /// Writes the event's key into `key`; `false` when it is too long to
+    /// remember. `value(field)` is the raw value of an interned field.
+    pub fn key<'v>(
+        &self,
+        code: Option<u32>,
+        mut value: impl FnMut(usize) -> &'v str,
+        event_type: impl FnOnce() -> &'v str,
+        key: &mut Vec<u8>,
+    ) -> bool {
+        key.clear();
+        key.extend_from_slice(&code.unwrap_or(u32::MAX).to_le_bytes());
+        let push = |v: &str, key: &mut Vec<u8>| {
+            key.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            key.extend_from_slice(v.as_bytes());
+        };
+        for &f in &self.fields {
+            push(value(f), key);
+            if key.len() > MAX_KEY {
+                return false;
+            }
+        }
+        if self.event_type {
+            push(event_type(), key);
+        }
+        key.len() <= MAX_KEY
+    }
+}
+
+/// The remembered verdicts of one search (kept in its `Scratch`).
+#[derive(Default)]
+pub struct Memo {
+    map: HashMap<Box<[u8]>, Box<[u32]>, foldhash::fast::RandomState>,
+    bytes: usize,
+    /// The key being built (reused).
+    pub key: Vec<u8>,
+    /// Lookups answered from memory, and those that were not.
+    pub hits: u64,
+    pub misses: u64,
+}
+
+impl Memo {
+    /// The remembered verdict (rule numbers, sorted) of the current key.
+    pub fn get(&mut self) -> Option<&[u32]> {
+        let found = self.map.get(self.key.as_slice()).map(|v| &**v);
+        if found.is_some() {
+            self.hits += 1;
+        } else {
+            self.misses += 1;
+        }
+        found
+    }
+
+    /// Bytes remembered now (keys, verdicts and bookkeeping).
+    #[cfg(test)]
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Remembers `ids` for the current key.
+    pub fn put(&mut self, ids: impl Iterator<Item = u32>) {
+        let ids: Box<[u32]> = ids.collect();
+        let size = self.key.len() + ids.len() * 4 + ENTRY_OVERHEAD;
+        if self.bytes + size > MEMO_BYTES {
+            self.map.clear();
+            self.bytes = 0;
+        }
+        self.bytes += size;
+        self.map.insert(self.key.as_slice().into(), ids);
+    }
+}
