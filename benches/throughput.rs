@@ -39,7 +39,13 @@
 //! - `sigma`: `lineage` with SigmaHQ's full rule set of `../shared/sigma`
 //!   (`[sigma] rules` in a temporary app's local conf), process table warm
 //!   likewise; skipped with a message when `../shared/sigma` is absent.
-//!   Compare with `lineage`: the same search without rules.
+//!   Compare with `lineage`: the same search without rules. The stream's
+//!   events repeat the way a fleet's do (one image loading the same DLLs,
+//!   the same command lines on many hosts), so most verdicts come from
+//!   the engine's memory (see `sigma/memo.rs`).
+//! - `sigma-cold`: `sigma` with that memory off
+//!   (`SYSMONENRICH_SIGMA_MEMO=0`): every event evaluated in full, the
+//!   cost on a stream where nothing repeats.
 //!
 //! Every run's output is digested (every byte but the `rep_checked` time
 //! stamps); the table shows each variant's digest, so a refactor that must
@@ -512,7 +518,7 @@ fn main() {
         let command_args: Vec<&str> = match variant {
             "passthrough" | "wide" => vec![],
             "hashes" => vec!["lineage=false", "reputation=false"],
-            "lineage" | "sigma" => vec!["reputation=false", "backfill=false"],
+            "lineage" | "sigma" | "sigma-cold" => vec!["reputation=false", "backfill=false"],
             "full" => vec!["backfill=false", "providers=local"],
             "cached" => vec!["lineage=false", "providers=hashlookup"],
             other => panic!("unknown variant {other}"),
@@ -522,7 +528,7 @@ fn main() {
             let app = cached_app(dir.path(), &fake.url);
             hashlookup = Some((fake, app));
         }
-        let sigma_app = if variant == "sigma" {
+        let sigma_app = if variant.starts_with("sigma") {
             match sigma_app(dir.path()) {
                 Some(app) => Some(app),
                 None => {
@@ -551,11 +557,14 @@ fn main() {
                 if let Some(app) = &sigma_app {
                     c.env("SYSMONENRICH_APP_DIR", app);
                 }
+                if variant == "sigma-cold" {
+                    c.env("SYSMONENRICH_SIGMA_MEMO", "0");
+                }
                 c
             }
         };
         let gi = getinfo(&command_args);
-        if ["lineage", "full", "cached", "sigma"].contains(&variant) {
+        if ["lineage", "full", "cached", "sigma", "sigma-cold"].contains(&variant) {
             // Warm the persistent state (process table, caches) once.
             run_once(make(), &stream, &gi, &home);
         }
@@ -654,6 +663,16 @@ fn main() {
             ceiling,
             100.0 * ceiling / core
         );
+    }
+    if let Some(lineage) = find("lineage") {
+        for name in ["sigma", "sigma-cold"] {
+            if let Some(r) = find(name) {
+                println!(
+                    "\n{name}: {:.0}% of the same search without rules (lineage)",
+                    100.0 * r.rows_per_s / lineage.rows_per_s
+                );
+            }
+        }
     }
     if !notes.is_empty() {
         println!();

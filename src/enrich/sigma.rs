@@ -112,7 +112,14 @@ impl SigmaRun {
             matched: Vec::new(),
             rows: Vec::new(),
             buf: Vec::new(),
-            scratch: Scratch::default(),
+            // `SYSMONENRICH_SIGMA_MEMO=0` evaluates every event in full:
+            // the throughput bench's `sigma-cold` variant, and a way to
+            // rule the remembered verdicts out when a match looks wrong.
+            scratch: if std::env::var_os("SYSMONENRICH_SIGMA_MEMO").is_some_and(|v| v == "0") {
+                Scratch::forgetful()
+            } else {
+                Scratch::default()
+            },
             values: Vec::new(),
             unsaved: Vec::new(),
             by_id: HashMap::new(),

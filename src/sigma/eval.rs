@@ -125,6 +125,15 @@ pub struct Scratch {
 }
 
 impl Scratch {
+    /// A scratch that remembers no verdict: every event is evaluated in
+    /// full. For benchmarks of the engine's cold path and for checking
+    /// that remembering changes nothing; a search uses the default.
+    pub fn forgetful() -> Scratch {
+        let mut s = Scratch::default();
+        s.verdicts.off = true;
+        s
+    }
+
     /// Starts a new event over `fields` interned names.
     pub(super) fn next_event(&mut self, fields: usize) {
         if self.text_at.len() < fields {

@@ -314,12 +314,13 @@ impl RuleSet {
         let code = ev.event_code();
         let plan = self.index.plan(code);
         let mut key = std::mem::take(&mut s.verdicts.key);
-        let keyed = plan.key(
-            code,
-            |f| ev.get_field(f, &self.fields[f]).unwrap_or(""),
-            || ev.get("EventType").unwrap_or(""),
-            &mut key,
-        );
+        let keyed = !s.verdicts.off
+            && plan.key(
+                code,
+                |f| ev.get_field(f, &self.fields[f]).unwrap_or(""),
+                || ev.get("EventType").unwrap_or(""),
+                &mut key,
+            );
         s.verdicts.key = key;
         let start = out.len();
         if keyed {

@@ -117,6 +117,8 @@ pub struct Memo {
     /// Lookups answered from memory, and those that were not.
     pub hits: u64,
     pub misses: u64,
+    /// Never remember (see [`super::Scratch::forgetful`]).
+    pub off: bool,
 }
 
 impl Memo {
