@@ -840,3 +840,33 @@ fn memory_of_verdicts_is_bounded() {
     let (hits, misses) = RuleSet::memo_counts(&s);
     assert_eq!((hits, misses), (0, 6_000));
 }
+
+#[test]
+fn a_rule_is_a_candidate_only_when_every_part_of_its_and_has_a_literal() {
+    let rules = compile(
+        "process_creation",
+        "    selection_parent:\n        ParentImage|endswith: '\\explorer.exe'\n    \
+         selection_child:\n        Image|endswith: '\\rundll32.exe'\n        \
+         CommandLine|contains:\n            - 'javascript:'\n            - 'vbscript:'\n    \
+         condition: all of selection_*\n",
+    );
+    let count = |fields: &[(&str, &str)]| rules.candidate_count(&event("1", fields));
+    let explorer = ("ParentImage", "C:\\Windows\\explorer.exe");
+    let rundll = ("Image", "C:\\Windows\\System32\\rundll32.exe");
+    let js = ("CommandLine", "rundll32 javascript:alert");
+    // One part alone does not make a candidate (each AND part is a set).
+    assert_eq!(count(&[explorer]), 0);
+    assert_eq!(count(&[explorer, rundll]), 0);
+    assert_eq!(count(&[rundll, js]), 0);
+    assert_eq!(count(&[explorer, rundll, js]), 1);
+    assert!(hits(&rules, &[explorer, rundll, js]));
+    assert!(!hits(&rules, &[explorer, rundll, ("CommandLine", "rundll32 x")]));
+    // An OR of parts needs one of them: `1 of` is one set.
+    let or = compile(
+        "process_creation",
+        "    a:\n        Image|endswith: '\\a.exe'\n    b:\n        Image|endswith: '\\b.exe'\n    \
+         condition: 1 of a or b\n",
+    );
+    assert_eq!(or.candidate_count(&event("1", &[("Image", "C:\\b.exe")])), 1);
+    assert_eq!(or.candidate_count(&event("1", &[("Image", "C:\\c.exe")])), 0);
+}
