@@ -860,13 +860,22 @@ fn a_rule_is_a_candidate_only_when_every_part_of_its_and_has_a_literal() {
     assert_eq!(count(&[rundll, js]), 0);
     assert_eq!(count(&[explorer, rundll, js]), 1);
     assert!(hits(&rules, &[explorer, rundll, js]));
-    assert!(!hits(&rules, &[explorer, rundll, ("CommandLine", "rundll32 x")]));
+    assert!(!hits(
+        &rules,
+        &[explorer, rundll, ("CommandLine", "rundll32 x")]
+    ));
     // An OR of parts needs one of them: `1 of` is one set.
     let or = compile(
         "process_creation",
         "    a:\n        Image|endswith: '\\a.exe'\n    b:\n        Image|endswith: '\\b.exe'\n    \
          condition: 1 of a or b\n",
     );
-    assert_eq!(or.candidate_count(&event("1", &[("Image", "C:\\b.exe")])), 1);
-    assert_eq!(or.candidate_count(&event("1", &[("Image", "C:\\c.exe")])), 0);
+    assert_eq!(
+        or.candidate_count(&event("1", &[("Image", "C:\\b.exe")])),
+        1
+    );
+    assert_eq!(
+        or.candidate_count(&event("1", &[("Image", "C:\\c.exe")])),
+        0
+    );
 }
