@@ -87,6 +87,10 @@ pub struct SigmaRun {
     /// Matches of the chunk's rows, flat, and each row's range.
     matched: Vec<RuleId>,
     rows: Vec<(Range<u32>, Walk)>,
+    /// `lineage_sigma` cells (plain and `__mv_`) rendered once per chunk
+    /// for each walk start: every row of a process shares them.
+    lineage_cells: HashMap<ProcessGuid, (Range<usize>, Range<usize>)>,
+    lineage_bytes: Vec<u8>,
     /// Scratch: the engine's buffers, kept from one event to the next.
     buf: Vec<RuleId>,
     scratch: Scratch,
@@ -111,6 +115,8 @@ impl SigmaRun {
             creations: HashMap::new(),
             matched: Vec::new(),
             rows: Vec::new(),
+            lineage_cells: HashMap::new(),
+            lineage_bytes: Vec::new(),
             buf: Vec::new(),
             // `SYSMONENRICH_SIGMA_MEMO=0` evaluates every event in full:
             // the throughput bench's `sigma-cold` variant, and a way to
@@ -146,6 +152,9 @@ impl SigmaRun {
     pub(super) fn start_chunk(&mut self, header: &Header) {
         self.matched.clear();
         self.rows.clear();
+        // Ancestors and their matches may have grown since the last chunk.
+        self.lineage_cells.clear();
+        self.lineage_bytes.clear();
         if self.header.as_ref() == Some(header) {
             return;
         }
@@ -236,6 +245,7 @@ impl SigmaRun {
             out.push(b',');
             return;
         };
+        let (plain, mv) = self.lineage_sigma_cells(walk, engine);
         let ids = &self.matched[range.start as usize..range.end as usize];
         let rules = &self.rules;
         let mut tags: Vec<&str> = Vec::new();
@@ -245,7 +255,10 @@ impl SigmaRun {
             let r = rules.rule(id);
             level = level.max(Some(r.level));
             for t in &r.tags {
-                if t.to_ascii_lowercase().starts_with("attack.") && !tags.contains(&t.as_str()) {
+                let attack = t
+                    .get(..7)
+                    .is_some_and(|p| p.eq_ignore_ascii_case("attack."));
+                if attack && !tags.contains(&t.as_str()) {
                     tags.push(t);
                 }
             }
@@ -253,20 +266,8 @@ impl SigmaRun {
                 authors.push(&r.author);
             }
         }
-        self.values.clear();
-        if !self.creations.is_empty() {
-            lineage_sigma(
-                &self.creations,
-                rules,
-                engine,
-                walk,
-                engine.map_or(64, Engine::max_depth),
-                &mut self.values,
-            );
-        }
         let id_vals = || ids.iter().map(|&id| rules.rule(id).id.as_bytes());
         let title_vals = || ids.iter().map(|&id| rules.rule(id).title.as_bytes());
-        let lin = || self.values.iter().map(Vec::as_slice);
         out.push(b',');
         push_joined(out, id_vals());
         out.push(b',');
@@ -280,7 +281,7 @@ impl SigmaRun {
         out.push(b',');
         push_joined(out, authors.iter().map(|a| a.as_bytes()));
         out.push(b',');
-        push_joined(out, lin());
+        out.extend_from_slice(&self.lineage_bytes[plain]);
         out.push(b',');
         push_mv(out, id_vals());
         out.push(b',');
@@ -290,7 +291,45 @@ impl SigmaRun {
         out.push(b',');
         push_mv(out, authors.iter().map(|a| a.as_bytes()));
         out.push(b',');
-        push_mv(out, lin());
+        out.extend_from_slice(&self.lineage_bytes[mv]);
+    }
+
+    /// The `lineage_sigma` cells (plain, `__mv_`) of a walk, as ranges of
+    /// `lineage_bytes`: rendered on the first row of a walk start in this
+    /// chunk, copied for the others.
+    fn lineage_sigma_cells(
+        &mut self,
+        walk: Walk,
+        engine: Option<&Engine>,
+    ) -> (Range<usize>, Range<usize>) {
+        let start = match walk {
+            Walk::None => None,
+            Walk::Parent(p) => p,
+            Walk::Process(g) => Some(g),
+        };
+        let Some(start) = start.filter(|g| !g.is_zero() && !self.creations.is_empty()) else {
+            return (0..0, 0..0);
+        };
+        if let Some(r) = self.lineage_cells.get(&start) {
+            return r.clone();
+        }
+        self.values.clear();
+        lineage_sigma(
+            &self.creations,
+            &self.rules,
+            engine,
+            walk,
+            engine.map_or(64, Engine::max_depth),
+            &mut self.values,
+        );
+        let lin = || self.values.iter().map(Vec::as_slice);
+        let a = self.lineage_bytes.len();
+        push_joined(&mut self.lineage_bytes, lin());
+        let b = self.lineage_bytes.len();
+        push_mv(&mut self.lineage_bytes, lin());
+        let r = (a..b, b..self.lineage_bytes.len());
+        self.lineage_cells.insert(start, r.clone());
+        r
     }
 }
 
