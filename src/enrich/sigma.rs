@@ -206,27 +206,16 @@ impl SigmaRun {
                     .matches_with(&row, &mut self.scratch, &mut self.buf);
                 self.matched.extend_from_slice(&self.buf);
                 if let Some((guid, image)) = creation {
-                    if self.creations.len() >= MAX_PROCESSES {
-                        self.creations.clear();
-                    }
-                    let image = if self.buf.is_empty() {
+                    let rules: Box<[RuleId]> = self.buf.as_slice().into();
+                    // A creation without matches is remembered too (it is
+                    // not evaluated again), without its image.
+                    let image = if rules.is_empty() {
                         Box::default()
                     } else {
-                        let ids: Vec<&str> = self
-                            .buf
-                            .iter()
-                            .map(|&id| self.rules.rule(id).id.as_str())
-                            .collect();
-                        self.unsaved.push((guid.as_u128(), ids.join(",")));
+                        self.queue_for_table(guid, &rules);
                         Box::from(image)
                     };
-                    self.creations.insert(
-                        guid,
-                        Creation {
-                            image,
-                            rules: self.buf.as_slice().into(),
-                        },
-                    );
+                    self.remember(guid, image, rules);
                 }
             }
         }
@@ -371,16 +360,7 @@ impl SigmaRun {
                 .get(guid)
                 .map(|(p, _)| Box::from(p.image))
                 .unwrap_or_default();
-            if self.creations.len() >= MAX_PROCESSES {
-                self.creations.clear();
-            }
-            self.creations.insert(
-                guid,
-                Creation {
-                    image,
-                    rules: rules.into(),
-                },
-            );
+            self.remember(guid, image, rules.into());
         }
         Ok(())
     }
@@ -393,33 +373,39 @@ impl SigmaRun {
         matches: Vec<(ProcessGuid, Vec<RuleId>)>,
         found: &[ProcessInfo],
     ) {
+        if matches.is_empty() {
+            return;
+        }
+        let images: HashMap<ProcessGuid, &[u8]> =
+            found.iter().map(|p| (p.guid, &*p.image)).collect();
         for (guid, mut rules) in matches {
             if self.creations.contains_key(&guid) {
                 continue;
             }
             rules.sort_unstable();
             rules.dedup();
-            let image = found
-                .iter()
-                .find(|p| p.guid == guid)
-                .map(|p| p.image.clone())
-                .unwrap_or_default();
-            let ids: Vec<&str> = rules
-                .iter()
-                .map(|&id| self.rules.rule(id).id.as_str())
-                .collect();
-            self.unsaved.push((guid.as_u128(), ids.join(",")));
-            if self.creations.len() >= MAX_PROCESSES {
-                self.creations.clear();
-            }
-            self.creations.insert(
-                guid,
-                Creation {
-                    image,
-                    rules: rules.into(),
-                },
-            );
+            let image = Box::from(images.get(&guid).copied().unwrap_or_default());
+            self.queue_for_table(guid, &rules);
+            self.remember(guid, image, rules.into());
         }
+    }
+
+    /// Keeps a process's creation matches (forgetting them all past
+    /// [`MAX_PROCESSES`], which costs only older ancestors' `lineage_sigma`).
+    fn remember(&mut self, guid: ProcessGuid, image: Box<[u8]>, rules: Box<[RuleId]>) {
+        if self.creations.len() >= MAX_PROCESSES {
+            self.creations.clear();
+        }
+        self.creations.insert(guid, Creation { image, rules });
+    }
+
+    /// Queues a matched creation's rule ids for the process table.
+    fn queue_for_table(&mut self, guid: ProcessGuid, rules: &[RuleId]) {
+        let ids: Vec<&str> = rules
+            .iter()
+            .map(|&id| self.rules.rule(id).id.as_str())
+            .collect();
+        self.unsaved.push((guid.as_u128(), ids.join(",")));
     }
 
     /// The chunk's matched creations (GUID, rule ids), for the process

@@ -161,6 +161,18 @@ fn unescape_into(s: &str, out: &mut String) {
     }
 }
 
+/// `buf` = `text` lower-cased as the patterns are (Unicode; ASCII without
+/// allocating).
+fn lower_into(text: &str, buf: &mut String) {
+    buf.clear();
+    if text.is_ascii() {
+        buf.push_str(text);
+        buf.make_ascii_lowercase();
+    } else {
+        buf.push_str(&text.to_lowercase());
+    }
+}
+
 /// One event being evaluated: field values fetched, unescaped and
 /// lower-cased at most once each, into the reused [`Scratch`].
 pub struct Ctx<'a, E: Fields> {
@@ -195,14 +207,7 @@ impl<'a, E: Fields> Ctx<'a, E> {
     pub fn lower(&mut self, field: usize) -> &str {
         if self.s.lower_at[field] != self.s.epoch {
             self.text(field);
-            let (text, buf) = (&self.s.text[field], &mut self.s.lower[field]);
-            buf.clear();
-            if text.is_ascii() {
-                buf.push_str(text);
-                buf.make_ascii_lowercase();
-            } else {
-                buf.push_str(&text.to_lowercase());
-            }
+            lower_into(&self.s.text[field], &mut self.s.lower[field]);
             self.s.lower_at[field] = self.s.epoch;
         }
         &self.s.lower[field]
@@ -268,13 +273,7 @@ impl<'a, E: Fields> Ctx<'a, E> {
             );
             text.clear();
             unescape_into(v, text);
-            lower.clear();
-            if text.is_ascii() {
-                lower.push_str(text);
-                lower.make_ascii_lowercase();
-            } else {
-                lower.push_str(&text.to_lowercase());
-            }
+            lower_into(text, lower);
             s.values_len += 1;
         }
     }

@@ -96,12 +96,11 @@ pub const MAX_GROUPS: usize = 4;
 type Group = Vec<(usize, String)>;
 
 fn field_groups(fc: &FieldCond) -> Vec<Group> {
-    if fc.field.is_none() {
-        return Vec::new();
-    }
+    let Some(field) = fc.field else {
+        return Vec::new(); // keywords: no field to scan
+    };
     if fc.all {
         // Every value must match: each value's literals are a set.
-        let field = fc.field.unwrap_or_default();
         fc.literals
             .iter()
             .flatten()
