@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The project's test command (README, "Run the tests"): formatting, lints,
+# The project's test command (README, "Two commands"): formatting, lints,
 # the no-OpenSSL rule, and every test. Works on a fresh machine with the
 # Rust toolchain; tests that need ../shared skip with a printed reason when
 # it is absent.

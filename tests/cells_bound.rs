@@ -9,7 +9,7 @@
 //!   request, the ancestors' values are cut with a mark of how much, and
 //!   every event's own fields come back whole;
 //! - a 100,000-level chain at the default `max_depth`: every row's lineage
-//!   cells stay within the bound the README states,
+//!   cells stay within the bound docs/lineage.md states,
 //!   `2·C·(5·max_depth + 3) + 100·max_depth + 200` bytes (C the cap) plus
 //!   twice the matched rules' names.
 //!
@@ -139,7 +139,7 @@ fn lineage_wire_bytes(out: &Outcome, row: usize) -> usize {
     n
 }
 
-/// The README's bound on a row's lineage bytes.
+/// The bound on a row's lineage bytes (docs/lineage.md).
 fn stated_bound(out: &Outcome, row: usize) -> usize {
     let flags = cell(out, row, "lineage_flags").len();
     2 * CAP * (5 * MAX_DEPTH + 3) + 100 * MAX_DEPTH + 200 + 2 * (flags + 2)

@@ -537,7 +537,7 @@ mod tests {
         let cap = 4096;
         let (cells, cmd) = cells_of(1 << 20, cap);
         // 5 * depth + 3 values of at most `cap` bytes, each at most
-        // doubled by escaping, and a little more per entry (README).
+        // doubled by escaping, and a little more per entry (docs/lineage.md).
         let depth = 2;
         assert!(
             cells.len() <= 2 * cap * (5 * depth + 3) + 100 * depth + 200,
