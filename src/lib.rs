@@ -7,29 +7,35 @@
 //! `main.rs` owns the process: it picks the mode (a subcommand or a
 //! terminal: the CLI; otherwise the protocol on stdin/stdout), starts
 //! logging and hands stdout over as a plain file. Below it, dependencies
-//! point down only (each module may use any module drawn lower):
+//! point down only (each module may use any module drawn lower; modules
+//! side by side not each other). `tests/layering.rs` reads this map and
+//! fails on any import that points up, so it is drawn from the imports:
 //!
 //! ```text
 //! main.rs ─┬► cli          subcommands: enrich files, demo, tree, state, keys, apps, search
 //!          └► command      the protocol conversation (getinfo, execute), nothing else
 //!               (neither imports the other; both drive:)
 //!             enrich       the engine: Enricher, lineage cells, output, the per-search
-//!                          Setup/context, adapters of state to lineage and reputation
+//!                          Setup/context; the ancestor sources that are not
+//!                          lineage's own (state, splunkd backfill with Sigma on
+//!                          what it finds) and the adapters of state to reputation
 //!             config       settings (`default/` + `local/` .conf), search options, paths
 //!             reputation   providers, cache, quotas, keys (value types from state)
 //!             splunk       the one splunkd REST client: login, export, storage/passwords,
-//!                          server info; backfill
+//!                          server info (a pure client: no lineage, no engine)
+//!             state        SQLite store (process table, cache, queue, quota ledger,
+//!                          circuit records)
 //!             circuit      breakers for unreachable providers and splunkd
 //!             http         what every HTTP client shares (user agent, loopback rule,
 //!                          error texts, capped bodies)
 //!             sigma        Sigma rules: load, compile, match (pure; reads rule files)
 //!             lineage      process table, ancestor chains, rules (pure; reads rule
-//!                          files with config::conf, the .conf parser, a leaf)
-//!             state        SQLite store (process table, cache, queue, quota ledger)
+//!                          files with the .conf parser below)
+//!             config::conf the .conf parser (a leaf: imports nothing of the crate)
+//!             synth        realistic generated Sysmon events (demo, benches, tests)
 //!             protocol     chunks, metadata, CSV bodies, `writev` replies (no Sysmon)
 //!             sysmon       GUIDs, hashes, field names, `_raw` XML (pure)
 //!             logging      the log file, rotation, peak memory
-//!             synth        realistic generated Sysmon events (demo, benches, tests)
 //! ```
 //!
 //! The protocol loop is synchronous: splunkd waits for each reply, so there

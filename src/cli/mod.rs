@@ -8,14 +8,16 @@
 //! |---|---|---|
 //! | `enrich FILE…` | here, `input.rs`, `print.rs`, `progress.rs` | CSV / JSON lines / `.evtx` through the engine |
 //! | `demo` | `demo.rs`, `table.rs` | synthetic events through the engine, findings first |
-//! | `search 'SPL'` | `search.rs`, `rest.rs` | export search on splunkd, optionally enriched |
-//! | `apps` | `apps.rs`, `rest.rs` | apps installed on splunkd |
-//! | `keys set/list/delete` | `keys.rs`, `rest.rs` | provider API keys in splunkd's credential store |
+//! | `search 'SPL'` | `search.rs`, `connect.rs` | export search on splunkd, optionally enriched |
+//! | `apps` | `apps.rs`, `connect.rs` | apps installed on splunkd |
+//! | `keys set/list/delete` | `keys.rs`, `connect.rs` | provider API keys in splunkd's credential store |
 //! | `tree GUID FILE…` | `tree.rs` | a process tree a person can read |
 //! | `state [stats/purge/check]` | `state.rs` | the state database |
 //! | `sigma check/install` | `sigma.rs` | what a Sigma rule set loads; install a SigmaHQ release |
 //!
-//! Commands that talk to splunkd read `.splunkrc` (`splunkrc.rs`).
+//! Commands that talk to splunkd read `.splunkrc` (`splunkrc.rs`) and
+//! connect through `connect.rs` with the one splunkd client
+//! ([`crate::splunk::Client`]).
 
 mod apps;
 mod connect;
@@ -477,7 +479,7 @@ fn engine(
             .clone()
             .map(|s| s as std::sync::Arc<dyn crate::circuit::CircuitLedger>);
         let breaker = crate::circuit::Breaker::new("splunkd", ledger, crate::circuit::now_secs());
-        context.backfill = Some(crate::splunk::backfill::SplunkBackfill::new(
+        context.backfill = Some(crate::enrich::backfill::SplunkBackfill::new(
             client,
             setup.settings.backfill.clone(),
             breaker,

@@ -4,3 +4,5 @@ pub mod conf;
 pub mod options;
 pub mod paths;
 pub mod settings;
+
+pub use settings::BackfillSettings;

@@ -11,12 +11,41 @@ use super::conf::ConfFile;
 use super::options::{self as args, Options};
 use crate::logging::Rotation;
 use crate::protocol::Limits;
-use crate::splunk::backfill::BackfillSettings;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The shipped defaults, compiled in.
 pub const DEFAULT_CONF: &str = include_str!("../../default/sysmonenrich.conf");
+
+/// Limits and shape of the backfill searches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackfillSettings {
+    /// Searches this run may start, in total.
+    pub max_searches: u32,
+    /// Searches one chunk may start (one per tree level).
+    pub max_searches_per_chunk: u32,
+    /// Wall-clock time this run may spend waiting for them, in total.
+    pub time_budget: Duration,
+    /// GUIDs per search (SPL gets long; splunkd caps URI/form sizes).
+    pub batch: usize,
+    /// How far back to look for a parent (`earliest_time`), e.g. `-30d`.
+    pub earliest: String,
+    /// Base search; normally the app's macro, which users edit.
+    pub base_search: String,
+}
+
+impl Default for BackfillSettings {
+    fn default() -> Self {
+        BackfillSettings {
+            max_searches: 200,
+            max_searches_per_chunk: 8,
+            time_budget: Duration::from_secs(30),
+            batch: 500,
+            earliest: "-30d".to_string(),
+            base_search: "`sysmonenrich_index`".to_string(),
+        }
+    }
+}
 
 /// State store settings.
 #[derive(Debug, Clone, PartialEq)]

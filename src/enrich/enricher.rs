@@ -18,6 +18,7 @@
 //! and a `Reply` (pass 2, `reply.rs`) hold what lasts for one chunk,
 //! their buffers reused.
 
+use super::backfill::SplunkBackfill;
 use super::chunk::{Chunk, RowStart};
 use super::layout::Layout;
 use super::output;
@@ -33,7 +34,6 @@ use crate::lineage::{
 use crate::protocol::pieces::Pieces;
 use crate::protocol::records::{BodyError, RowReader};
 use crate::reputation::{LookupKey, Service, Verdict};
-use crate::splunk::backfill::SplunkBackfill;
 use crate::state::{StateStore, Writer};
 use crate::sysmon::{FieldNames, FileHashes, ProcessGuid};
 use std::collections::HashMap;

@@ -1,6 +1,8 @@
 //! The enrichment engine: rows in, rows with hash, reputation and lineage
 //! cells out. The protocol command and the CLI both drive it.
 
+pub mod backfill;
+mod backfill_sigma;
 pub mod cells;
 mod chunk;
 pub mod creations;

@@ -3,6 +3,7 @@
 //! splunkd that is unreachable or a broken rules file costs a WARN, never
 //! the search.
 
+use super::backfill::SplunkBackfill;
 use super::enricher::{Context, Enricher};
 use super::rep_store::SharedState;
 use crate::circuit::Breaker;
@@ -13,7 +14,6 @@ use crate::config::settings::Settings;
 use crate::lineage::Rules;
 use crate::protocol::metadata::SearchInfo;
 use crate::reputation::{ApiKeys, MemoryStore, ReputationStore, SearchOptions, Service};
-use crate::splunk::backfill::SplunkBackfill;
 use crate::splunk::{namespace, Client, Target};
 use crate::state::{StateOptions, StateStore, Writer};
 use std::sync::Arc;

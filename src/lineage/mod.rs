@@ -52,8 +52,8 @@
 //!
 //! # Performance
 //!
-//! Lookups hash a `u128` with a hand-written folded-multiply hasher and
-//! never allocate; the frontier memoises walks so shared ancestors are
+//! Lookups hash a `u128` with `foldhash` (see `hash.rs` for why that
+//! hasher, and its `quality` variant) and never allocate; the frontier memoises walks so shared ancestors are
 //! walked once per call; the resolver caches the chain of each acting
 //! process for the chunk, so the many non-creation rows of one process cost
 //! a hash lookup each. A resolved chain is three allocations.

@@ -25,8 +25,11 @@
 //! ([`ReputationStore`]) and resolved by a later search.
 //!
 //! This module never sees CSV or the protocol; it takes [`FileHashes`]
-//! and returns [`Answer`]s. It borrows two leaf items: the protocol's
-//! `Secret` (the splunkd session key) and `splunk::is_loopback`.
+//! and returns [`Answer`]s. Below it: the protocol's `Secret` (session
+//! key, proxy password), `http` (user agent, loopback rule, capped
+//! bodies, error texts), `circuit` (breakers), `state` (cache, queue and
+//! quota rows) and `splunk` (the client that reads API keys from the
+//! credential store).
 //!
 //! [`FileHashes`]: crate::sysmon::hashes::FileHashes
 

@@ -1,6 +1,6 @@
 //! splunkd's REST API, as far as this program needs it, through one
-//! client: export searches streamed back as JSON lines (backfill, the
-//! CLI's `search`), the credential store (API keys, the proxy password),
+//! client: export searches streamed back as JSON lines (what the engine's
+//! backfill and the CLI's `search` read), the credential store (API keys, the proxy password),
 //! server and cluster info, the installed apps.
 //!
 //! The command runs inside a search, so it authenticates with that search's
@@ -12,7 +12,6 @@
 //! conf says so; anything else is verified unless a CLI user says
 //! `--insecure`.
 
-pub mod backfill;
 pub mod client;
 pub mod error;
 mod export;

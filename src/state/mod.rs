@@ -55,6 +55,9 @@
 //! | `cache.rs` | the reputation cache |
 //! | `quota.rs` | the cross-process sliding-window quota ledger |
 //! | `pending.rs` | the queue of lookups to retry |
+//! | `circuits.rs` | circuit records of unreachable services, and facts learnt from splunkd |
+//! | `sigma.rs` | the Sigma rules each stored process's creation matched |
+//! | `tests.rs` | tests across the tables |
 #![deny(missing_docs)]
 
 mod batch;

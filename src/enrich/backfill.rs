@@ -23,57 +23,19 @@
 //! engine, which stops asking it for the rest of the chunk; the search
 //! itself always completes.
 
-use super::{Client, SplunkError};
+use super::backfill_sigma::SigmaOnFound;
 use crate::circuit::Breaker;
+use crate::config::BackfillSettings;
 use crate::lineage::{AncestorSource, ProcessInfo, SourceError, SourceKind};
-use crate::sigma::{Fields, RuleId, RuleSet, Scratch};
+use crate::sigma::{RuleId, RuleSet};
+use crate::splunk::{Client, SplunkError};
 use crate::sysmon::{FileHashes, ProcessGuid};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The fields every backfill search asks for.
 const FIELDS: &str =
     "ProcessGuid ParentProcessGuid Image CommandLine ParentImage ParentCommandLine Computer Hashes _time";
-
-/// Sigma on the ancestors backfill finds.
-struct SigmaOnFound {
-    rules: Arc<RuleSet>,
-    scratch: Scratch,
-    /// ` EventCode OriginalFileName …`: the rules' fields beyond [`FIELDS`].
-    extra_fields: String,
-    /// What each found creation matched (only those that matched).
-    found: Vec<(ProcessGuid, Vec<RuleId>)>,
-}
-
-/// Limits and shape of the backfill searches.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BackfillSettings {
-    /// Searches this run may start, in total.
-    pub max_searches: u32,
-    /// Searches one chunk may start (one per tree level).
-    pub max_searches_per_chunk: u32,
-    /// Wall-clock time this run may spend waiting for them, in total.
-    pub time_budget: Duration,
-    /// GUIDs per search (SPL gets long; splunkd caps URI/form sizes).
-    pub batch: usize,
-    /// How far back to look for a parent (`earliest_time`), e.g. `-30d`.
-    pub earliest: String,
-    /// Base search; normally the app's macro, which users edit.
-    pub base_search: String,
-}
-
-impl Default for BackfillSettings {
-    fn default() -> Self {
-        BackfillSettings {
-            max_searches: 200,
-            max_searches_per_chunk: 8,
-            time_budget: Duration::from_secs(30),
-            batch: 500,
-            earliest: "-30d".to_string(),
-            base_search: "`sysmonenrich_index`".to_string(),
-        }
-    }
-}
 
 /// The splunkd backfill as an ancestor source.
 pub struct SplunkBackfill {
@@ -118,36 +80,14 @@ impl SplunkBackfill {
     /// Matches every ancestor found against `rules` from now on (see the
     /// module docs); the searches then also ask for the fields they read.
     pub fn evaluate_sigma(&mut self, rules: Arc<RuleSet>) {
-        let base: Vec<&str> = FIELDS.split(' ').collect();
-        let mut extra = String::new();
-        for name in
-            std::iter::once("EventCode").chain(rules.field_names().iter().map(String::as_str))
-        {
-            // Names SPL takes bare; a rule on another name cannot match a
-            // backfilled creation (its value would be absent) but loses
-            // nothing else.
-            let bare = !name.is_empty()
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
-            if bare && !base.contains(&name) && !extra.split(' ').any(|e| e == name) {
-                extra.push(' ');
-                extra.push_str(name);
-            }
-        }
-        self.sigma = Some(SigmaOnFound {
-            rules,
-            scratch: Scratch::default(),
-            extra_fields: extra,
-            found: Vec::new(),
-        });
+        self.sigma = Some(SigmaOnFound::new(rules, FIELDS));
     }
 
     /// The Sigma matches of the ancestors found since the last call.
     pub fn take_sigma(&mut self) -> Vec<(ProcessGuid, Vec<RuleId>)> {
         self.sigma
             .as_mut()
-            .map(|s| std::mem::take(&mut s.found))
+            .map(SigmaOnFound::take)
             .unwrap_or_default()
     }
 
@@ -189,7 +129,7 @@ impl SplunkBackfill {
             "search {} EventCode=1 ProcessGuid IN ({}) | dedup ProcessGuid | fields {FIELDS}{}",
             self.settings.base_search,
             list.join(", "),
-            self.sigma.as_ref().map_or("", |s| s.extra_fields.as_str())
+            self.sigma.as_ref().map_or("", SigmaOnFound::extra_fields)
         )
     }
 }
@@ -247,12 +187,7 @@ impl AncestorSource for SplunkBackfill {
                     return true;
                 };
                 if let Some(s) = sigma.as_mut() {
-                    let mut ids = Vec::new();
-                    s.rules
-                        .matches_with(&JsonRow(&row), &mut s.scratch, &mut ids);
-                    if !ids.is_empty() {
-                        s.found.push((p.guid, ids));
-                    }
+                    s.evaluate(&row, p.guid);
                 }
                 out.push(p);
                 true
@@ -303,28 +238,12 @@ impl AncestorSource for SplunkBackfill {
     }
 }
 
-fn text<'a>(row: &'a serde_json::Map<String, serde_json::Value>, key: &str) -> &'a str {
+pub(super) fn text<'a>(row: &'a serde_json::Map<String, serde_json::Value>, key: &str) -> &'a str {
     match row.get(key) {
         Some(serde_json::Value::String(s)) => s,
         // Multivalue fields arrive as arrays; the first value is the event's.
         Some(serde_json::Value::Array(a)) => a.first().and_then(|v| v.as_str()).unwrap_or(""),
         _ => "",
-    }
-}
-
-/// One export result as the Sigma engine sees it.
-struct JsonRow<'a>(&'a serde_json::Map<String, serde_json::Value>);
-
-impl Fields for JsonRow<'_> {
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(|_| text(self.0, name))
-    }
-
-    fn values(&self) -> impl Iterator<Item = &str> {
-        self.0
-            .iter()
-            .filter(|(k, _)| !k.starts_with('_'))
-            .map(|(k, _)| text(self.0, k))
     }
 }
 
