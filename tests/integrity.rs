@@ -17,7 +17,10 @@
 //!   gone within `busy_timeout` + 3 s;
 //! - **f** `kill -9` while the table is being written, then `state check`
 //!   and a normal search;
-//! - **g** `SPLUNK_HOME` unset: one WARN, rows still enriched.
+//! - **g** `SPLUNK_HOME` unset: one WARN, rows still enriched;
+//! - **h** a search finds an over-full reputation cache and pending queue
+//!   (issue 17) and leaves them within `[state] cache_max_rows` and
+//!   `pending_max_rows`, expired answers gone, the most useful rows kept.
 //!
 //! Data set tests skip with a printed reason when `../shared` is absent
 //! (and fail when `CI` is set).
@@ -694,5 +697,102 @@ fn without_parent_fields_ancestors_come_from_their_own_events() {
             cmdlines.contains(&format!("proc{}.exe /run {}", k - 1, k - 1)),
             "{rows} rows/chunk, row {r}: {cmdlines:?}"
         );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// h: the cache and the queue keep their bounds
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_search_trims_an_over_full_cache_and_pending_queue() {
+    use sysmonenrich::state::{StateOptions, StateStore};
+    let _serial = serial();
+    let home = Home::new();
+    let app = app_dir_with("[state]\ncache_max_rows = 20\npending_max_rows = 10\n");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let hex = |n: u64| format!("{n:064x}");
+    {
+        let store = StateStore::open(&home.db(), &StateOptions::default()).expect("state.db");
+        // 50 answers that expired a day ago, 30 live ones expiring one
+        // hour apart (k = 0 first), and 40 queued hashes (k = 0 oldest).
+        for k in 0..50 {
+            let key = format!("sha256:{}", hex(1000 + k));
+            store
+                .cache_put("virustotal", &key, "{}", now - 2 * 86_400, 86_400)
+                .expect("expired answer");
+        }
+        for k in 0..30 {
+            let key = format!("sha256:{}", hex(k));
+            store
+                .cache_put("virustotal", &key, "{}", now, 86_400 + 3600 * k as i64)
+                .expect("live answer");
+        }
+        for k in 0..40 {
+            let key = format!("sha256:{}", hex(2000 + k));
+            store
+                .pending_add(&key, "quota", now - 1000 + k as i64)
+                .expect("queued hash");
+        }
+        assert_eq!(store.cache_count().unwrap(), 80);
+        assert_eq!(store.pending_count().unwrap(), 40);
+    }
+
+    let out = splunkd::run(
+        Arc::new(chain_table(5, |k| format!("proc{k}.exe"))),
+        &options(&[], 50_000, &home, Some(app.path())),
+    );
+    assert_clean("search", &out);
+
+    let conn = rusqlite::Connection::open(home.db()).expect("open");
+    let keys = |sql: &str| -> Vec<String> {
+        let mut stmt = conn.prepare(sql).unwrap();
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).unwrap();
+        rows.map(Result::unwrap).collect()
+    };
+    // Expired answers gone; of the live ones, the 20 furthest from expiry.
+    let cached = keys("SELECT key FROM reputation_cache ORDER BY expires_at");
+    let want: Vec<String> = (10..30).map(|k| format!("sha256:{}", hex(k))).collect();
+    assert_eq!(cached, want, "the cache after the search");
+    // The queue: the 10 newest.
+    let queued = keys("SELECT key FROM pending ORDER BY queued_at");
+    let want: Vec<String> = (30..40)
+        .map(|k| format!("sha256:{}", hex(2000 + k)))
+        .collect();
+    assert_eq!(queued, want, "the pending queue after the search");
+    drop(conn);
+
+    // A search that only looks hashes up (no process table write) keeps
+    // the bounds too: 5 more expired answers, gone after it.
+    {
+        let store = StateStore::open(&home.db(), &StateOptions::default()).expect("state.db");
+        for k in 0..5 {
+            let key = format!("sha256:{}", hex(3000 + k));
+            store
+                .cache_put("virustotal", &key, "{}", now - 2 * 86_400, 86_400)
+                .expect("expired answer");
+        }
+    }
+    let mut o = options(&[], 50_000, &home, Some(app.path()));
+    o.args = ["lineage=false", "backfill=false", "providers=local"]
+        .map(String::from)
+        .to_vec();
+    let out = splunkd::run(Arc::new(chain_table(5, |k| format!("proc{k}.exe"))), &o);
+    assert_clean("reputation-only search", &out);
+    let store = StateStore::open(&home.db(), &StateOptions::default()).expect("state.db");
+    assert_eq!(store.cache_count().unwrap(), 20, "expired answers left");
+    assert!(store.pending_count().unwrap() <= 10);
+
+    let log = home.log();
+    for line in [
+        "state: 5 expired answers purged from the reputation cache",
+        "state: 50 expired answers purged from the reputation cache",
+        "state: 10 answers trimmed from the reputation cache",
+        "state: 30 hashes trimmed from the pending queue",
+    ] {
+        assert!(log.contains(line), "no `{line}` in the log:\n{log}");
     }
 }

@@ -62,6 +62,10 @@ pub struct StateSettings {
     pub process_max_rows: u64,
     /// Command lines longer than this are stored cut (0 = whole).
     pub command_line_max_bytes: usize,
+    /// At most this many reputation answers are cached (0 = no cap).
+    pub cache_max_rows: u64,
+    /// At most this many hashes wait in the pending queue (0 = no cap).
+    pub pending_max_rows: u64,
 }
 
 /// Lineage engine settings.
@@ -214,6 +218,8 @@ impl Settings {
                 0 => 0,
                 n => n.max(256) as usize,
             },
+            cache_max_rows: r.u64("state", "cache_max_rows", 500_000),
+            pending_max_rows: r.u64("state", "pending_max_rows", 50_000),
         };
         let lineage = LineageConf {
             memory_processes: r.u64("lineage", "memory_processes", 200_000).max(1000) as usize,

@@ -398,13 +398,17 @@ impl Enricher {
         self.chunk.found = found;
     }
 
-    /// True when this search wrote to the process table and every write
-    /// succeeded: only then is end-of-search maintenance due (a search
-    /// that wrote nothing did not grow the table, and after a failed write
-    /// the store is locked or full, where maintenance would only wait for
-    /// another `busy_timeout`).
+    /// True when this search may have grown the state store (it wrote to
+    /// the process table, or looked hashes up: the cache and the pending
+    /// queue) and no process-table write failed: only then is
+    /// end-of-search maintenance due. After a failed write the store is
+    /// locked or full, where maintenance would only wait for another
+    /// `busy_timeout`.
     pub fn maintenance_due(&self) -> bool {
-        self.writer.as_ref().is_some_and(|w| !w.gave_up())
+        match &self.writer {
+            Some(w) => !w.gave_up(),
+            None => self.options().reputation,
+        }
     }
 
     /// Pass 2: writes every row.

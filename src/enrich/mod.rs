@@ -13,6 +13,7 @@ pub mod output;
 pub mod persist;
 pub mod rep_store;
 mod reply;
+pub mod retention;
 pub mod session;
 pub mod sigma;
 pub mod state_source;

@@ -58,6 +58,11 @@ impl ReputationStore for SharedState {
         Ok(self.0.pending_add(key, reason, now)?)
     }
 
+    fn pending_add_many(&self, entries: &[(&str, &str)], now: i64) -> Result<(), StoreError> {
+        self.0.pending_add_many(entries, now)?;
+        Ok(())
+    }
+
     fn pending_take(&self, limit: usize) -> Result<Vec<PendingEntry>, StoreError> {
         Ok(self.0.pending_take(limit)?)
     }
@@ -85,5 +90,30 @@ mod tests {
         assert_eq!(e.to_string(), format!("state store: {text}"));
         let source = std::error::Error::source(&e).expect("a source");
         assert!(source.downcast_ref::<crate::state::StateError>().is_some());
+    }
+
+    /// A chunk's queued hashes cost one commit, as the trait promises: in
+    /// write-ahead-log mode every commit appends at least one page to the
+    /// log, so 200 commits would add 200 pages; one adds a handful.
+    #[test]
+    fn a_batch_of_pending_hashes_is_one_transaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let state = Arc::new(StateStore::open(&path, &StateOptions::default()).unwrap());
+        let store = SharedState(state.clone());
+        let wal = dir.path().join("state.db-wal");
+        let size = || std::fs::metadata(&wal).map_or(0, |m| m.len());
+        let before = size();
+        let keys: Vec<String> = (0..200).map(|k| format!("sha256:{k:064x}")).collect();
+        let entries: Vec<(&str, &str)> = keys.iter().map(|k| (k.as_str(), "quota")).collect();
+        store.pending_add_many(&entries, 1_700_000_000).unwrap();
+        assert_eq!(state.pending_count().unwrap(), 200);
+        let grown = size() - before;
+        // 4 KiB pages (SQLite's default), 24 bytes of frame header each.
+        let pages = grown / (4096 + 24);
+        assert!(
+            pages < 40,
+            "{pages} pages ({grown} bytes) written for one batch"
+        );
     }
 }

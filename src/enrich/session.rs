@@ -365,28 +365,7 @@ pub fn sigma_rules(
     Some(Arc::new(report.rules))
 }
 
-/// End-of-search housekeeping: retention and size caps.
-pub fn maintain(state: &StateStore, settings: &Settings) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    let s = &settings.state;
-    match state.prune_processes(
-        now,
-        s.process_retention.as_secs() as i64,
-        s.process_max_rows,
-    ) {
-        Ok(0) => {}
-        Ok(n) => log::info!("pruned {n} processes from the process table"),
-        Err(e) => {
-            log::warn!("pruning the process table failed: {e}");
-            return;
-        }
-    }
-    if let Err(e) = state.gc_writers() {
-        log::warn!("forgetting old searches of the process table failed: {e}");
-    }
-}
+pub use super::retention::maintain;
 
 /// The one-line summary shown at the end of a search.
 pub fn summary(enricher: &Enricher) -> String {
