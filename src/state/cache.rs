@@ -15,7 +15,9 @@
 //!
 //! Expired entries are invisible to reads at once and deleted by
 //! [`StateStore::cache_purge_expired`]; [`StateStore::cache_trim`] caps the
-//! row count for providers without a daily quota to bound growth.
+//! row count. Both run at the end of every search that looked hashes up
+//! (`enrich::retention`), deleting in batches so that other searches'
+//! writes never wait for a whole purge.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -165,10 +167,13 @@ impl StateStore {
 
     /// Deletes every entry expired at `now`; returns how many.
     pub fn cache_purge_expired(&self, now: i64) -> Result<u64> {
-        self.write("purging the reputation cache", |tx| {
-            tx.prepare_cached("DELETE FROM reputation_cache WHERE expires_at <= ?1")?
-                .execute([now])
-                .map(|n| n as u64)
+        self.delete_batched("purging the reputation cache", |tx, most| {
+            tx.prepare_cached(
+                "DELETE FROM reputation_cache WHERE rowid IN \
+                 (SELECT rowid FROM reputation_cache WHERE expires_at <= ?1 LIMIT ?2)",
+            )?
+            .execute(params![now, to_i64(most)])
+            .map(|n| n as u64)
         })
     }
 
@@ -179,7 +184,7 @@ impl StateStore {
         if max_rows == 0 {
             return Ok(0);
         }
-        self.write("trimming the reputation cache", |tx| {
+        self.delete_batched("trimming the reputation cache", |tx, most| {
             let rows = count(tx, "reputation_cache")?;
             if rows <= max_rows {
                 return Ok(0);
@@ -189,7 +194,7 @@ impl StateStore {
                  (SELECT rowid FROM reputation_cache \
                   ORDER BY expires_at, rowid LIMIT ?1)",
             )?
-            .execute([to_i64(rows - max_rows)])
+            .execute([to_i64((rows - max_rows).min(most))])
             .map(|n| n as u64)
         })
     }
@@ -311,6 +316,36 @@ mod tests {
         let mut left: Vec<String> = left.unwrap().into_keys().collect();
         left.sort();
         assert_eq!(left, ["k7", "k8", "k9"]);
+    }
+
+    /// More rows than one delete batch: every one goes, in several
+    /// transactions, and the cap still keeps the longest-lived.
+    #[test]
+    fn purge_and_trim_run_past_one_batch() {
+        let store = StateStore::open_in_memory().unwrap();
+        let keys: Vec<String> = (0..25_000).map(|i| format!("k{i}")).collect();
+        let entries: Vec<CachePut> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, key)| CachePut {
+                key,
+                json: "{}",
+                checked_at: 0,
+                // The first 12,000 expire at 100 or before, the rest later.
+                ttl_secs: if i < 12_000 { 100 } else { 1000 + i as i64 },
+            })
+            .collect();
+        store.cache_put_many("vt", &entries).unwrap();
+        assert_eq!(store.cache_purge_expired(100).unwrap(), 12_000);
+        assert_eq!(store.cache_count().unwrap(), 13_000);
+        store.cache_put_many("mb", &entries[..11_000]).unwrap();
+        assert_eq!(store.cache_trim(1_000).unwrap(), 23_000);
+        assert_eq!(store.cache_count().unwrap(), 1_000);
+        let last = keys[24_999].as_str();
+        assert!(store
+            .cache_get_many("vt", &[last], 200)
+            .unwrap()
+            .contains_key(last));
     }
 
     #[test]

@@ -415,6 +415,33 @@ impl StateStore {
     }
 }
 
+/// Most rows one housekeeping transaction deletes. The write lock is
+/// released between batches, so another search's write waits for one
+/// batch (milliseconds), never for a whole purge: deleting 400,000 rows of
+/// a cache that grew before its cap existed took 7.7 s in one transaction,
+/// longer than the 5 s `busy_timeout` every other search waits.
+const DELETE_BATCH: u64 = 10_000;
+
+impl StateStore {
+    /// Deletes in transactions of at most [`DELETE_BATCH`] rows until
+    /// `step` (given the most it may delete) deletes fewer than that;
+    /// returns the total.
+    fn delete_batched(
+        &self,
+        operation: &'static str,
+        step: impl Fn(&Connection, u64) -> rusqlite::Result<u64>,
+    ) -> Result<u64> {
+        let mut total = 0;
+        loop {
+            let n = self.write(operation, |tx| step(tx, DELETE_BATCH))?;
+            total += n;
+            if n < DELETE_BATCH {
+                return Ok(total);
+            }
+        }
+    }
+}
+
 /// `SELECT count(*)` of a table name from our own constant list.
 fn count(conn: &Connection, table: &str) -> rusqlite::Result<u64> {
     let n: i64 = conn

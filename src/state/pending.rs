@@ -123,7 +123,7 @@ impl StateStore {
         if max_rows == 0 {
             return Ok(0);
         }
-        self.write("trimming pending lookups", |tx| {
+        self.delete_batched("trimming pending lookups", |tx, most| {
             let rows = count(tx, "pending")?;
             if rows <= max_rows {
                 return Ok(0);
@@ -132,7 +132,7 @@ impl StateStore {
                 "DELETE FROM pending WHERE key IN \
                  (SELECT key FROM pending ORDER BY queued_at, key LIMIT ?1)",
             )?
-            .execute([to_i64(rows - max_rows)])
+            .execute([to_i64((rows - max_rows).min(most))])
             .map(|n| n as u64)
         })
     }
