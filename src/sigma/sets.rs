@@ -16,6 +16,7 @@
 //! holds nothing. Why locks and not "keep the N newest": a slow search on a
 //! loaded search head can outlive any N installs.
 
+use rustix::fs::FlockOperation;
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
@@ -100,7 +101,7 @@ pub fn resolve(dir: &Path) -> Result<Option<Resolved>, String> {
             }
             Err(e) => return Err(format!("cannot open rule set {name}: {e}")),
         };
-        lock.lock_shared()
+        rustix::fs::flock(&lock, FlockOperation::LockShared)
             .map_err(|e| format!("cannot lock rule set {name}: {e}"))?;
         // An install may have renamed it away between the open and the
         // lock: then this handle is a folder on its way out.
@@ -121,16 +122,24 @@ pub fn resolve(dir: &Path) -> Result<Option<Resolved>, String> {
     ))
 }
 
+/// Takes `file`'s exclusive `flock` if nobody holds it; `false` if
+/// somebody does.
+pub fn try_lock_exclusive(file: &File) -> std::io::Result<bool> {
+    match rustix::fs::flock(file, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(true),
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Removes `sets/<name>` if no reader holds it: locked exclusively, renamed
 /// out of the readers' way, then deleted. `false` when a reader holds it
 /// (a later install removes it).
 pub fn remove_if_unused(dir: &Path, name: &str) -> std::io::Result<bool> {
     let set = dir.join(SETS).join(name);
     let lock = File::open(&set)?;
-    match lock.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => return Ok(false),
-        Err(std::fs::TryLockError::Error(e)) => return Err(e),
+    if !try_lock_exclusive(&lock)? {
+        return Ok(false);
     }
     let away = dir.join(SETS).join(format!("{OLD_PREFIX}{name}"));
     std::fs::rename(&set, &away)?;

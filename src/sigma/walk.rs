@@ -11,9 +11,9 @@
 //! the path and why.
 
 use std::collections::HashSet;
-use std::fs::{File, Metadata, OpenOptions};
+use std::fs::{File, Metadata};
 use std::io::Read;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 /// Which symbolic links the walk follows.
@@ -212,6 +212,13 @@ impl<W: Fn(&Path) -> bool, F: FnMut(Found)> Walk<'_, W, F> {
             if self.stopped {
                 return;
             }
+            // Hidden folders are not rule folders (`.git`, `.github`, an
+            // install's `.new-*` staging): never entered, never reported.
+            if name.as_encoded_bytes().first() == Some(&b'.')
+                && std::fs::metadata(path.join(&name)).is_ok_and(|m| m.is_dir())
+            {
+                continue;
+            }
             let child = path.join(&name);
             let child_rel = rel.join(&name);
             self.entry(&child, &child_rel, depth);
@@ -355,11 +362,12 @@ impl<W: Fn(&Path) -> bool, F: FnMut(Found)> Walk<'_, W, F> {
 /// since the check cannot block), checked again on the handle, read to at
 /// most `max + 1` bytes (a file growing while read is still bounded).
 fn read_regular(path: &Path, checked: &Metadata, max: u64) -> Result<Vec<u8>, String> {
-    let file: File = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-        .map_err(|e| format!("cannot read: {e}"))?;
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+    let file = File::from(
+        rustix::fs::open(path, flags, Mode::empty())
+            .map_err(|e| format!("cannot read: {}", std::io::Error::from(e)))?,
+    );
     let meta = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
     if !meta.is_file() || id(&meta) != id(checked) {
         return Err("file replaced while being read: not read".into());
@@ -412,6 +420,8 @@ mod tests {
     fn links_back_to_the_root_are_read_once() {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("a.yml"), "a").unwrap();
+        std::fs::create_dir(d.path().join(".git")).unwrap();
+        std::fs::write(d.path().join(".git/c.yml"), "c").unwrap();
         symlink(".", d.path().join("l1")).unwrap();
         symlink(".", d.path().join("l2")).unwrap();
         symlink("a.yml", d.path().join("b.yml")).unwrap();
