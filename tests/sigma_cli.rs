@@ -92,6 +92,20 @@ fn tree(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// The set an app's `local/sigma` points at, after checking that `sets/`
+/// holds nothing else (no staging folder, no previous set).
+fn current_set(installed: &Path) -> PathBuf {
+    let name = std::fs::read_to_string(installed.join("current")).expect("pointer");
+    let name = name.trim();
+    let sets: Vec<_> = std::fs::read_dir(installed.join("sets"))
+        .expect("sets/")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(sets, [name], "sets/ holds more than the current set");
+    installed.join("sets").join(name)
+}
+
 #[test]
 fn check_reports_the_shared_rule_set_as_the_engine_loads_it() {
     let Some(sigma) = sigma_dir() else { return };
@@ -209,7 +223,7 @@ fn install_from_a_zip_copies_rules_and_licence_and_replaces_the_previous_set() {
     want.push(PathBuf::from("LICENSE.Detection.Rules.md"));
     want.sort();
     assert_eq!(
-        tree(&installed),
+        tree(&current_set(&installed)),
         want,
         "only rules and the licence, paths kept"
     );
@@ -235,7 +249,7 @@ fn install_from_a_zip_copies_rules_and_licence_and_replaces_the_previous_set() {
         .args(["sigma", "install"])
         .arg(&src));
     assert!(ok, "{err}\n{out}");
-    assert_eq!(tree(&installed), second);
+    assert_eq!(tree(&current_set(&installed)), second);
     assert!(out.contains("licence: none found"), "{out}");
     // No staging or old folder is left beside it.
     let leftovers: Vec<_> = std::fs::read_dir(app.path().join("local"))
@@ -265,7 +279,7 @@ fn install_refuses_bad_releases_and_keeps_the_installed_set() {
     let (ok, _, err) = install(&zip);
     assert!(ok, "{err}");
     let installed = app.path().join("local/sigma");
-    let before = tree(&installed);
+    let before = tree(&current_set(&installed));
 
     // A zip without rules.
     let empty = tmp.path().join("docs.zip");
@@ -312,7 +326,7 @@ fn install_refuses_bad_releases_and_keeps_the_installed_set() {
     assert!(err.contains("does not exist"), "{err}");
 
     assert_eq!(
-        tree(&installed),
+        tree(&current_set(&installed)),
         before,
         "a refused release changed the set"
     );

@@ -211,8 +211,10 @@ enum SigmaCommand {
     },
     /// Check a SigmaHQ release (a directory or a .zip as published on the
     /// Releases page of SigmaHQ/sigma) and copy its rule files and licence
-    /// into the app's local/sigma, replacing the previous set. Refused when
-    /// no rule loads.
+    /// into a new set under the app's local/sigma/sets/, then make it the
+    /// one searches read. From a directory, only regular files inside it
+    /// are copied (links out of it, loops and special files are named and
+    /// skipped). Refused when no rule loads.
     Install {
         /// The release: a directory or a .zip.
         source: PathBuf,

@@ -4,13 +4,18 @@
 //! The search command never fails on rules (it logs what it skipped and
 //! runs with the rest), so an admin needs a place to see the whole report
 //! at once: that is `check`. `install` refuses a release the engine cannot
-//! use and swaps the app's `local/sigma` only once the new set has been
-//! written out and loaded from where it will live, so a search never sees
-//! half a rule set.
+//! use, copies nothing a release folder does not itself hold (links out of
+//! it, loops and special files are refused by name), writes each release
+//! to its own folder under `local/sigma/sets/` and then moves one pointer
+//! (`sigma::sets`), so a search reads the old set or the new one, never a
+//! mixture.
 
 use crate::config::conf::ConfFile;
 use crate::config::paths;
-use crate::sigma::{Filter, LoadReport, RuleSet, MAX_RULE_FILE};
+use crate::sigma::sets::{self, INSTALL_LOCK, NEW_PREFIX, OLD_PREFIX, POINTER, SETS};
+use crate::sigma::{
+    Filter, Links, LoadReport, Refusal, RefusalKind, RuleSet, WalkLimits, MAX_RULE_FILE,
+};
 use anyhow::{bail, Context};
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -23,8 +28,18 @@ pub const LOCAL_SIGMA: &str = "local/sigma";
 /// refused: SigmaHQ's largest package is about 30 MB.
 const MAX_INSTALL_BYTES: u64 = 512 << 20;
 
-/// Directory depth limit when copying (guards against symlink loops).
-const MAX_DEPTH: usize = 32;
+/// A release with more files than this is refused (SigmaHQ's whole
+/// repository holds about 3,500 rule files).
+const MAX_INSTALL_FILES: usize = 50_000;
+
+/// What copying a release folder may read: the same bounds as a zip.
+const INSTALL_LIMITS: WalkLimits = WalkLimits {
+    max_file: MAX_RULE_FILE,
+    max_files: MAX_INSTALL_FILES,
+    max_bytes: MAX_INSTALL_BYTES,
+    max_entries: 1_000_000,
+    max_depth: 32,
+};
 
 /// The rule paths `check` uses without arguments: `[sigma] rules` of the
 /// app's `sysmonenrich.conf` (comma-separated, relative to the app folder),
@@ -111,6 +126,9 @@ pub fn describe(dirs: &[PathBuf], report: &LoadReport) -> String {
     let rules = &report.rules;
     let mut s = String::new();
     let _ = writeln!(s, "rules from {}", list(dirs));
+    for set in &report.sets {
+        let _ = writeln!(s, "installed set read: {}", set.display());
+    }
     let _ = writeln!(
         s,
         "{} rules load, {} skipped, {} problems ({} evaluated on every event of their category: no literal to index)",
@@ -167,7 +185,8 @@ fn wanted(rel: &Path) -> bool {
     upper.ends_with(".YML")
         || upper.ends_with(".YAML")
         || upper.starts_with("LICENSE")
-        || upper.contains("DRL")
+        || upper.starts_with("LICENCE")
+        || upper.starts_with("DRL")
 }
 
 /// What one install copied.
@@ -182,6 +201,9 @@ impl Copied {
     fn add(&mut self, rel: &Path, len: u64) -> anyhow::Result<()> {
         self.files += 1;
         self.bytes += len;
+        if self.files > MAX_INSTALL_FILES {
+            bail!("the release has more than {MAX_INSTALL_FILES} rule files: refused");
+        }
         if self.bytes > MAX_INSTALL_BYTES {
             bail!(
                 "the release is larger than {} MiB of rule files: refused",
@@ -196,42 +218,40 @@ impl Copied {
     }
 }
 
-fn copy_dir(
-    src: &Path,
-    rel: &Path,
-    dst: &Path,
-    depth: usize,
-    c: &mut Copied,
-) -> anyhow::Result<()> {
-    let dir = src.join(rel);
-    let mut entries: Vec<_> = std::fs::read_dir(&dir)
-        .with_context(|| format!("cannot read directory {}", dir.display()))?
-        .filter_map(Result::ok)
-        .collect();
-    entries.sort_by_key(|e| e.file_name());
-    for e in entries {
-        let rel = rel.join(e.file_name());
-        let path = src.join(&rel);
-        if path.is_dir() {
-            if depth < MAX_DEPTH {
-                copy_dir(src, &rel, dst, depth + 1, c)?;
-            }
-        } else if wanted(&rel) {
-            let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            if len > MAX_RULE_FILE {
-                continue; // the engine would skip it anyway
-            }
-            let to = dst.join(&rel);
-            if let Some(parent) = to.parent() {
-                std::fs::create_dir_all(parent)
-                    .with_context(|| format!("cannot create {}", parent.display()))?;
-            }
-            std::fs::copy(&path, &to)
-                .with_context(|| format!("cannot copy {} to {}", path.display(), to.display()))?;
-            c.add(&rel, len)?;
-        }
+fn write_file(dst: &Path, rel: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let to = dst.join(rel);
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
     }
-    Ok(())
+    std::fs::write(&to, bytes).with_context(|| format!("cannot write {}", to.display()))
+}
+
+/// Copies a release folder's rule and licence files through the safe walk
+/// (only regular files reached without leaving `src`); what it refused is
+/// returned to be named, a bound reached refuses the release.
+fn copy_dir(src: &Path, dst: &Path, c: &mut Copied) -> anyhow::Result<Vec<Refusal>> {
+    let mut failed = None;
+    let refused = crate::sigma::walk(src, Links::Inside, &INSTALL_LIMITS, wanted, |f| {
+        if failed.is_none() {
+            if let Err(e) =
+                write_file(dst, &f.rel, &f.bytes).and_then(|()| c.add(&f.rel, f.bytes.len() as u64))
+            {
+                failed = Some(e);
+            }
+        }
+    });
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    if let Some(limit) = refused.iter().find(|r| r.kind == RefusalKind::Limit) {
+        bail!(
+            "{}: {}: the release is refused",
+            limit.path.display(),
+            limit.reason
+        );
+    }
+    Ok(refused)
 }
 
 /// A zip entry's path, when it is a plain relative path (no `..`, no
@@ -270,12 +290,7 @@ fn unzip(zip_path: &Path, dst: &Path, c: &mut Copied) -> anyhow::Result<()> {
         if bytes.len() as u64 > MAX_RULE_FILE {
             continue;
         }
-        let to = dst.join(&rel);
-        if let Some(parent) = to.parent() {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("cannot create {}", parent.display()))?;
-        }
-        std::fs::write(&to, &bytes).with_context(|| format!("cannot write {}", to.display()))?;
+        write_file(dst, &rel, &bytes)?;
         c.add(&rel, bytes.len() as u64)?;
     }
     Ok(())
@@ -290,100 +305,216 @@ pub fn install(source: &Path, app: Option<&Path>) -> anyhow::Result<()> {
             "no app folder found: run the app's own binary, set SYSMONENRICH_APP_DIR, or give --app-dir"
         ),
     };
-    if !source.exists() {
+    if std::fs::symlink_metadata(source).is_err() {
         bail!("{} does not exist", source.display());
     }
-    let target = app.join(LOCAL_SIGMA);
-    let parent = target.parent().unwrap_or(&app).to_path_buf();
-    std::fs::create_dir_all(&parent)
-        .with_context(|| format!("cannot create {}", parent.display()))?;
-    // Beside the target, so the final rename stays on one file system.
-    let staging = Staging::create(&parent)?;
+    let root = app.join(LOCAL_SIGMA);
+    std::fs::create_dir_all(root.join(SETS))
+        .with_context(|| format!("cannot create {}", root.join(SETS).display()))?;
+    let _lock = install_lock(&root)?;
+    clean_stale(&root);
+    let name = set_name();
+    let mut staging = Staging::create(&root.join(SETS).join(format!("{NEW_PREFIX}{name}")))?;
     let mut copied = Copied::default();
-    if source.is_dir() {
-        copy_dir(source, Path::new(""), &staging.0, 0, &mut copied)?;
+    let refused = if source.is_dir() {
+        copy_dir(source, &staging.0, &mut copied)?
     } else {
         unzip(source, &staging.0, &mut copied)?;
-    }
-    let report = RuleSet::load(std::slice::from_ref(&staging.0), &Filter::default());
+        Vec::new()
+    };
+    // Named but not pointed at yet: loaded from where it will live, and
+    // still removed (by `staging`) if it is refused.
+    let set = root.join(SETS).join(&name);
+    std::fs::rename(&staging.0, &set)
+        .with_context(|| format!("cannot move the new rules to {}", set.display()))?;
+    staging.0 = set.clone();
+    let report = RuleSet::load(std::slice::from_ref(&set), &Filter::default());
     if report.rules.is_empty() {
+        for r in &refused {
+            eprintln!("not copied: {}: {}", r.path.display(), r.reason);
+        }
         bail!(
             "{}: no rule loads ({} rule files, {} skipped); {} left unchanged",
             source.display(),
             copied.files - copied.licences.len(),
             report.skipped.len(),
-            target.display()
+            root.display()
         );
     }
-    swap_in(&staging.0, &target)?;
+    point(&root, &name)?;
+    staging.keep();
+    remove_legacy(&root);
+    let kept = prune(&root, &name);
     println!(
         "installed {} files ({} KiB) from {} into {}",
         copied.files,
         copied.bytes / 1024,
         source.display(),
-        target.display()
+        set.display()
     );
+    for r in &refused {
+        println!("not copied: {}: {}", r.path.display(), r.reason);
+    }
+    for k in kept {
+        println!("previous set {k} kept: a search is reading it (a later install removes it)");
+    }
     if copied.licences.is_empty() {
         println!("licence: none found in the release (SigmaHQ's rules are under DRL 1.1)");
     } else {
         println!("licence: {}", list(&copied.licences));
     }
-    print!("{}", describe(&[target], &report));
+    print!("{}", describe(&[root], &report));
     Ok(())
 }
 
-/// The folder a new set is written to; removed when dropped unless it
-/// was renamed into place.
+/// One install at a time per app: the lock dies with its process, so a
+/// killed install never blocks the next one.
+fn install_lock(root: &Path) -> anyhow::Result<std::fs::File> {
+    let path = root.join(INSTALL_LOCK);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    let locked = sets::try_lock_exclusive(&file)
+        .with_context(|| format!("cannot lock {}", path.display()))?;
+    if !locked {
+        bail!("another sigma install into {} is running", root.display());
+    }
+    Ok(file)
+}
+
+/// What killed installs left: half-written and half-removed sets, pointer
+/// temporaries. Safe under the install lock (no other install is running,
+/// and no reader ever opens these names).
+fn clean_stale(root: &Path) {
+    let stale = |dir: &Path, prefixes: &[&str]| {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if prefixes.iter().any(|p| name.starts_with(p)) {
+                let path = e.path();
+                let _ = if path.is_dir() && !path.is_symlink() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
+            }
+        }
+    };
+    stale(&root.join(SETS), &[NEW_PREFIX, OLD_PREFIX]);
+    stale(root, &[POINTER_TMP]);
+}
+
+/// Prefix of a pointer being written.
+const POINTER_TMP: &str = "current.tmp-";
+
+/// A new set's folder name: sorts by install time.
+fn set_name() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!(
+        "{:012}-{:09}-{}",
+        now.as_secs(),
+        now.subsec_nanos(),
+        std::process::id()
+    )
+}
+
+/// Moves the pointer to set `name`: written aside, synced, renamed over
+/// (a reader reads the old name or the new one, whole).
+fn point(root: &Path, name: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let tmp = root.join(format!("{POINTER_TMP}{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(format!("{name}\n").as_bytes())?;
+        f.sync_all()
+    };
+    write().with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, root.join(POINTER)).with_context(|| {
+        let _ = std::fs::remove_file(&tmp);
+        format!(
+            "cannot move the rule set pointer {}",
+            root.join(POINTER).display()
+        )
+    })
+}
+
+/// Rule files of the layout before installed sets (rules directly in
+/// `local/sigma`): no reader looks at them once the pointer exists.
+fn remove_legacy(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name == SETS || name == POINTER || name == INSTALL_LOCK || name.starts_with(POINTER_TMP)
+        {
+            continue;
+        }
+        let path = e.path();
+        let _ = if path.is_dir() && !path.is_symlink() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+    }
+}
+
+/// Removes every set but `current` that no search is reading; returns
+/// the ones kept because one is.
+fn prune(root: &Path, current: &str) -> Vec<String> {
+    let mut kept = Vec::new();
+    let Ok(entries) = std::fs::read_dir(root.join(SETS)) else {
+        return kept;
+    };
+    let mut names: Vec<String> = entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| sets::valid_name(n) && n != current)
+        .collect();
+    names.sort();
+    for n in names {
+        match sets::remove_if_unused(root, &n) {
+            Ok(true) => {}
+            Ok(false) => kept.push(n),
+            Err(e) => eprintln!(
+                "sysmonenrich: warning: the previous rule set {n} is left in {}: {e}",
+                root.join(SETS).display()
+            ),
+        }
+    }
+    kept
+}
+
+/// A folder a new set is written to; removed when dropped unless kept.
 struct Staging(PathBuf);
 
 impl Staging {
-    fn create(parent: &Path) -> anyhow::Result<Staging> {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let dir = parent.join(format!(".sigma-new-{}-{nanos}", std::process::id()));
-        std::fs::create_dir(&dir)
+    fn create(dir: &Path) -> anyhow::Result<Staging> {
+        std::fs::create_dir(dir)
             .with_context(|| format!("cannot create a temporary folder {}", dir.display()))?;
-        Ok(Staging(dir))
+        Ok(Staging(dir.to_path_buf()))
+    }
+
+    fn keep(mut self) {
+        self.0 = PathBuf::new();
     }
 }
 
 impl Drop for Staging {
     fn drop(&mut self) {
-        if self.0.exists() {
+        if !self.0.as_os_str().is_empty() && self.0.exists() {
             let _ = std::fs::remove_dir_all(&self.0);
         }
     }
-}
-
-/// Replaces `target` with `staged`: the old set is renamed aside, the new
-/// one renamed in, then the old one removed. A failure in between puts the
-/// old set back.
-fn swap_in(staged: &Path, target: &Path) -> anyhow::Result<()> {
-    let old = target.with_file_name(format!(".sigma-old-{}", std::process::id()));
-    let had_old = target.exists();
-    if had_old {
-        std::fs::rename(target, &old)
-            .with_context(|| format!("cannot move the previous {} aside", target.display()))?;
-    }
-    if let Err(e) = std::fs::rename(staged, target) {
-        if had_old {
-            let _ = std::fs::rename(&old, target);
-        }
-        let _ = std::fs::remove_dir_all(staged);
-        return Err(e)
-            .with_context(|| format!("cannot move the new rules to {}", target.display()));
-    }
-    if had_old {
-        if let Err(e) = std::fs::remove_dir_all(&old) {
-            eprintln!(
-                "sysmonenrich: warning: the previous rules are left in {}: {e}",
-                old.display()
-            );
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -404,6 +535,7 @@ mod tests {
         assert!(wanted(Path::new("rules/x.YAML")));
         assert!(wanted(Path::new("LICENSE.Detection.Rules.md")));
         assert!(wanted(Path::new("DRL-1.1.txt")));
+        assert!(!wanted(Path::new("notes-on-DRL.txt")));
         assert!(!wanted(Path::new("tools/convert.py")));
         assert!(!wanted(Path::new("README.md")));
     }

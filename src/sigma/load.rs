@@ -9,6 +9,8 @@
 use super::eval::{Ctx, Fields, Scratch};
 use super::index::Index;
 use super::rule::{self, Level, Rule};
+use super::sets;
+use super::walk::{self, Limits, Links};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -16,8 +18,25 @@ use std::path::{Path, PathBuf};
 /// about 40 KB): a stray big file in the rules folder must not cost memory.
 pub const MAX_RULE_FILE: u64 = 1 << 20;
 
-/// Directory depth limit (guards against symlink loops).
-const MAX_DEPTH: usize = 32;
+/// What one load may read. Generous for any real rule repository
+/// (SigmaHQ's whole repository is about 3,500 rule files and 15 MB): the
+/// bounds are there so a hostile folder costs seconds, not the machine.
+const LIMITS: Limits = Limits {
+    max_file: MAX_RULE_FILE,
+    max_files: MAX_RULE_FILES,
+    max_bytes: 512 << 20,
+    max_entries: 1_000_000,
+    max_depth: 32,
+};
+
+/// Most rule files one load reads.
+pub const MAX_RULE_FILES: usize = 50_000;
+
+/// Whether a walked file is a rule file by its name.
+pub fn is_rule_file(rel: &Path) -> bool {
+    rel.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("yml") || e.eq_ignore_ascii_case("yaml"))
+}
 
 /// Which loaded rules to keep.
 #[derive(Clone, Debug, Default)]
@@ -81,6 +100,8 @@ pub struct LoadReport {
     pub problems: Vec<Problem>,
     /// Rules left out by the [`Filter`].
     pub filtered: usize,
+    /// The installed sets read (folders named by a set pointer).
+    pub sets: Vec<PathBuf>,
 }
 
 impl LoadReport {
@@ -164,82 +185,77 @@ impl Builder {
     }
 }
 
-fn walk(path: &Path, depth: usize, files: &mut Vec<PathBuf>, problems: &mut Vec<Problem>) {
-    let entries = match std::fs::read_dir(path) {
-        Ok(e) => e,
-        Err(e) => {
-            problems.push(Problem {
-                path: path.to_owned(),
-                message: format!("cannot read directory: {e}"),
-            });
-            return;
-        }
-    };
-    let mut children: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    children.sort();
-    for child in children {
-        if child.is_dir() {
-            if depth >= MAX_DEPTH {
-                problems.push(Problem {
-                    path: child,
-                    message: "directories nested too deep".into(),
-                });
-            } else {
-                walk(&child, depth + 1, files, problems);
-            }
-        } else if child.extension().is_some_and(|e| e == "yml" || e == "yaml") {
-            files.push(child);
-        }
-    }
-}
-
 impl RuleSet {
     /// Loads every `.yml`/`.yaml` file under the given files and
-    /// directories (recursively, in path order). Never fails: see
-    /// [`LoadReport`].
+    /// directories (recursively, in path order; a folder of installed sets
+    /// is read as the one set its pointer names, see `sets.rs`). Never
+    /// fails: see [`LoadReport`].
     pub fn load(paths: &[PathBuf], filter: &Filter) -> LoadReport {
         let mut problems = Vec::new();
-        let mut files = Vec::new();
+        let mut b = Builder::default();
+        let mut sets = Vec::new();
+        // Held until every file is read: an install cannot remove a set
+        // while this load reads it.
+        let mut locks = Vec::new();
         for p in paths {
-            if p.is_dir() {
-                walk(p, 0, &mut files, &mut problems);
-            } else if p.exists() {
-                files.push(p.clone());
-            } else {
+            let root = match sets::resolve(p) {
+                Ok(None) => p.clone(),
+                Ok(Some(set)) => {
+                    let dir = set.dir.clone();
+                    sets.push(dir.clone());
+                    locks.push(set);
+                    dir
+                }
+                Err(message) => {
+                    problems.push(Problem {
+                        path: p.clone(),
+                        message,
+                    });
+                    continue;
+                }
+            };
+            if !root.exists() && std::fs::symlink_metadata(&root).is_err() {
                 problems.push(Problem {
                     path: p.clone(),
                     message: "does not exist".into(),
                 });
+                continue;
             }
-        }
-        let mut b = Builder::default();
-        for f in files {
-            match std::fs::metadata(&f) {
-                Ok(m) if m.len() > MAX_RULE_FILE => b.skipped.push(Skipped {
-                    path: f,
-                    reason: format!("rule file larger than {} KiB", MAX_RULE_FILE / 1024),
-                }),
-                _ => match std::fs::read(&f) {
-                    Err(e) => problems.push(Problem {
-                        path: f,
-                        message: format!("cannot read: {e}"),
-                    }),
-                    Ok(bytes) => match String::from_utf8(bytes) {
-                        Ok(text) => b.add(f, &text, filter),
+            let refused =
+                walk::walk(
+                    &root,
+                    Links::Follow,
+                    &LIMITS,
+                    is_rule_file,
+                    |f| match String::from_utf8(f.bytes) {
+                        Ok(text) => b.add(f.path, &text, filter),
                         Err(_) => b.skipped.push(Skipped {
-                            path: f,
+                            path: f.path,
                             reason: "not UTF-8 text".into(),
                         }),
                     },
-                },
+                );
+            for r in refused {
+                match r.kind {
+                    walk::Kind::File | walk::Kind::Dir => b.skipped.push(Skipped {
+                        path: r.path,
+                        reason: r.reason,
+                    }),
+                    walk::Kind::Unreadable | walk::Kind::Limit => problems.push(Problem {
+                        path: r.path,
+                        message: r.reason,
+                    }),
+                }
             }
         }
+        drop(locks);
         let (skipped, filtered) = (std::mem::take(&mut b.skipped), b.filtered);
         LoadReport {
             rules: b.finish(),
             skipped,
             problems,
             filtered,
+            sets,
         }
     }
 

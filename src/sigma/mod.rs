@@ -16,6 +16,8 @@
 //! | `index.rs` | literal automata that pick the few candidate rules per event |
 //! | `memo.rs` | verdicts remembered by the fields the rules read |
 //! | `load.rs` | files and directories → [`RuleSet`] + [`LoadReport`] |
+//! | `walk.rs` | the bounded walk of a rule folder (loader and install) |
+//! | `sets.rs` | installed sets: versioned folders behind one pointer |
 //!
 //! Sigma semantics follow the specification as pySigma implements it (the
 //! reference the rule authors test with); where Splunk's data model
@@ -32,10 +34,16 @@ mod memo;
 mod modifiers;
 mod pattern;
 mod rule;
+pub mod sets;
+mod walk;
 
 pub use eval::{unescape, Fields, Scratch};
-pub use load::{Filter, LoadReport, Problem, RuleId, RuleSet, SkipGroup, Skipped, MAX_RULE_FILE};
+pub use load::{
+    is_rule_file, Filter, LoadReport, Problem, RuleId, RuleSet, SkipGroup, Skipped, MAX_RULE_FILE,
+    MAX_RULE_FILES,
+};
 pub use rule::{Level, Rule};
+pub use walk::{walk, Found, Kind as RefusalKind, Limits as WalkLimits, Links, Refusal};
 
 #[cfg(test)]
 mod tests;
