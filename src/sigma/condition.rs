@@ -8,6 +8,12 @@
 //! with a pipe (`| count() …`, old aggregations) is refused: the rule is
 //! skipped with that reason rather than half-evaluated.
 
+/// Deepest nesting of parentheses and `not` in a condition (SigmaHQ's
+/// deepest is 4). The parser and every walk of the tree recurse once per
+/// level, so this bound is what keeps a hostile condition off the stack
+/// (tests run on threads with 2 MB stacks).
+pub const MAX_DEPTH: usize = 64;
+
 /// A parsed condition, selections resolved to their index.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Cond {
@@ -58,6 +64,7 @@ fn tokenize(text: &str) -> Result<Vec<Tok>, String> {
 struct Parser<'a> {
     toks: Vec<Tok>,
     pos: usize,
+    depth: usize,
     names: &'a [String],
 }
 
@@ -66,6 +73,18 @@ fn keyword(t: Option<&Tok>, k: &str) -> bool {
 }
 
 impl Parser<'_> {
+    /// Enters one nesting level (a `(` or a `not`), refused past
+    /// [`MAX_DEPTH`].
+    fn enter(&mut self) -> Result<(), String> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(format!(
+                "the condition nests `(` and `not` deeper than {MAX_DEPTH} levels"
+            ));
+        }
+        Ok(())
+    }
+
     fn peek(&self) -> Option<&Tok> {
         self.toks.get(self.pos)
     }
@@ -99,7 +118,10 @@ impl Parser<'_> {
     fn not(&mut self) -> Result<Cond, String> {
         if keyword(self.peek(), "not") {
             self.pos += 1;
-            return Ok(Cond::Not(Box::new(self.not()?)));
+            self.enter()?;
+            let inner = self.not()?;
+            self.depth -= 1;
+            return Ok(Cond::Not(Box::new(inner)));
         }
         self.atom()
     }
@@ -109,7 +131,9 @@ impl Parser<'_> {
         self.pos += 1;
         match tok {
             Some(Tok::Open) => {
+                self.enter()?;
                 let inner = self.or()?;
+                self.depth -= 1;
                 if self.peek() != Some(&Tok::Close) {
                     return Err("unbalanced parenthesis in the condition".into());
                 }
@@ -177,6 +201,7 @@ pub fn parse(text: &str, names: &[String]) -> Result<Cond, String> {
     let mut p = Parser {
         toks: tokenize(text)?,
         pos: 0,
+        depth: 0,
         names,
     };
     let cond = p.or()?;
@@ -272,5 +297,24 @@ mod tests {
         assert!(parse("selection and", &n).is_err());
         assert!(parse("selection sel_a", &n).is_err());
         assert!(parse("", &n).is_err());
+    }
+
+    #[test]
+    fn hostile_nesting_is_refused_not_overflowed() {
+        let n = names();
+        // Run where the tests' stacks are smallest: a thread of 2 MB.
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                let parens = "(".repeat(20_000) + "selection" + &")".repeat(20_000);
+                assert!(parse(&parens, &n).unwrap_err().contains("deeper than"));
+                let nots = "not ".repeat(100_000) + "selection";
+                assert!(parse(&nots, &n).unwrap_err().contains("deeper than"));
+                let ok = "(".repeat(MAX_DEPTH) + "selection" + &")".repeat(MAX_DEPTH);
+                assert!(parse(&ok, &n).is_ok());
+            })
+            .unwrap()
+            .join()
+            .unwrap();
     }
 }

@@ -11,6 +11,7 @@
 //! | `pattern.rs` | Sigma strings: wildcards, escaping, string tests |
 //! | `modifiers.rs` | `Field|mod|mod: values` → matchers |
 //! | `condition.rs` | `sel and not 1 of filter_*` → a tree |
+//! | `yaml.rs` | YAML text → document, bounded (nesting, no aliases) |
 //! | `logsource.rs` | category → Sysmon EventCodes |
 //! | `eval.rs` | one rule on one event, Splunk's semantics (absent = empty, entities) |
 //! | `index.rs` | literal automata that pick the few candidate rules per event |
@@ -32,6 +33,7 @@ mod memo;
 mod modifiers;
 mod pattern;
 mod rule;
+mod yaml;
 
 pub use eval::{unescape, Fields, Scratch};
 pub use load::{Filter, LoadReport, Problem, RuleId, RuleSet, SkipGroup, Skipped, MAX_RULE_FILE};

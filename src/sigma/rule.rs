@@ -9,7 +9,7 @@ use super::logsource::{self, Scope};
 use super::modifiers::{self, FieldCond, Scalar};
 use std::fmt;
 use std::path::PathBuf;
-use yaml_rust2::{Yaml, YamlLoader};
+use yaml_rust2::Yaml;
 
 /// A rule's `level`, ordered from least to most severe.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -170,7 +170,7 @@ pub fn compile(
     source: &str,
     intern: &mut dyn FnMut(&str) -> usize,
 ) -> Result<Rule, String> {
-    let docs = YamlLoader::load_from_str(source).map_err(|e| format!("broken YAML: {e}"))?;
+    let docs = super::yaml::load(source)?;
     let doc = match docs.as_slice() {
         [one] => one,
         [] => return Err("empty file".into()),
