@@ -184,7 +184,7 @@ impl Parser<'_> {
                 .filter(|&i| !self.names[i].starts_with('_'))
                 .collect()
         } else {
-            let pat = super::pattern::StrPat::compile(&super::pattern::parse(pattern), true);
+            let pat = super::pattern::StrPat::compile(&super::pattern::parse(pattern), true)?;
             (0..self.names.len())
                 .filter(|&i| pat.is_match(&self.names[i]))
                 .collect()

@@ -480,7 +480,7 @@ fn string_alternatives(
             _ => lits = None,
         }
         alts.push(Matcher::Str {
-            pat: StrPat::compile(&pieces, cased),
+            pat: StrPat::compile(&pieces, cased)?,
             cased,
         });
     }
