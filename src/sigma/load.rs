@@ -20,7 +20,7 @@ pub const MAX_RULE_FILE: u64 = 1 << 20;
 const MAX_DEPTH: usize = 32;
 
 /// Which loaded rules to keep.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Filter {
     /// Keep rules at this level or above.
     pub min_level: Option<Level>,
@@ -28,6 +28,20 @@ pub struct Filter {
     pub status: Vec<String>,
     /// Rule ids never to load.
     pub disabled_ids: HashSet<String>,
+    /// The whole set's estimated memory, in MiB: rules that would take it
+    /// past this are skipped, each named (`[sigma] memory_mb`).
+    pub memory_mb: u64,
+}
+
+impl Default for Filter {
+    fn default() -> Self {
+        Filter {
+            min_level: None,
+            status: Vec::new(),
+            disabled_ids: HashSet::new(),
+            memory_mb: super::budget::DEFAULT_SET_MEMORY_MB,
+        }
+    }
 }
 
 impl Filter {
@@ -115,6 +129,7 @@ pub struct RuleSet {
     rules: Vec<Rule>,
     fields: Vec<String>,
     index: Index,
+    memory: usize,
 }
 
 /// Collects rule sources and interns field names while compiling.
@@ -124,6 +139,8 @@ pub struct Builder {
     fields: Vec<String>,
     field_ids: HashMap<String, usize>,
     ids: HashSet<String>,
+    /// Estimated memory of the rules kept so far.
+    memory: usize,
     /// Rules not loaded, with why.
     pub skipped: Vec<Skipped>,
     /// Rules left out by the filter.
@@ -149,7 +166,19 @@ impl Builder {
                 path,
                 reason: "duplicate rule id (an earlier file has it)".into(),
             }),
-            Ok(r) => self.rules.push(r),
+            Ok(r) if self.memory.saturating_add(r.memory) > budget_bytes(filter) => {
+                self.skipped.push(Skipped {
+                    path,
+                    reason: format!(
+                        "over the rule set's memory budget ([sigma] memory_mb = {})",
+                        filter.memory_mb
+                    ),
+                })
+            }
+            Ok(r) => {
+                self.memory += r.memory;
+                self.rules.push(r)
+            }
         }
     }
 
@@ -160,8 +189,13 @@ impl Builder {
             rules: self.rules,
             fields: self.fields,
             index,
+            memory: self.memory,
         }
     }
+}
+
+fn budget_bytes(filter: &Filter) -> usize {
+    usize::try_from(filter.memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
 }
 
 fn walk(path: &Path, depth: usize, files: &mut Vec<PathBuf>, problems: &mut Vec<Problem>) {
@@ -241,6 +275,12 @@ impl RuleSet {
             problems,
             filtered,
         }
+    }
+
+    /// The compiled rules' estimated memory in bytes, as charged against
+    /// `[sigma] memory_mb`.
+    pub fn estimated_memory(&self) -> usize {
+        self.memory
     }
 
     /// Number of rules.

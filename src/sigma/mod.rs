@@ -10,6 +10,7 @@
 //! | `rule.rs` | YAML → metadata, logsource scope, selections, condition |
 //! | `pattern.rs` | Sigma strings: wildcards, escaping, string tests |
 //! | `modifiers.rs` | `Field|mod|mod: values` → matchers |
+//! | `budget.rs` | what one rule and the whole set may cost to compile |
 //! | `condition.rs` | `sel and not 1 of filter_*` → a tree |
 //! | `yaml.rs` | YAML text → document, bounded (nesting, no aliases) |
 //! | `logsource.rs` | category → Sysmon EventCodes |
@@ -24,6 +25,7 @@
 //! Splunk reading wins, because that is what a user of `| sysmonenrich`
 //! compares against.
 
+mod budget;
 mod condition;
 mod eval;
 mod index;
@@ -35,6 +37,7 @@ mod pattern;
 mod rule;
 mod yaml;
 
+pub use budget::DEFAULT_SET_MEMORY_MB;
 pub use eval::{unescape, Fields, Scratch};
 pub use load::{Filter, LoadReport, Problem, RuleId, RuleSet, SkipGroup, Skipped, MAX_RULE_FILE};
 pub use rule::{Level, Rule};

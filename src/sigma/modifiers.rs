@@ -8,6 +8,7 @@
 //! of test a value is; `all` and `cased` are flags. Anything else (`expand`
 //! placeholders, unknown names) is an error that skips the rule.
 
+use super::budget::{self, Cost};
 use super::pattern::{self, Piece, StrPat};
 use base64::Engine as _;
 use std::net::IpAddr;
@@ -47,8 +48,9 @@ pub enum Matcher {
         /// Compare letters as written.
         cased: bool,
     },
-    /// `re`: unanchored, case-sensitive unless `i`.
-    Regex(regex::Regex),
+    /// `re`: unanchored, case-sensitive unless `i`. The regex crate's own
+    /// engine, used directly for the memory figure it reports.
+    Regex(regex_automata::meta::Regex),
     /// `cidr`: the value is an address inside the network.
     Cidr {
         /// IPv6 network (IPv4 networks are stored as IPv4-mapped).
@@ -97,8 +99,10 @@ fn is_word(c: char) -> bool {
 }
 
 /// `windash`: every `-` or `/` that starts a word (pySigma's `\B[-/]\b`)
-/// may be any of the five dash-like characters Windows accepts.
-fn windash(pieces: Vec<Piece>) -> Result<Vec<Vec<Piece>>, String> {
+/// may be any of the five dash-like characters Windows accepts: 5^n
+/// variants for n dashes, refused past [`budget::MAX_WINDASH_VARIANTS`] or
+/// past `room` (what the rule's budget has left) before any is made.
+fn windash(pieces: Vec<Piece>, room: usize) -> Result<Vec<Vec<Piece>>, String> {
     const DASHES: [char; 5] = ['-', '/', '\u{2013}', '\u{2014}', '\u{2015}'];
     // Flatten to characters (None = wildcard) to find the positions.
     let mut flat: Vec<Option<char>> = Vec::new();
@@ -119,14 +123,25 @@ fn windash(pieces: Vec<Piece>) -> Result<Vec<Vec<Piece>>, String> {
                 && flat.get(i + 1).copied().flatten().is_some_and(is_word)
         })
         .collect();
-    if spots.len() > 4 {
+    let variants = u32::try_from(spots.len())
+        .ok()
+        .and_then(|n| DASHES.len().checked_pow(n))
+        .filter(|&v| v <= budget::MAX_WINDASH_VARIANTS)
+        .ok_or_else(|| {
+            format!(
+                "windash on a value with {} dashes (more than {} variants)",
+                spots.len(),
+                budget::MAX_WINDASH_VARIANTS
+            )
+        })?;
+    if variants > room {
         return Err(format!(
-            "windash on a value with {} dashes (more than 4)",
-            spots.len()
+            "values expand to more than {} alternatives",
+            budget::MAX_ALTERNATIVES
         ));
     }
-    let mut out = Vec::new();
-    for combo in 0..DASHES.len().pow(spots.len() as u32) {
+    let mut out = Vec::with_capacity(variants);
+    for combo in 0..variants {
         let mut chars = flat.clone();
         let mut k = combo;
         for &s in &spots {
@@ -231,16 +246,13 @@ pub fn mask(bits: u32) -> u128 {
     }
 }
 
-/// The most a single rule regex may compile to; a bigger one skips the rule
-/// (it would cost memory and time on every event).
-pub const REGEX_SIZE_LIMIT: usize = 10 << 20;
-
 /// Builds a detection item from its key (`Field|mods`, or `|mods` / empty
 /// for keywords) and values.
 pub fn build(
     key: Option<&str>,
     values: &[Scalar],
     intern: &mut dyn FnMut(&str) -> usize,
+    cost: &mut Cost,
 ) -> Result<FieldCond, String> {
     let (field, mods): (Option<&str>, Vec<&str>) = match key {
         None => (None, Vec::new()),
@@ -312,6 +324,7 @@ pub fn build(
             }
             Scalar::Str(s) | Scalar::Other(s) => s,
         };
+        cost.value(text)?;
         let (alts, lits) = match kind {
             Some("re") => {
                 let pat = if re_flags.is_empty() {
@@ -319,17 +332,16 @@ pub fn build(
                 } else {
                     format!("(?{re_flags}){text}")
                 };
-                let re = regex::RegexBuilder::new(&pat)
-                    .size_limit(REGEX_SIZE_LIMIT)
-                    .build()
-                    .map_err(|e| regex_reason(&e))?;
+                let re = compile_regex(&pat, cost)?;
                 (vec![Matcher::Regex(re)], regex_literals(&pat))
             }
             Some("cidr") => {
+                cost.string(0)?;
                 let (net, bits) = parse_cidr(text)?;
                 (vec![Matcher::Cidr { net, bits }], None)
             }
             Some("exists") => {
+                cost.string(0)?;
                 let want = match text.to_ascii_lowercase().as_str() {
                     "true" | "yes" => true,
                     "false" | "no" => false,
@@ -337,14 +349,18 @@ pub fn build(
                 };
                 (vec![Matcher::Exists(want)], None)
             }
-            Some("fieldref") => (
-                vec![Matcher::FieldRef {
-                    field: intern(text),
-                    cased,
-                }],
-                None,
-            ),
+            Some("fieldref") => {
+                cost.string(text.len())?;
+                (
+                    vec![Matcher::FieldRef {
+                        field: intern(text),
+                        cased,
+                    }],
+                    None,
+                )
+            }
             Some(op @ ("gt" | "gte" | "lt" | "lte")) => {
+                cost.string(0)?;
                 let n: f64 = text
                     .trim()
                     .parse()
@@ -357,7 +373,7 @@ pub fn build(
                 };
                 (vec![Matcher::Cmp(op, n)], None)
             }
-            _ => string_alternatives(v, text, &transforms, cased)?,
+            _ => string_alternatives(v, text, &transforms, cased, cost)?,
         };
         cond.values.push(alts);
         cond.literals.push(lits);
@@ -401,22 +417,44 @@ fn regex_literals(pat: &str) -> Option<Vec<String>> {
     }
 }
 
-fn regex_reason(e: &regex::Error) -> String {
-    match e {
-        regex::Error::CompiledTooBig(_) => "regex too big to compile".into(),
-        regex::Error::Syntax(s) if s.contains("look-around") => {
-            "regex uses look-around (not supported)".into()
-        }
-        regex::Error::Syntax(s) if s.contains("backreferences") => {
-            "regex uses backreferences (not supported)".into()
-        }
-        regex::Error::Syntax(s) => {
-            format!(
-                "regex does not compile: {}",
-                s.lines().last().unwrap_or(s).trim()
-            )
-        }
-        _ => "regex does not compile".into(),
+/// Compiles a rule regex within what the rule's budget has left, and
+/// charges it what it reports it takes.
+fn compile_regex(pat: &str, cost: &mut Cost) -> Result<regex_automata::meta::Regex, String> {
+    use regex_automata::meta::Regex;
+    use regex_automata::nfa::thompson::WhichCaptures;
+    let limit = cost.regex_limit();
+    let re = Regex::builder()
+        .configure(
+            Regex::config()
+                // Only `is_match` is asked: no capture groups kept.
+                .which_captures(WhichCaptures::None)
+                .nfa_size_limit(Some(limit))
+                .onepass_size_limit(Some(limit))
+                .hybrid_cache_capacity(budget::REGEX_CACHE),
+        )
+        .build(pat)
+        .map_err(|e| regex_reason(&e))?;
+    cost.regex(re.memory_usage())?;
+    Ok(re)
+}
+
+fn regex_reason(e: &regex_automata::meta::BuildError) -> String {
+    if e.size_limit().is_some() {
+        return "regex too big to compile".into();
+    }
+    let Some(syntax) = e.syntax_error() else {
+        return "regex does not compile".into();
+    };
+    let s = syntax.to_string();
+    if s.contains("look-around") {
+        "regex uses look-around (not supported)".into()
+    } else if s.contains("backreferences") {
+        "regex uses backreferences (not supported)".into()
+    } else {
+        format!(
+            "regex does not compile: {}",
+            s.lines().last().unwrap_or(&s).trim()
+        )
     }
 }
 
@@ -427,6 +465,7 @@ fn string_alternatives(
     text: &str,
     transforms: &[&str],
     cased: bool,
+    cost: &mut Cost,
 ) -> Result<Alts, String> {
     let first = match original {
         Scalar::Str(_) => pattern::parse(text),
@@ -446,7 +485,12 @@ fn string_alternatives(
                     Val::Bytes(_) => return Err(format!("`{t}` on encoded bytes")),
                 },
                 "windash" => match v {
-                    Val::Pieces(p) => next.extend(windash(p)?.into_iter().map(Val::Pieces)),
+                    Val::Pieces(p) => {
+                        let room = budget::MAX_ALTERNATIVES
+                            .saturating_sub(cost.alternatives)
+                            .saturating_sub(next.len());
+                        next.extend(windash(p, room)?.into_iter().map(Val::Pieces));
+                    }
                     Val::Bytes(_) => return Err("`windash` on encoded bytes".into()),
                 },
                 "base64" => {
@@ -474,6 +518,15 @@ fn string_alternatives(
             Val::Pieces(p) => p,
             Val::Bytes(b) => pattern::literal(&String::from_utf8_lossy(&b)),
         };
+        cost.string(
+            pieces
+                .iter()
+                .map(|p| match p {
+                    Piece::Lit(l) => l.len(),
+                    _ => 1,
+                })
+                .sum(),
+        )?;
         let lit = pattern::longest_literal(&pieces);
         match (&mut lits, lit.is_empty()) {
             (Some(l), false) => l.push(lit),
@@ -508,7 +561,7 @@ mod tests {
 
     #[test]
     fn windash_rewrites_only_dashes_that_start_a_word() {
-        let v = texts(windash(pattern::parse("* -enc *")).unwrap());
+        let v = texts(windash(pattern::parse("* -enc *"), 100).unwrap());
         assert_eq!(
             v,
             vec![
@@ -521,11 +574,22 @@ mod tests {
         );
         // A dash inside a word and a dash before a space are left alone.
         assert_eq!(
-            texts(windash(pattern::parse("a-b - c")).unwrap()),
+            texts(windash(pattern::parse("a-b - c"), 100).unwrap()),
             vec!["a-b - c"]
         );
-        assert_eq!(windash(pattern::parse("-a -b")).unwrap().len(), 25);
-        assert!(windash(pattern::parse("-a -b -c -d -e")).is_err());
+        assert_eq!(windash(pattern::parse("-a -b"), 100).unwrap().len(), 25);
+        // Any number of dashes, up to the bound on variants.
+        assert_eq!(
+            windash(pattern::parse("-a -b -c -d -e"), 10_000)
+                .unwrap()
+                .len(),
+            3_125
+        );
+        let six = windash(pattern::parse("-a -b -c -d -e -f"), 100_000).unwrap_err();
+        assert!(six.contains("6 dashes"), "{six}");
+        // Past the rule's remaining room: refused before any is made.
+        let room = windash(pattern::parse("-a -b"), 24).unwrap_err();
+        assert!(room.contains("alternatives"), "{room}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! reason (the loader skips the rule and reports it): a rule evaluated
 //! half-way would fire where its author never meant it to, or never fire.
 
+use super::budget::Cost;
 use super::condition::{self, Cond};
 use super::logsource::{self, Scope};
 use super::modifiers::{self, FieldCond, Scalar};
@@ -83,6 +84,8 @@ pub struct Rule {
     pub(crate) scope: Scope,
     pub(crate) selections: Vec<Selection>,
     pub(crate) condition: Cond,
+    /// Estimated memory of the compiled rule (for the whole set's budget).
+    pub(crate) memory: usize,
 }
 
 impl Rule {
@@ -131,6 +134,7 @@ fn scalars(y: &Yaml) -> Result<Vec<Scalar>, String> {
 fn map_conds(
     map: &yaml_rust2::yaml::Hash,
     intern: &mut dyn FnMut(&str) -> usize,
+    cost: &mut Cost,
 ) -> Result<Vec<FieldCond>, String> {
     let mut out = Vec::with_capacity(map.len());
     for (k, v) in map {
@@ -138,27 +142,34 @@ fn map_conds(
             Yaml::String(s) => s.as_str(),
             _ => return Err("a detection field name is not text".into()),
         };
-        out.push(modifiers::build(Some(key), &scalars(v)?, intern)?);
+        out.push(modifiers::build(Some(key), &scalars(v)?, intern, cost)?);
     }
     Ok(out)
 }
 
-fn selection(y: &Yaml, intern: &mut dyn FnMut(&str) -> usize) -> Result<Selection, String> {
+fn selection(
+    y: &Yaml,
+    intern: &mut dyn FnMut(&str) -> usize,
+    cost: &mut Cost,
+) -> Result<Selection, String> {
     match y {
-        Yaml::Hash(map) => Ok(vec![map_conds(map, intern)?]),
+        Yaml::Hash(map) => Ok(vec![map_conds(map, intern, cost)?]),
         Yaml::Array(items) if items.iter().all(|i| matches!(i, Yaml::Hash(_))) => items
             .iter()
             .map(|i| match i {
-                Yaml::Hash(m) => map_conds(m, intern),
+                Yaml::Hash(m) => map_conds(m, intern, &mut *cost),
                 _ => Err("unreachable".into()),
             })
             .collect(),
         Yaml::Array(items) if items.iter().any(|i| matches!(i, Yaml::Hash(_))) => {
             Err("a selection mixes maps and keywords".into())
         }
-        Yaml::Array(_) | Yaml::String(_) | Yaml::Integer(_) => {
-            Ok(vec![vec![modifiers::build(None, &scalars(y)?, intern)?]])
-        }
+        Yaml::Array(_) | Yaml::String(_) | Yaml::Integer(_) => Ok(vec![vec![modifiers::build(
+            None,
+            &scalars(y)?,
+            intern,
+            cost,
+        )?]]),
         _ => Err("a selection is neither a map, a list nor a keyword".into()),
     }
 }
@@ -212,6 +223,7 @@ pub fn compile(
     let mut names = Vec::new();
     let mut selections = Vec::new();
     let mut cond_texts: Vec<String> = Vec::new();
+    let mut cost = Cost::default();
     for (k, v) in detection {
         let name = k.as_str().ok_or("a selection name is not text")?;
         match name {
@@ -228,7 +240,7 @@ pub fn compile(
                 return Err("`timeframe` (aggregation over time) is not supported".into())
             }
             _ => {
-                selections.push(selection(v, intern)?);
+                selections.push(selection(v, intern, &mut cost)?);
                 names.push(name.to_owned());
             }
         }
@@ -254,5 +266,6 @@ pub fn compile(
         scope,
         selections,
         condition,
+        memory: cost.memory,
     })
 }
