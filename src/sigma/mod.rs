@@ -11,6 +11,7 @@
 //! | `pattern.rs` | Sigma strings: wildcards, escaping, string tests |
 //! | `modifiers.rs` | `Field|mod|mod: values` → matchers |
 //! | `budget.rs` | what one rule and the whole set may cost to compile |
+//! | `timestamp.rs` | time modifiers: a part of `_time`/`UtcTime` |
 //! | `condition.rs` | `sel and not 1 of filter_*` → a tree |
 //! | `yaml.rs` | YAML text → document, bounded (nesting, no aliases) |
 //! | `logsource.rs` | category → Sysmon EventCodes |
@@ -35,6 +36,7 @@ mod memo;
 mod modifiers;
 mod pattern;
 mod rule;
+mod timestamp;
 mod yaml;
 
 pub use budget::DEFAULT_SET_MEMORY_MB;

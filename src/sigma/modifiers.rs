@@ -10,6 +10,7 @@
 
 use super::budget::{self, Cost};
 use super::pattern::{self, Piece, StrPat};
+use super::timestamp::Part;
 use base64::Engine as _;
 use std::net::IpAddr;
 
@@ -71,6 +72,9 @@ pub enum Matcher {
     },
     /// `gt`/`gte`/`lt`/`lte` against a number.
     Cmp(CmpOp, f64),
+    /// `minute`…`year`: that part of the field's timestamp equals the
+    /// number.
+    TimePart(Part, i64),
 }
 
 /// A whole detection item: the field (or `None` for a keyword, matched
@@ -84,6 +88,9 @@ pub struct FieldCond {
     pub values: Vec<Vec<Matcher>>,
     /// `|all`.
     pub all: bool,
+    /// `|neq`: the item holds when its values do not (pySigma negates the
+    /// whole item, so `neq: [a, b]` is neither `a` nor `b`).
+    pub negated: bool,
     /// Per value, the literals one of which any match must contain
     /// (lower-cased), or `None` when the value has no such literal.
     pub literals: Vec<Option<Vec<String>>>,
@@ -196,7 +203,34 @@ fn base64_offsets(bytes: &[u8]) -> Vec<String> {
         .collect()
 }
 
+/// `text` as UTF-16 code units, each byte one character (`ab` → `a\0b\0`
+/// little-endian): the form pySigma gives a wide string that is matched as
+/// text rather than base64-encoded. ASCII only, as in pySigma.
+fn wide_text(text: &str, modifier: &str) -> Result<String, String> {
+    if !text.is_ascii() {
+        return Err(format!("`{modifier}` on non-ASCII text matched as text"));
+    }
+    let be = modifier == "utf16be";
+    Ok(text
+        .chars()
+        .flat_map(|c| if be { ['\0', c] } else { [c, '\0'] })
+        .collect())
+}
+
 fn utf16(v: Val, modifier: &str) -> Result<Val, String> {
+    // Wildcards stay wildcards (pySigma encodes the text between them).
+    if let Val::Pieces(p) = &v {
+        if pattern::plain_text(p).is_none() && modifier != "utf16" {
+            return p
+                .iter()
+                .map(|piece| match piece {
+                    Piece::Lit(l) => wide_text(l, modifier).map(Piece::Lit),
+                    other => Ok(other.clone()),
+                })
+                .collect::<Result<_, _>>()
+                .map(Val::Pieces);
+        }
+    }
     let text = String::from_utf8(bytes_of(v, modifier)?)
         .map_err(|_| format!("`{modifier}` on bytes that are not text"))?;
     let mut out = Vec::new();
@@ -269,6 +303,7 @@ pub fn build(
         ));
     }
     let mut all = false;
+    let mut negated = false;
     let mut cased = false;
     let mut kind: Option<&str> = None;
     let mut re_flags = String::new();
@@ -276,11 +311,13 @@ pub fn build(
     for m in &mods {
         match *m {
             "all" => all = true,
+            "neq" => negated = true,
             "cased" => cased = true,
             "i" | "ignorecase" => re_flags.push('i'),
             "m" | "multiline" => re_flags.push('m'),
             "s" | "dotall" => re_flags.push('s'),
-            "re" | "cidr" | "exists" | "fieldref" | "gt" | "gte" | "lt" | "lte" => {
+            "re" | "cidr" | "exists" | "fieldref" | "gt" | "gte" | "lt" | "lte" | "minute"
+            | "hour" | "day" | "week" | "month" | "year" => {
                 if let Some(k) = kind {
                     return Err(format!("modifiers `{k}` and `{m}` together"));
                 }
@@ -310,6 +347,7 @@ pub fn build(
         field: field_id,
         values: Vec::new(),
         all,
+        negated,
         literals: Vec::new(),
     };
     for v in values {
@@ -373,10 +411,21 @@ pub fn build(
                 };
                 (vec![Matcher::Cmp(op, n)], None)
             }
+            Some(unit) if Part::parse(unit).is_some() => {
+                cost.string(0)?;
+                let n: i64 = text
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("`{unit}: {text}` is not a whole number"))?;
+                let part = Part::parse(unit).unwrap_or(Part::Year);
+                (vec![Matcher::TimePart(part, n)], None)
+            }
             _ => string_alternatives(v, text, &transforms, cased, cost)?,
         };
         cond.values.push(alts);
-        cond.literals.push(lits);
+        // A negated item matches events without its literals: it gives the
+        // candidate index nothing to look for.
+        cond.literals.push(if negated { None } else { lits });
     }
     Ok(cond)
 }
@@ -460,6 +509,13 @@ fn regex_reason(e: &regex_automata::meta::BuildError) -> String {
 
 type Alts = (Vec<Matcher>, Option<Vec<String>>);
 
+/// Encoded bytes matched as text (`wide` without `base64`): UTF-16 of
+/// ASCII is valid text (each letter then a NUL), anything else is refused
+/// rather than matched half-decoded.
+fn bytes_as_text(b: Vec<u8>, modifier: &str) -> Result<String, String> {
+    String::from_utf8(b).map_err(|_| format!("`{modifier}` on bytes that are not text"))
+}
+
 fn string_alternatives(
     original: &Scalar,
     text: &str,
@@ -476,14 +532,17 @@ fn string_alternatives(
         let mut next = Vec::new();
         for v in vals {
             match *t {
-                "contains" | "startswith" | "endswith" => match v {
-                    Val::Pieces(p) => next.push(Val::Pieces(pattern::wrap(
+                "contains" | "startswith" | "endswith" => {
+                    let p = match v {
+                        Val::Pieces(p) => p,
+                        Val::Bytes(b) => pattern::literal(&bytes_as_text(b, t)?),
+                    };
+                    next.push(Val::Pieces(pattern::wrap(
                         p,
                         *t != "startswith",
                         *t != "endswith",
-                    ))),
-                    Val::Bytes(_) => return Err(format!("`{t}` on encoded bytes")),
-                },
+                    )))
+                }
                 "windash" => match v {
                     Val::Pieces(p) => {
                         let room = budget::MAX_ALTERNATIVES
@@ -516,7 +575,7 @@ fn string_alternatives(
     for v in vals {
         let pieces = match v {
             Val::Pieces(p) => p,
-            Val::Bytes(b) => pattern::literal(&String::from_utf8_lossy(&b)),
+            Val::Bytes(b) => pattern::literal(&bytes_as_text(b, "wide")?),
         };
         cost.string(
             pieces

@@ -98,7 +98,9 @@ pub enum StrPat {
     Suffix(String),
     /// The value contains the text (searcher built once).
     Contains(Box<memchr::memmem::Finder<'static>>),
-    /// Any value, the empty one included (`*`).
+    /// Any non-empty value (`*`, `contains: ''`): the specification and
+    /// Splunk's `Field=*` both need a value, and in Splunk an empty field
+    /// and an absent one are the same.
     Any,
     /// Wildcards in the middle: the general matcher.
     Glob(Box<Glob>),
@@ -236,7 +238,7 @@ impl StrPat {
             StrPat::Prefix(t) => value.starts_with(t.as_str()),
             StrPat::Suffix(t) => value.ends_with(t.as_str()),
             StrPat::Contains(f) => f.find(value.as_bytes()).is_some(),
-            StrPat::Any => true,
+            StrPat::Any => !value.is_empty(),
             StrPat::Glob(g) => g.is_match(value),
         }
     }
@@ -303,7 +305,8 @@ mod tests {
         assert!(m("a*c*e", "abcde"));
         assert!(m("a*c*e", "ace"));
         assert!(!m("a*c*e", "acd"));
-        assert!(m("*", ""));
+        assert!(!m("*", ""), "`*` needs a value");
+        assert!(m("*", "x"));
         assert!(m("", ""));
         assert!(!m("", "x"));
         assert!(m(r"100\*", "100*"));
@@ -346,7 +349,10 @@ mod tests {
             let pat: Vec<char> = p.chars().collect();
             let compiled = StrPat::compile(&parse(&p), true).unwrap();
             for v in &values {
-                let want = reference(&pat, &v.chars().collect::<Vec<_>>());
+                // Stars alone need a value (see `StrPat::Any`).
+                let only_stars = !pat.is_empty() && pat.iter().all(|&c| c == '*');
+                let want = reference(&pat, &v.chars().collect::<Vec<_>>())
+                    && !(only_stars && v.is_empty());
                 assert_eq!(compiled.is_match(v), want, "pattern {p:?} value {v:?}");
             }
         }
