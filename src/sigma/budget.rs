@@ -21,8 +21,9 @@ pub const MAX_ALTERNATIVES: usize = 20_000;
 /// Most variants `windash` may make of one value (5 per dash: 5 dashes).
 pub const MAX_WINDASH_VARIANTS: usize = 3_125;
 
-/// The estimated memory one rule may take.
-pub const MAX_RULE_MEMORY: usize = 64 << 20;
+/// The estimated memory one rule may take (SigmaHQ's largest: 5.9 MiB,
+/// the vulnerable-driver hash list).
+pub const MAX_RULE_MEMORY: usize = 32 << 20;
 
 /// The most one regex may compile to (its NFA); the rule's remaining
 /// budget lowers it further.
@@ -101,11 +102,16 @@ impl Cost {
     fn charge(&mut self, bytes: usize) -> Result<(), String> {
         self.memory = self.memory.saturating_add(bytes);
         if self.memory > MAX_RULE_MEMORY {
-            return Err(format!(
-                "compiles to more than {} MiB (estimated)",
-                MAX_RULE_MEMORY >> 20
-            ));
+            return Err(self.over());
         }
         Ok(())
+    }
+
+    /// The reason a rule past [`MAX_RULE_MEMORY`] is skipped.
+    pub fn over(&self) -> String {
+        format!(
+            "compiles to more than {} MiB (estimated)",
+            MAX_RULE_MEMORY >> 20
+        )
     }
 }

@@ -482,7 +482,11 @@ fn compile_regex(pat: &str, cost: &mut Cost) -> Result<regex_automata::meta::Reg
                 .hybrid_cache_capacity(budget::REGEX_CACHE),
         )
         .build(pat)
-        .map_err(|e| regex_reason(&e))?;
+        .map_err(|e| match e.size_limit() {
+            // Past what the rule had left rather than the per-regex bound.
+            Some(_) if limit < budget::MAX_REGEX_MEMORY => cost.over(),
+            _ => regex_reason(&e),
+        })?;
     cost.regex(re.memory_usage())?;
     Ok(re)
 }

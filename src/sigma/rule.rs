@@ -97,6 +97,12 @@ impl Rule {
             .filter(|t| t.starts_with("attack."))
     }
 
+    /// The compiled rule's estimated memory in bytes (what it is charged
+    /// against `[sigma] memory_mb`).
+    pub fn memory_estimate(&self) -> usize {
+        self.memory
+    }
+
     /// EventCodes this rule can match (`None`: any Sysmon event).
     pub fn event_codes(&self) -> Option<&'static [u32]> {
         self.scope.codes
