@@ -82,15 +82,28 @@ fn hostile() -> Vec<(&'static str, String, &'static str)> {
         regexes += &format!("            - '\\w{{30}}\\d{{30}}{i}'\n");
     }
     regexes += "    condition: selection\n";
+    // Breadth instead of depth: 5,000 selections, a condition naming each.
+    let mut wide = String::new();
+    for i in 0..5_000 {
+        wide += &format!("    s{i}:\n        CommandLine: x{i}\n");
+    }
+    wide += &format!(
+        "    condition: {}\n",
+        (0..5_000)
+            .map(|i| format!("s{i}"))
+            .collect::<Vec<_>>()
+            .join(" or ")
+    );
     vec![
-        ("parens.yml", with_detection(1, &parens), "deeper than"),
-        ("nots.yml", with_detection(2, &nots), "deeper than"),
+        ("parens.yml", with_detection(1, &parens), "the condition"),
+        ("nots.yml", with_detection(2, &nots), "the condition"),
         ("nesting.yml", nesting, "nested deeper"),
         ("laughs.yml", laughs, "aliases"),
         ("long_value.yml", with_detection(5, &long), "longer than"),
         ("base64offset.yml", with_detection(6, &b64), "longer than"),
         ("windash.yml", with_detection(7, &windash), "alternatives"),
         ("regexes.yml", with_detection(8, &regexes), "MiB"),
+        ("selections.yml", with_detection(9, &wide), "selections"),
     ]
 }
 

@@ -14,6 +14,11 @@
 /// (tests run on threads with 2 MB stacks).
 pub const MAX_DEPTH: usize = 64;
 
+/// Most words and parentheses in one condition (SigmaHQ's longest has
+/// 83): each name is looked up among the selections, so a condition of a
+/// million names over a thousand selections must not get that far.
+pub const MAX_TOKENS: usize = 4_096;
+
 /// A parsed condition, selections resolved to their index.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Cond {
@@ -57,6 +62,11 @@ fn tokenize(text: &str) -> Result<Vec<Tok>, String> {
     }
     if !word.is_empty() {
         out.push(Tok::Word(word));
+    }
+    if out.len() > MAX_TOKENS {
+        return Err(format!(
+            "the condition has more than {MAX_TOKENS} words and parentheses"
+        ));
     }
     Ok(out)
 }
@@ -306,12 +316,20 @@ mod tests {
         std::thread::Builder::new()
             .stack_size(2 << 20)
             .spawn(move || {
+                // The files: too long before they are too deep.
                 let parens = "(".repeat(20_000) + "selection" + &")".repeat(20_000);
-                assert!(parse(&parens, &n).unwrap_err().contains("deeper than"));
+                assert!(parse(&parens, &n).unwrap_err().contains("the condition"));
                 let nots = "not ".repeat(100_000) + "selection";
+                assert!(parse(&nots, &n).unwrap_err().contains("the condition"));
+                let d = MAX_DEPTH + 1;
+                let parens = "(".repeat(d) + "selection" + &")".repeat(d);
+                assert!(parse(&parens, &n).unwrap_err().contains("deeper than"));
+                let nots = "not ".repeat(d) + "selection";
                 assert!(parse(&nots, &n).unwrap_err().contains("deeper than"));
                 let ok = "(".repeat(MAX_DEPTH) + "selection" + &")".repeat(MAX_DEPTH);
                 assert!(parse(&ok, &n).is_ok());
+                let long = vec!["selection"; MAX_TOKENS].join(" or ");
+                assert!(parse(&long, &n).unwrap_err().contains("more than"));
             })
             .unwrap()
             .join()

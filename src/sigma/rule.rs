@@ -180,6 +180,10 @@ fn selection(
     }
 }
 
+/// Most selections in one rule (SigmaHQ's most: 34); the condition looks
+/// names up among them.
+const MAX_SELECTIONS: usize = 1_024;
+
 /// Compiles the YAML text of one rule file. `intern` gives field names
 /// their index in the rule set.
 pub fn compile(
@@ -226,6 +230,9 @@ pub fn compile(
         (None, None) => String::new(),
     };
     let detection = doc["detection"].as_hash().ok_or("no `detection` map")?;
+    if detection.len() > MAX_SELECTIONS {
+        return Err(format!("more than {MAX_SELECTIONS} selections"));
+    }
     let mut names = Vec::new();
     let mut selections = Vec::new();
     let mut cond_texts: Vec<String> = Vec::new();
