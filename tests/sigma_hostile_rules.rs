@@ -322,3 +322,74 @@ fn the_whole_set_budget_skips_and_names_the_rules_past_it() {
     }
     assert!(report.rules.estimated_memory() <= budget_mb as usize * (1 << 20));
 }
+
+#[test]
+fn memory_mb_from_the_conf_skips_the_rules_past_it_in_the_search() {
+    use sysmonenrich::sigma::{Filter, RuleSet};
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(table) = datasets::sysmon_dataset("evtx_attack_samples.csv") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("rules");
+    std::fs::write(dir.path().join("good.yml"), GOOD).expect("good");
+    for i in 0..2 {
+        let mut d = "    selection:\n        CommandLine|re:\n".to_string();
+        for j in 0..8 {
+            d += &format!("            - '\\w{{20}}x{i}y{j}'\n");
+        }
+        d += "    condition: selection\n";
+        std::fs::write(
+            dir.path().join(format!("a{i}.yml")),
+            with_detection(200 + i, &d),
+        )
+        .expect("write");
+    }
+    // A budget that holds a0 (first in path order) and good.yml, not a1.
+    let all = RuleSet::load(&[dir.path().to_path_buf()], &Filter::default());
+    let total = all.rules.estimated_memory();
+    let small = all.rules.rules().iter().map(|r| r.memory_estimate()).min();
+    let each = (total - small.unwrap_or(0)) / 2;
+    let budget_mb = (each * 3 / 2) >> 20;
+    assert!(
+        each + small.unwrap_or(0) <= budget_mb << 20 && 2 * each > budget_mb << 20,
+        "each {each}, budget {budget_mb} MiB"
+    );
+    let app = tempfile::tempdir().expect("app");
+    std::fs::create_dir_all(app.path().join("local")).expect("local/");
+    std::fs::write(
+        app.path().join("local/sysmonenrich.conf"),
+        format!(
+            "[sigma]\nrules = {}\nmemory_mb = {budget_mb}\n",
+            dir.path().display()
+        ),
+    )
+    .expect("conf");
+    let mut o = Options::with_args(&["reputation=false", "backfill=false"]);
+    o.rows_per_chunk = 1_000;
+    o.final_chunk = FinalChunk::WithLastRows;
+    o.env.push((
+        "SYSMONENRICH_APP_DIR".into(),
+        app.path().to_string_lossy().into_owned(),
+    ));
+    let table = Arc::new(table);
+    let out = splunkd::run(table.clone(), &o);
+    assert_clean("memory_mb", &out);
+    assert_eq!(out.merged.len(), table.len());
+    let warnings: Vec<&String> = out
+        .messages
+        .iter()
+        .filter(|(level, text)| level == "WARN" && text.contains("sigma"))
+        .map(|(_, t)| t)
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("a1.yml") && warnings[0].contains(&format!("memory_mb = {budget_mb}")),
+        "{warnings:?}"
+    );
+    let fired = (0..table.len()).any(|r| {
+        out.merged
+            .get(r, "sigma_ids")
+            .is_some_and(|v| v.joined().contains("20000000-0000-0000-0000-000000000001"))
+    });
+    assert!(fired, "good.yml, within the budget, still fires");
+}
