@@ -97,6 +97,9 @@ pub struct SigmaConf {
     /// Rule ids never loaded (a noisy rule is switched off here, not by
     /// editing SigmaHQ's files, so an update does not bring it back).
     pub disabled_ids: Vec<String>,
+    /// The rule set's estimated memory budget in MiB (`None`: the
+    /// engine's default); rules past it are skipped and named.
+    pub memory_mb: Option<u64>,
 }
 
 impl SigmaConf {
@@ -305,6 +308,13 @@ fn sigma_settings(r: &mut Reader<'_>) -> SigmaConf {
             }
         },
     };
+    let memory_mb = match r.u64("sigma", "memory_mb", crate::sigma::DEFAULT_SET_MEMORY_MB) {
+        0 => {
+            r.warn("sigma", "memory_mb", "must be at least 1");
+            None
+        }
+        mb => Some(mb),
+    };
     SigmaConf {
         rules,
         min_level,
@@ -313,6 +323,7 @@ fn sigma_settings(r: &mut Reader<'_>) -> SigmaConf {
             .map(|s| s.to_ascii_lowercase())
             .collect(),
         disabled_ids: list(r.string("sigma", "disabled_ids")),
+        memory_mb,
     }
 }
 

@@ -317,6 +317,9 @@ pub fn sigma_rules(
         min_level: options.sigma_min_level.or(conf.min_level),
         status: conf.status.clone(),
         disabled_ids: conf.disabled_ids.iter().cloned().collect(),
+        memory_mb: conf
+            .memory_mb
+            .unwrap_or(crate::sigma::DEFAULT_SET_MEMORY_MB),
     };
     let started = std::time::Instant::now();
     let report = crate::sigma::RuleSet::load(&paths, &filter);

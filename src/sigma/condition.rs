@@ -8,6 +8,17 @@
 //! with a pipe (`| count() …`, old aggregations) is refused: the rule is
 //! skipped with that reason rather than half-evaluated.
 
+/// Deepest nesting of parentheses and `not` in a condition (SigmaHQ's
+/// deepest is 4). The parser and every walk of the tree recurse once per
+/// level, so this bound is what keeps a hostile condition off the stack
+/// (tests run on threads with 2 MB stacks).
+pub const MAX_DEPTH: usize = 64;
+
+/// Most words and parentheses in one condition (SigmaHQ's longest has
+/// 83): each name is looked up among the selections, so a condition of a
+/// million names over a thousand selections must not get that far.
+pub const MAX_TOKENS: usize = 4_096;
+
 /// A parsed condition, selections resolved to their index.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Cond {
@@ -52,12 +63,18 @@ fn tokenize(text: &str) -> Result<Vec<Tok>, String> {
     if !word.is_empty() {
         out.push(Tok::Word(word));
     }
+    if out.len() > MAX_TOKENS {
+        return Err(format!(
+            "the condition has more than {MAX_TOKENS} words and parentheses"
+        ));
+    }
     Ok(out)
 }
 
 struct Parser<'a> {
     toks: Vec<Tok>,
     pos: usize,
+    depth: usize,
     names: &'a [String],
 }
 
@@ -66,6 +83,18 @@ fn keyword(t: Option<&Tok>, k: &str) -> bool {
 }
 
 impl Parser<'_> {
+    /// Enters one nesting level (a `(` or a `not`), refused past
+    /// [`MAX_DEPTH`].
+    fn enter(&mut self) -> Result<(), String> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(format!(
+                "the condition nests `(` and `not` deeper than {MAX_DEPTH} levels"
+            ));
+        }
+        Ok(())
+    }
+
     fn peek(&self) -> Option<&Tok> {
         self.toks.get(self.pos)
     }
@@ -99,7 +128,10 @@ impl Parser<'_> {
     fn not(&mut self) -> Result<Cond, String> {
         if keyword(self.peek(), "not") {
             self.pos += 1;
-            return Ok(Cond::Not(Box::new(self.not()?)));
+            self.enter()?;
+            let inner = self.not()?;
+            self.depth -= 1;
+            return Ok(Cond::Not(Box::new(inner)));
         }
         self.atom()
     }
@@ -109,7 +141,9 @@ impl Parser<'_> {
         self.pos += 1;
         match tok {
             Some(Tok::Open) => {
+                self.enter()?;
                 let inner = self.or()?;
+                self.depth -= 1;
                 if self.peek() != Some(&Tok::Close) {
                     return Err("unbalanced parenthesis in the condition".into());
                 }
@@ -160,7 +194,7 @@ impl Parser<'_> {
                 .filter(|&i| !self.names[i].starts_with('_'))
                 .collect()
         } else {
-            let pat = super::pattern::StrPat::compile(&super::pattern::parse(pattern), true);
+            let pat = super::pattern::StrPat::compile(&super::pattern::parse(pattern), true)?;
             (0..self.names.len())
                 .filter(|&i| pat.is_match(&self.names[i]))
                 .collect()
@@ -177,6 +211,7 @@ pub fn parse(text: &str, names: &[String]) -> Result<Cond, String> {
     let mut p = Parser {
         toks: tokenize(text)?,
         pos: 0,
+        depth: 0,
         names,
     };
     let cond = p.or()?;
@@ -272,5 +307,32 @@ mod tests {
         assert!(parse("selection and", &n).is_err());
         assert!(parse("selection sel_a", &n).is_err());
         assert!(parse("", &n).is_err());
+    }
+
+    #[test]
+    fn hostile_nesting_is_refused_not_overflowed() {
+        let n = names();
+        // Run where the tests' stacks are smallest: a thread of 2 MB.
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                // The files: too long before they are too deep.
+                let parens = "(".repeat(20_000) + "selection" + &")".repeat(20_000);
+                assert!(parse(&parens, &n).unwrap_err().contains("the condition"));
+                let nots = "not ".repeat(100_000) + "selection";
+                assert!(parse(&nots, &n).unwrap_err().contains("the condition"));
+                let d = MAX_DEPTH + 1;
+                let parens = "(".repeat(d) + "selection" + &")".repeat(d);
+                assert!(parse(&parens, &n).unwrap_err().contains("deeper than"));
+                let nots = "not ".repeat(d) + "selection";
+                assert!(parse(&nots, &n).unwrap_err().contains("deeper than"));
+                let ok = "(".repeat(MAX_DEPTH) + "selection" + &")".repeat(MAX_DEPTH);
+                assert!(parse(&ok, &n).is_ok());
+                let long = vec!["selection"; MAX_TOKENS].join(" or ");
+                assert!(parse(&long, &n).unwrap_err().contains("more than"));
+            })
+            .unwrap()
+            .join()
+            .unwrap();
     }
 }

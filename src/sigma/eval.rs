@@ -243,6 +243,10 @@ impl<'a, E: Fields> Ctx<'a, E> {
     }
 
     fn field_cond(&mut self, fc: &FieldCond) -> bool {
+        self.field_values(fc) != fc.negated
+    }
+
+    fn field_values(&mut self, fc: &FieldCond) -> bool {
         let Some(field) = fc.field else {
             return self.keywords(fc);
         };
@@ -341,6 +345,7 @@ fn test_text(m: &Matcher, text: &str, lower: &str) -> bool {
             CmpOp::Lt => v < *n,
             CmpOp::Lte => v <= *n,
         }),
+        Matcher::TimePart(part, n) => super::timestamp::part(text, *part) == Some(*n),
     }
 }
 

@@ -39,7 +39,7 @@ pub fn is_rule_file(rel: &Path) -> bool {
 }
 
 /// Which loaded rules to keep.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Filter {
     /// Keep rules at this level or above.
     pub min_level: Option<Level>,
@@ -47,6 +47,20 @@ pub struct Filter {
     pub status: Vec<String>,
     /// Rule ids never to load.
     pub disabled_ids: HashSet<String>,
+    /// The whole set's estimated memory, in MiB: rules that would take it
+    /// past this are skipped, each named (`[sigma] memory_mb`).
+    pub memory_mb: u64,
+}
+
+impl Default for Filter {
+    fn default() -> Self {
+        Filter {
+            min_level: None,
+            status: Vec::new(),
+            disabled_ids: HashSet::new(),
+            memory_mb: super::budget::DEFAULT_SET_MEMORY_MB,
+        }
+    }
 }
 
 impl Filter {
@@ -136,6 +150,7 @@ pub struct RuleSet {
     rules: Vec<Rule>,
     fields: Vec<String>,
     index: Index,
+    memory: usize,
 }
 
 /// Collects rule sources and interns field names while compiling.
@@ -145,6 +160,8 @@ pub struct Builder {
     fields: Vec<String>,
     field_ids: HashMap<String, usize>,
     ids: HashSet<String>,
+    /// Estimated memory of the rules kept so far.
+    memory: usize,
     /// Rules not loaded, with why.
     pub skipped: Vec<Skipped>,
     /// Rules left out by the filter.
@@ -170,7 +187,19 @@ impl Builder {
                 path,
                 reason: "duplicate rule id (an earlier file has it)".into(),
             }),
-            Ok(r) => self.rules.push(r),
+            Ok(r) if self.memory.saturating_add(r.memory) > budget_bytes(filter) => {
+                self.skipped.push(Skipped {
+                    path,
+                    reason: format!(
+                        "over the rule set's memory budget ([sigma] memory_mb = {})",
+                        filter.memory_mb
+                    ),
+                })
+            }
+            Ok(r) => {
+                self.memory += r.memory;
+                self.rules.push(r)
+            }
         }
     }
 
@@ -181,8 +210,13 @@ impl Builder {
             rules: self.rules,
             fields: self.fields,
             index,
+            memory: self.memory,
         }
     }
+}
+
+fn budget_bytes(filter: &Filter) -> usize {
+    usize::try_from(filter.memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
 }
 
 impl RuleSet {
@@ -257,6 +291,12 @@ impl RuleSet {
             filtered,
             sets,
         }
+    }
+
+    /// The compiled rules' estimated memory in bytes, as charged against
+    /// `[sigma] memory_mb`.
+    pub fn estimated_memory(&self) -> usize {
+        self.memory
     }
 
     /// Number of rules.

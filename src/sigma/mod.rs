@@ -10,7 +10,10 @@
 //! | `rule.rs` | YAML → metadata, logsource scope, selections, condition |
 //! | `pattern.rs` | Sigma strings: wildcards, escaping, string tests |
 //! | `modifiers.rs` | `Field|mod|mod: values` → matchers |
+//! | `budget.rs` | what one rule and the whole set may cost to compile |
+//! | `timestamp.rs` | time modifiers: a part of `_time`/`UtcTime` |
 //! | `condition.rs` | `sel and not 1 of filter_*` → a tree |
+//! | `yaml.rs` | YAML text → document, bounded (nesting, no aliases) |
 //! | `logsource.rs` | category → Sysmon EventCodes |
 //! | `eval.rs` | one rule on one event, Splunk's semantics (absent = empty, entities) |
 //! | `index.rs` | literal automata that pick the few candidate rules per event |
@@ -25,6 +28,7 @@
 //! Splunk reading wins, because that is what a user of `| sysmonenrich`
 //! compares against.
 
+mod budget;
 mod condition;
 mod eval;
 mod index;
@@ -36,7 +40,10 @@ mod pattern;
 mod rule;
 pub mod sets;
 mod walk;
+mod timestamp;
+mod yaml;
 
+pub use budget::DEFAULT_SET_MEMORY_MB;
 pub use eval::{unescape, Fields, Scratch};
 pub use load::{
     is_rule_file, Filter, LoadReport, Problem, RuleId, RuleSet, SkipGroup, Skipped, MAX_RULE_FILE,

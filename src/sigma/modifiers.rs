@@ -8,7 +8,9 @@
 //! of test a value is; `all` and `cased` are flags. Anything else (`expand`
 //! placeholders, unknown names) is an error that skips the rule.
 
+use super::budget::{self, Cost};
 use super::pattern::{self, Piece, StrPat};
+use super::timestamp::Part;
 use base64::Engine as _;
 use std::net::IpAddr;
 
@@ -47,8 +49,9 @@ pub enum Matcher {
         /// Compare letters as written.
         cased: bool,
     },
-    /// `re`: unanchored, case-sensitive unless `i`.
-    Regex(regex::Regex),
+    /// `re`: unanchored, case-sensitive unless `i`. The regex crate's own
+    /// engine, used directly for the memory figure it reports.
+    Regex(regex_automata::meta::Regex),
     /// `cidr`: the value is an address inside the network.
     Cidr {
         /// IPv6 network (IPv4 networks are stored as IPv4-mapped).
@@ -69,6 +72,9 @@ pub enum Matcher {
     },
     /// `gt`/`gte`/`lt`/`lte` against a number.
     Cmp(CmpOp, f64),
+    /// `minute`…`year`: that part of the field's timestamp equals the
+    /// number.
+    TimePart(Part, i64),
 }
 
 /// A whole detection item: the field (or `None` for a keyword, matched
@@ -82,6 +88,9 @@ pub struct FieldCond {
     pub values: Vec<Vec<Matcher>>,
     /// `|all`.
     pub all: bool,
+    /// `|neq`: the item holds when its values do not (pySigma negates the
+    /// whole item, so `neq: [a, b]` is neither `a` nor `b`).
+    pub negated: bool,
     /// Per value, the literals one of which any match must contain
     /// (lower-cased), or `None` when the value has no such literal.
     pub literals: Vec<Option<Vec<String>>>,
@@ -97,8 +106,10 @@ fn is_word(c: char) -> bool {
 }
 
 /// `windash`: every `-` or `/` that starts a word (pySigma's `\B[-/]\b`)
-/// may be any of the five dash-like characters Windows accepts.
-fn windash(pieces: Vec<Piece>) -> Result<Vec<Vec<Piece>>, String> {
+/// may be any of the five dash-like characters Windows accepts: 5^n
+/// variants for n dashes, refused past [`budget::MAX_WINDASH_VARIANTS`] or
+/// past `room` (what the rule's budget has left) before any is made.
+fn windash(pieces: Vec<Piece>, room: usize) -> Result<Vec<Vec<Piece>>, String> {
     const DASHES: [char; 5] = ['-', '/', '\u{2013}', '\u{2014}', '\u{2015}'];
     // Flatten to characters (None = wildcard) to find the positions.
     let mut flat: Vec<Option<char>> = Vec::new();
@@ -119,14 +130,25 @@ fn windash(pieces: Vec<Piece>) -> Result<Vec<Vec<Piece>>, String> {
                 && flat.get(i + 1).copied().flatten().is_some_and(is_word)
         })
         .collect();
-    if spots.len() > 4 {
+    let variants = u32::try_from(spots.len())
+        .ok()
+        .and_then(|n| DASHES.len().checked_pow(n))
+        .filter(|&v| v <= budget::MAX_WINDASH_VARIANTS)
+        .ok_or_else(|| {
+            format!(
+                "windash on a value with {} dashes (more than {} variants)",
+                spots.len(),
+                budget::MAX_WINDASH_VARIANTS
+            )
+        })?;
+    if variants > room {
         return Err(format!(
-            "windash on a value with {} dashes (more than 4)",
-            spots.len()
+            "values expand to more than {} alternatives",
+            budget::MAX_ALTERNATIVES
         ));
     }
-    let mut out = Vec::new();
-    for combo in 0..DASHES.len().pow(spots.len() as u32) {
+    let mut out = Vec::with_capacity(variants);
+    for combo in 0..variants {
         let mut chars = flat.clone();
         let mut k = combo;
         for &s in &spots {
@@ -181,7 +203,34 @@ fn base64_offsets(bytes: &[u8]) -> Vec<String> {
         .collect()
 }
 
+/// `text` as UTF-16 code units, each byte one character (`ab` → `a\0b\0`
+/// little-endian): the form pySigma gives a wide string that is matched as
+/// text rather than base64-encoded. ASCII only, as in pySigma.
+fn wide_text(text: &str, modifier: &str) -> Result<String, String> {
+    if !text.is_ascii() {
+        return Err(format!("`{modifier}` on non-ASCII text matched as text"));
+    }
+    let be = modifier == "utf16be";
+    Ok(text
+        .chars()
+        .flat_map(|c| if be { ['\0', c] } else { [c, '\0'] })
+        .collect())
+}
+
 fn utf16(v: Val, modifier: &str) -> Result<Val, String> {
+    // Wildcards stay wildcards (pySigma encodes the text between them).
+    if let Val::Pieces(p) = &v {
+        if pattern::plain_text(p).is_none() && modifier != "utf16" {
+            return p
+                .iter()
+                .map(|piece| match piece {
+                    Piece::Lit(l) => wide_text(l, modifier).map(Piece::Lit),
+                    other => Ok(other.clone()),
+                })
+                .collect::<Result<_, _>>()
+                .map(Val::Pieces);
+        }
+    }
     let text = String::from_utf8(bytes_of(v, modifier)?)
         .map_err(|_| format!("`{modifier}` on bytes that are not text"))?;
     let mut out = Vec::new();
@@ -231,16 +280,13 @@ pub fn mask(bits: u32) -> u128 {
     }
 }
 
-/// The most a single rule regex may compile to; a bigger one skips the rule
-/// (it would cost memory and time on every event).
-pub const REGEX_SIZE_LIMIT: usize = 10 << 20;
-
 /// Builds a detection item from its key (`Field|mods`, or `|mods` / empty
 /// for keywords) and values.
 pub fn build(
     key: Option<&str>,
     values: &[Scalar],
     intern: &mut dyn FnMut(&str) -> usize,
+    cost: &mut Cost,
 ) -> Result<FieldCond, String> {
     let (field, mods): (Option<&str>, Vec<&str>) = match key {
         None => (None, Vec::new()),
@@ -257,6 +303,7 @@ pub fn build(
         ));
     }
     let mut all = false;
+    let mut negated = false;
     let mut cased = false;
     let mut kind: Option<&str> = None;
     let mut re_flags = String::new();
@@ -264,11 +311,13 @@ pub fn build(
     for m in &mods {
         match *m {
             "all" => all = true,
+            "neq" => negated = true,
             "cased" => cased = true,
             "i" | "ignorecase" => re_flags.push('i'),
             "m" | "multiline" => re_flags.push('m'),
             "s" | "dotall" => re_flags.push('s'),
-            "re" | "cidr" | "exists" | "fieldref" | "gt" | "gte" | "lt" | "lte" => {
+            "re" | "cidr" | "exists" | "fieldref" | "gt" | "gte" | "lt" | "lte" | "minute"
+            | "hour" | "day" | "week" | "month" | "year" => {
                 if let Some(k) = kind {
                     return Err(format!("modifiers `{k}` and `{m}` together"));
                 }
@@ -298,6 +347,7 @@ pub fn build(
         field: field_id,
         values: Vec::new(),
         all,
+        negated,
         literals: Vec::new(),
     };
     for v in values {
@@ -312,6 +362,7 @@ pub fn build(
             }
             Scalar::Str(s) | Scalar::Other(s) => s,
         };
+        cost.value(text)?;
         let (alts, lits) = match kind {
             Some("re") => {
                 let pat = if re_flags.is_empty() {
@@ -319,17 +370,16 @@ pub fn build(
                 } else {
                     format!("(?{re_flags}){text}")
                 };
-                let re = regex::RegexBuilder::new(&pat)
-                    .size_limit(REGEX_SIZE_LIMIT)
-                    .build()
-                    .map_err(|e| regex_reason(&e))?;
+                let re = compile_regex(&pat, cost)?;
                 (vec![Matcher::Regex(re)], regex_literals(&pat))
             }
             Some("cidr") => {
+                cost.string(0)?;
                 let (net, bits) = parse_cidr(text)?;
                 (vec![Matcher::Cidr { net, bits }], None)
             }
             Some("exists") => {
+                cost.string(0)?;
                 let want = match text.to_ascii_lowercase().as_str() {
                     "true" | "yes" => true,
                     "false" | "no" => false,
@@ -337,14 +387,18 @@ pub fn build(
                 };
                 (vec![Matcher::Exists(want)], None)
             }
-            Some("fieldref") => (
-                vec![Matcher::FieldRef {
-                    field: intern(text),
-                    cased,
-                }],
-                None,
-            ),
+            Some("fieldref") => {
+                cost.string(text.len())?;
+                (
+                    vec![Matcher::FieldRef {
+                        field: intern(text),
+                        cased,
+                    }],
+                    None,
+                )
+            }
             Some(op @ ("gt" | "gte" | "lt" | "lte")) => {
+                cost.string(0)?;
                 let n: f64 = text
                     .trim()
                     .parse()
@@ -357,10 +411,21 @@ pub fn build(
                 };
                 (vec![Matcher::Cmp(op, n)], None)
             }
-            _ => string_alternatives(v, text, &transforms, cased)?,
+            Some(unit) if Part::parse(unit).is_some() => {
+                cost.string(0)?;
+                let n: i64 = text
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("`{unit}: {text}` is not a whole number"))?;
+                let part = Part::parse(unit).unwrap_or(Part::Year);
+                (vec![Matcher::TimePart(part, n)], None)
+            }
+            _ => string_alternatives(v, text, &transforms, cased, cost)?,
         };
         cond.values.push(alts);
-        cond.literals.push(lits);
+        // A negated item matches events without its literals: it gives the
+        // candidate index nothing to look for.
+        cond.literals.push(if negated { None } else { lits });
     }
     Ok(cond)
 }
@@ -401,32 +466,66 @@ fn regex_literals(pat: &str) -> Option<Vec<String>> {
     }
 }
 
-fn regex_reason(e: &regex::Error) -> String {
-    match e {
-        regex::Error::CompiledTooBig(_) => "regex too big to compile".into(),
-        regex::Error::Syntax(s) if s.contains("look-around") => {
-            "regex uses look-around (not supported)".into()
-        }
-        regex::Error::Syntax(s) if s.contains("backreferences") => {
-            "regex uses backreferences (not supported)".into()
-        }
-        regex::Error::Syntax(s) => {
-            format!(
-                "regex does not compile: {}",
-                s.lines().last().unwrap_or(s).trim()
-            )
-        }
-        _ => "regex does not compile".into(),
+/// Compiles a rule regex within what the rule's budget has left, and
+/// charges it what it reports it takes.
+fn compile_regex(pat: &str, cost: &mut Cost) -> Result<regex_automata::meta::Regex, String> {
+    use regex_automata::meta::Regex;
+    use regex_automata::nfa::thompson::WhichCaptures;
+    let limit = cost.regex_limit();
+    let re = Regex::builder()
+        .configure(
+            Regex::config()
+                // Only `is_match` is asked: no capture groups kept.
+                .which_captures(WhichCaptures::None)
+                .nfa_size_limit(Some(limit))
+                .onepass_size_limit(Some(limit))
+                .hybrid_cache_capacity(budget::REGEX_CACHE),
+        )
+        .build(pat)
+        .map_err(|e| match e.size_limit() {
+            // Past what the rule had left rather than the per-regex bound.
+            Some(_) if limit < budget::MAX_REGEX_MEMORY => cost.over(),
+            _ => regex_reason(&e),
+        })?;
+    cost.regex(re.memory_usage())?;
+    Ok(re)
+}
+
+fn regex_reason(e: &regex_automata::meta::BuildError) -> String {
+    if e.size_limit().is_some() {
+        return "regex too big to compile".into();
+    }
+    let Some(syntax) = e.syntax_error() else {
+        return "regex does not compile".into();
+    };
+    let s = syntax.to_string();
+    if s.contains("look-around") {
+        "regex uses look-around (not supported)".into()
+    } else if s.contains("backreferences") {
+        "regex uses backreferences (not supported)".into()
+    } else {
+        format!(
+            "regex does not compile: {}",
+            s.lines().last().unwrap_or(&s).trim()
+        )
     }
 }
 
 type Alts = (Vec<Matcher>, Option<Vec<String>>);
+
+/// Encoded bytes matched as text (`wide` without `base64`): UTF-16 of
+/// ASCII is valid text (each letter then a NUL), anything else is refused
+/// rather than matched half-decoded.
+fn bytes_as_text(b: Vec<u8>, modifier: &str) -> Result<String, String> {
+    String::from_utf8(b).map_err(|_| format!("`{modifier}` on bytes that are not text"))
+}
 
 fn string_alternatives(
     original: &Scalar,
     text: &str,
     transforms: &[&str],
     cased: bool,
+    cost: &mut Cost,
 ) -> Result<Alts, String> {
     let first = match original {
         Scalar::Str(_) => pattern::parse(text),
@@ -437,16 +536,24 @@ fn string_alternatives(
         let mut next = Vec::new();
         for v in vals {
             match *t {
-                "contains" | "startswith" | "endswith" => match v {
-                    Val::Pieces(p) => next.push(Val::Pieces(pattern::wrap(
+                "contains" | "startswith" | "endswith" => {
+                    let p = match v {
+                        Val::Pieces(p) => p,
+                        Val::Bytes(b) => pattern::literal(&bytes_as_text(b, t)?),
+                    };
+                    next.push(Val::Pieces(pattern::wrap(
                         p,
                         *t != "startswith",
                         *t != "endswith",
-                    ))),
-                    Val::Bytes(_) => return Err(format!("`{t}` on encoded bytes")),
-                },
+                    )))
+                }
                 "windash" => match v {
-                    Val::Pieces(p) => next.extend(windash(p)?.into_iter().map(Val::Pieces)),
+                    Val::Pieces(p) => {
+                        let room = budget::MAX_ALTERNATIVES
+                            .saturating_sub(cost.alternatives)
+                            .saturating_sub(next.len());
+                        next.extend(windash(p, room)?.into_iter().map(Val::Pieces));
+                    }
                     Val::Bytes(_) => return Err("`windash` on encoded bytes".into()),
                 },
                 "base64" => {
@@ -472,15 +579,24 @@ fn string_alternatives(
     for v in vals {
         let pieces = match v {
             Val::Pieces(p) => p,
-            Val::Bytes(b) => pattern::literal(&String::from_utf8_lossy(&b)),
+            Val::Bytes(b) => pattern::literal(&bytes_as_text(b, "wide")?),
         };
+        cost.string(
+            pieces
+                .iter()
+                .map(|p| match p {
+                    Piece::Lit(l) => l.len(),
+                    _ => 1,
+                })
+                .sum(),
+        )?;
         let lit = pattern::longest_literal(&pieces);
         match (&mut lits, lit.is_empty()) {
             (Some(l), false) => l.push(lit),
             _ => lits = None,
         }
         alts.push(Matcher::Str {
-            pat: StrPat::compile(&pieces, cased),
+            pat: StrPat::compile(&pieces, cased)?,
             cased,
         });
     }
@@ -508,7 +624,7 @@ mod tests {
 
     #[test]
     fn windash_rewrites_only_dashes_that_start_a_word() {
-        let v = texts(windash(pattern::parse("* -enc *")).unwrap());
+        let v = texts(windash(pattern::parse("* -enc *"), 100).unwrap());
         assert_eq!(
             v,
             vec![
@@ -521,11 +637,22 @@ mod tests {
         );
         // A dash inside a word and a dash before a space are left alone.
         assert_eq!(
-            texts(windash(pattern::parse("a-b - c")).unwrap()),
+            texts(windash(pattern::parse("a-b - c"), 100).unwrap()),
             vec!["a-b - c"]
         );
-        assert_eq!(windash(pattern::parse("-a -b")).unwrap().len(), 25);
-        assert!(windash(pattern::parse("-a -b -c -d -e")).is_err());
+        assert_eq!(windash(pattern::parse("-a -b"), 100).unwrap().len(), 25);
+        // Any number of dashes, up to the bound on variants.
+        assert_eq!(
+            windash(pattern::parse("-a -b -c -d -e"), 10_000)
+                .unwrap()
+                .len(),
+            3_125
+        );
+        let six = windash(pattern::parse("-a -b -c -d -e -f"), 100_000).unwrap_err();
+        assert!(six.contains("6 dashes"), "{six}");
+        // Past the rule's remaining room: refused before any is made.
+        let room = windash(pattern::parse("-a -b"), 24).unwrap_err();
+        assert!(room.contains("alternatives"), "{room}");
     }
 
     #[test]

@@ -4,12 +4,13 @@
 //! reason (the loader skips the rule and reports it): a rule evaluated
 //! half-way would fire where its author never meant it to, or never fire.
 
+use super::budget::Cost;
 use super::condition::{self, Cond};
 use super::logsource::{self, Scope};
 use super::modifiers::{self, FieldCond, Scalar};
 use std::fmt;
 use std::path::PathBuf;
-use yaml_rust2::{Yaml, YamlLoader};
+use yaml_rust2::Yaml;
 
 /// A rule's `level`, ordered from least to most severe.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -83,6 +84,8 @@ pub struct Rule {
     pub(crate) scope: Scope,
     pub(crate) selections: Vec<Selection>,
     pub(crate) condition: Cond,
+    /// Estimated memory of the compiled rule (for the whole set's budget).
+    pub(crate) memory: usize,
 }
 
 impl Rule {
@@ -92,6 +95,12 @@ impl Rule {
             .iter()
             .map(String::as_str)
             .filter(|t| t.starts_with("attack."))
+    }
+
+    /// The compiled rule's estimated memory in bytes (what it is charged
+    /// against `[sigma] memory_mb`).
+    pub fn memory_estimate(&self) -> usize {
+        self.memory
     }
 
     /// EventCodes this rule can match (`None`: any Sysmon event).
@@ -131,6 +140,7 @@ fn scalars(y: &Yaml) -> Result<Vec<Scalar>, String> {
 fn map_conds(
     map: &yaml_rust2::yaml::Hash,
     intern: &mut dyn FnMut(&str) -> usize,
+    cost: &mut Cost,
 ) -> Result<Vec<FieldCond>, String> {
     let mut out = Vec::with_capacity(map.len());
     for (k, v) in map {
@@ -138,30 +148,41 @@ fn map_conds(
             Yaml::String(s) => s.as_str(),
             _ => return Err("a detection field name is not text".into()),
         };
-        out.push(modifiers::build(Some(key), &scalars(v)?, intern)?);
+        out.push(modifiers::build(Some(key), &scalars(v)?, intern, cost)?);
     }
     Ok(out)
 }
 
-fn selection(y: &Yaml, intern: &mut dyn FnMut(&str) -> usize) -> Result<Selection, String> {
+fn selection(
+    y: &Yaml,
+    intern: &mut dyn FnMut(&str) -> usize,
+    cost: &mut Cost,
+) -> Result<Selection, String> {
     match y {
-        Yaml::Hash(map) => Ok(vec![map_conds(map, intern)?]),
+        Yaml::Hash(map) => Ok(vec![map_conds(map, intern, cost)?]),
         Yaml::Array(items) if items.iter().all(|i| matches!(i, Yaml::Hash(_))) => items
             .iter()
             .map(|i| match i {
-                Yaml::Hash(m) => map_conds(m, intern),
+                Yaml::Hash(m) => map_conds(m, intern, &mut *cost),
                 _ => Err("unreachable".into()),
             })
             .collect(),
         Yaml::Array(items) if items.iter().any(|i| matches!(i, Yaml::Hash(_))) => {
             Err("a selection mixes maps and keywords".into())
         }
-        Yaml::Array(_) | Yaml::String(_) | Yaml::Integer(_) => {
-            Ok(vec![vec![modifiers::build(None, &scalars(y)?, intern)?]])
-        }
+        Yaml::Array(_) | Yaml::String(_) | Yaml::Integer(_) => Ok(vec![vec![modifiers::build(
+            None,
+            &scalars(y)?,
+            intern,
+            cost,
+        )?]]),
         _ => Err("a selection is neither a map, a list nor a keyword".into()),
     }
 }
+
+/// Most selections in one rule (SigmaHQ's most: 34); the condition looks
+/// names up among them.
+const MAX_SELECTIONS: usize = 1_024;
 
 /// Compiles the YAML text of one rule file. `intern` gives field names
 /// their index in the rule set.
@@ -170,7 +191,7 @@ pub fn compile(
     source: &str,
     intern: &mut dyn FnMut(&str) -> usize,
 ) -> Result<Rule, String> {
-    let docs = YamlLoader::load_from_str(source).map_err(|e| format!("broken YAML: {e}"))?;
+    let docs = super::yaml::load(source)?;
     let doc = match docs.as_slice() {
         [one] => one,
         [] => return Err("empty file".into()),
@@ -209,9 +230,13 @@ pub fn compile(
         (None, None) => String::new(),
     };
     let detection = doc["detection"].as_hash().ok_or("no `detection` map")?;
+    if detection.len() > MAX_SELECTIONS {
+        return Err(format!("more than {MAX_SELECTIONS} selections"));
+    }
     let mut names = Vec::new();
     let mut selections = Vec::new();
     let mut cond_texts: Vec<String> = Vec::new();
+    let mut cost = Cost::default();
     for (k, v) in detection {
         let name = k.as_str().ok_or("a selection name is not text")?;
         match name {
@@ -228,7 +253,7 @@ pub fn compile(
                 return Err("`timeframe` (aggregation over time) is not supported".into())
             }
             _ => {
-                selections.push(selection(v, intern)?);
+                selections.push(selection(v, intern, &mut cost)?);
                 names.push(name.to_owned());
             }
         }
@@ -254,5 +279,6 @@ pub fn compile(
         scope,
         selections,
         condition,
+        memory: cost.memory,
     })
 }

@@ -879,3 +879,148 @@ fn a_rule_is_a_candidate_only_when_every_part_of_its_and_has_a_literal() {
         0
     );
 }
+
+#[test]
+fn star_needs_a_value_so_a_filter_on_it_lets_the_rule_fire() {
+    // `*` on an absent (or empty) field: no value, no match, as in the
+    // specification and Splunk's `Field=*`.
+    check(
+        "        ParentImage: '*'",
+        &[
+            (&[("ParentImage", "C:\\x.exe")], true),
+            (&[("ParentImage", "")], false),
+            (&[], false),
+        ],
+    );
+    // `contains: ''` collapses to the same `*`.
+    check(
+        "        CommandLine|contains: ''",
+        &[
+            (&[("CommandLine", "x")], true),
+            (&[("CommandLine", "")], false),
+            (&[], false),
+        ],
+    );
+    // `selection and not filter` with `filter: Field: '*'` fires when the
+    // event lacks the field.
+    let rules = compile(
+        "process_creation",
+        "    selection:\n        Image|endswith: '\\a.exe'\n    filter:\n        \
+         OriginalFileName: '*'\n    condition: selection and not filter\n",
+    );
+    assert!(hits(&rules, &[("Image", "C:\\a.exe")]));
+    assert!(!hits(
+        &rules,
+        &[("Image", "C:\\a.exe"), ("OriginalFileName", "a.exe")]
+    ));
+}
+
+#[test]
+fn neq_negates_the_whole_item() {
+    check(
+        "        Image|endswith: '\\a.exe'\n        User|neq:\n            - 'NT AUTHORITY\\SYSTEM'\n            - 'NT AUTHORITY\\LOCAL SERVICE'",
+        &[
+            (&[("Image", "C:\\a.exe"), ("User", "CORP\\bob")], true),
+            (&[("Image", "C:\\a.exe"), ("User", "nt authority\\system")], false),
+            (&[("Image", "C:\\a.exe"), ("User", "NT AUTHORITY\\LOCAL SERVICE")], false),
+            // Absent is empty, and empty is neither value.
+            (&[("Image", "C:\\a.exe")], true),
+        ],
+    );
+    // With other modifiers, and alone in a rule (nothing for the index to
+    // look for: the rule runs on every event of its category).
+    check(
+        "        CommandLine|contains|neq: ' -enc '",
+        &[
+            (&[("CommandLine", "powershell -enc AAA")], false),
+            (&[("CommandLine", "powershell -File x.ps1")], true),
+        ],
+    );
+    check(
+        "        ParentImage|neq: null",
+        &[(&[("ParentImage", "x")], true), (&[], false)],
+    );
+}
+
+#[test]
+fn time_modifiers_read_utc_time_and_splunk_time() {
+    check(
+        "        UtcTime|hour: 14\n        UtcTime|minute: 42",
+        &[
+            (&[("UtcTime", "2019-07-19 14:42:53.277")], true),
+            (&[("UtcTime", "2019-07-19 15:42:53.277")], false),
+            (&[("UtcTime", "not a time")], false),
+            (&[], false),
+        ],
+    );
+    // splunkd hands `_time` as epoch seconds: 2019-07-19 14:42:53.277 UTC.
+    for (m, n, want) in [
+        ("year", "2019", true),
+        ("month", "7", true),
+        ("day", "19", true),
+        ("week", "29", true),
+        ("hour", "14", true),
+        ("minute", "42", true),
+        ("day", "20", false),
+    ] {
+        check(
+            &format!("        _time|{m}: {n}"),
+            &[(&[("_time", "1563547373.277")], want)],
+        );
+    }
+    // A list is any of its values.
+    check(
+        "        _time|hour:\n            - 22\n            - 23\n            - 0",
+        &[
+            (&[("_time", "1563577200")], true), // 23:00 UTC
+            (&[("_time", "1563547373")], false),
+        ],
+    );
+    assert!(
+        skip_reason("    selection:\n        _time|hour: noon\n    condition: selection\n")
+            .contains("whole number")
+    );
+}
+
+#[test]
+fn wide_without_base64_is_utf16le_text() {
+    // `a\0b\0…`: what pySigma makes of it, and what a Splunk text field
+    // would have to hold to match (Sysmon's XML-derived fields never hold
+    // NUL, so on Sysmon data this never fires; it loads so the rest of the
+    // rule works).
+    check(
+        "        Details|wide|contains: 'ab'",
+        &[
+            (&[("Details", "x a\u{0}b\u{0} y")], true),
+            (&[("Details", "x ab y")], false),
+        ],
+    );
+    // Wildcards stay wildcards.
+    check(
+        "        Details|wide: 'a*b'",
+        &[
+            (&[("Details", "a\u{0}zzb\u{0}")], true),
+            (&[("Details", "azzb")], false),
+        ],
+    );
+    // Non-ASCII cannot be matched as text: skipped with the reason.
+    assert!(skip_reason(
+        "    selection:\n        Details|wide|contains: 'é'\n    condition: selection\n"
+    )
+    .contains("not text"));
+}
+
+#[test]
+fn windash_on_more_dashes_and_its_bound() {
+    check(
+        "        CommandLine|windash|contains: ' -a -b -c -d -e'",
+        &[
+            (&[("CommandLine", "x /a \u{2013}b -c /d \u{2015}e")], true),
+            (&[("CommandLine", "x +a -b -c -d -e")], false),
+        ],
+    );
+    assert!(skip_reason(
+        "    selection:\n        CommandLine|windash|contains: ' -a -b -c -d -e -f'\n    condition: selection\n"
+    )
+    .contains("6 dashes"));
+}
