@@ -86,6 +86,17 @@ pub fn of_parts(parent_guid: Option<u128>, texts: [&str; 5]) -> i64 {
     d.0 as i64
 }
 
+/// The same construction over any byte strings (each length-prefixed),
+/// for other digests that are stored and compared across builds: a Sigma
+/// rule's fingerprint (see `sigma::RuleSet::fingerprint`).
+pub fn of_bytes<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> u64 {
+    let mut d = Digest(SEED);
+    for p in parts {
+        d.bytes(p);
+    }
+    d.0
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::processes::tests::process;

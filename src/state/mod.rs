@@ -78,6 +78,7 @@ use std::time::Duration;
 use rusqlite::{Connection, TransactionBehavior};
 
 pub use cache::{CachePut, CachedEntry};
+pub use digest::of_bytes as stable_digest;
 pub use digest::of_parts as process_digest;
 pub use error::{StateError, StateErrorKind};
 pub use pending::PendingEntry;
