@@ -242,15 +242,32 @@ fn a_second_creation_row_of_a_guid_is_evaluated_on_its_own_fields() {
         }
     }
 
-    // The table keeps the first creation (notepad) and none of the
-    // second one's matches: a child names no match for its parent.
+    // The table keeps the first creation of the chunk, and exactly that
+    // creation's matches: a child names its parent's matches only when
+    // the stored parent is the one that matched.
+    let child = creations("child", &[(C, P, CMD, "cmd")]);
     let env = Env::new();
     env.search(
         set.path(),
         &creations("plain first", &[plain, matching]),
         100,
     );
-    let out = env.search(set.path(), &creations("child", &[(C, P, CMD, "cmd")]), 1);
+    let out = env.search(set.path(), &child, 1);
     assert!(cell(&out, 0, "lineage").contains("notepad.exe"));
     assert_eq!(cell(&out, 0, "lineage_sigma"), "");
+    let env = Env::new();
+    env.search(
+        set.path(),
+        &creations("matching first", &[matching, plain]),
+        100,
+    );
+    let out = env.search(set.path(), &child, 1);
+    assert!(cell(&out, 0, "lineage").contains("whoami.exe"));
+    assert_eq!(
+        list(&out, 0, "lineage_sigma"),
+        [
+            format!("{WHOAMI}: Whoami"),
+            format!("{WHOAMI}: Whoami Privileges")
+        ]
+    );
 }

@@ -228,8 +228,8 @@ impl SigmaRun {
             // as in the lineage engine; what came from the table gives way.
             if !self.creations.get(&guid).is_some_and(|c| c.own) {
                 let rules: Box<[RuleId]> = self.buf.as_slice().into();
-                // A creation without matches is remembered too (its
-                // ancestors' stored matches are not read for it), without
+                // A creation without matches is remembered too (what the
+                // table recorded for the process is then not read), without
                 // its image.
                 let image = if rules.is_empty() {
                     Box::default()
