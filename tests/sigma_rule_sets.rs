@@ -271,3 +271,40 @@ fn a_second_creation_row_of_a_guid_is_evaluated_on_its_own_fields() {
         ]
     );
 }
+
+#[test]
+fn a_contradicting_creation_row_does_not_rename_the_tables_matches_on_descendants() {
+    let _g = serial();
+    let notepad = rule("Notepad", ID_B, "Image|endswith: '\\notepad.exe'");
+    let set = rules(&[rule_a(), notepad]);
+    let env = Env::new();
+    env.search(
+        set.path(),
+        &creations("stored", &[(P, ROOT, NOTEPAD, "notepad")]),
+        1,
+    );
+    // One row per chunk: C's row brings P from the table (and its stored
+    // match), then a creation row of P that contradicts it, then D.
+    const D: &str = "{22222222-0000-0000-0000-000000000003}";
+    let table = creations(
+        "contradiction",
+        &[
+            (C, P, CMD, "cmd"),
+            (P, ROOT, WHOAMI, "whoami"),
+            (D, P, CMD, "cmd /c y"),
+        ],
+    );
+    let out = env.search(set.path(), &table, 1);
+    // The row is evaluated on its own fields ...
+    assert_eq!(ids(&out, 1), [ID_A]);
+    // ... and the descendants show the table's creation, in lineage and
+    // in lineage_sigma alike.
+    for r in [0, 2] {
+        assert!(cell(&out, r, "lineage").contains("notepad.exe"), "row {r}");
+        assert_eq!(
+            cell(&out, r, "lineage_sigma"),
+            format!("{NOTEPAD}: Notepad"),
+            "row {r}"
+        );
+    }
+}

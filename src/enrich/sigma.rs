@@ -225,8 +225,15 @@ impl SigmaRun {
                 self.unsaved.push((index, fps));
             }
             // For `lineage_sigma` the first creation this search saw wins,
-            // as in the lineage engine; what came from the table gives way.
-            if !self.creations.get(&guid).is_some_and(|c| c.own) {
+            // as in the lineage engine. What came from the table gives way
+            // to this search's evaluation of the same process, not to a
+            // creation with another image: the lineage engine, which met
+            // the table's creation first, shows that one on descendants.
+            let replace = match self.creations.get(&guid) {
+                None => true,
+                Some(c) => !c.own && (c.image.is_empty() || *c.image == *image),
+            };
+            if replace {
                 let rules: Box<[RuleId]> = self.buf.as_slice().into();
                 // A creation without matches is remembered too (what the
                 // table recorded for the process is then not read), without
