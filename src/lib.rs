@@ -36,6 +36,7 @@
 //!             protocol     chunks, metadata, CSV bodies, `writev` replies (no Sysmon)
 //!             sysmon       GUIDs, hashes, field names, `_raw` XML (pure)
 //!             logging      the log file, rotation, peak memory
+//!             digest       the stable 64-bit digest stored across builds (a leaf)
 //! ```
 //!
 //! The protocol loop is synchronous: splunkd waits for each reply, so there
@@ -46,6 +47,7 @@ pub mod circuit;
 pub mod cli;
 pub mod command;
 pub mod config;
+pub mod digest;
 pub mod enrich;
 pub mod http;
 pub mod lineage;

@@ -137,7 +137,10 @@ impl Chunk {
                     RowStart::None => (None, Walk::None),
                     RowStart::Creation { creation, .. } => {
                         let c = self.creations.get(creation as usize);
-                        (Some((c.guid, c.image)), Walk::Parent(c.parent_guid))
+                        (
+                            Some((creation, c.guid, c.image)),
+                            Walk::Parent(c.parent_guid),
+                        )
                     }
                     RowStart::Process { slot, .. } => {
                         (None, Walk::Process(self.procs[slot as usize].guid))

@@ -29,11 +29,13 @@ struct Item {
 pub struct Creations {
     text: Vec<u8>,
     items: Vec<Item>,
-    /// The Sigma rules (`id`s, comma-separated) that this chunk's
-    /// creations matched, by GUID. They travel with the creations so the
-    /// process-table writer stores them under the same trust rules: only
-    /// for a process whose stored creation is the one evaluated.
-    pub sigma: Vec<(u128, String)>,
+    /// The fingerprints of the Sigma rules that creations of this batch
+    /// matched, by the creation's index in the batch (not by GUID: two
+    /// creations of one GUID each have their own matches). They travel
+    /// with the creations so the process-table writer stores them under
+    /// the same trust rules: only for a process whose stored creation is
+    /// the very one evaluated.
+    pub sigma: Vec<(u32, Vec<u64>)>,
 }
 
 impl Creations {
@@ -174,6 +176,14 @@ impl Creations {
         }
     }
 
+    /// Creation `i`, when it may enter the persistent table.
+    pub fn get_trusted(&self, i: usize) -> Option<ProcessRef<'_>> {
+        self.items
+            .get(i)
+            .filter(|item| item.trusted)
+            .map(|_| self.get(i))
+    }
+
     /// The creations that may enter the persistent table, in order.
     pub fn trusted(&self) -> impl Iterator<Item = ProcessRef<'_>> + '_ {
         (0..self.items.len())
@@ -201,6 +211,8 @@ mod tests {
         assert_eq!(c.iter().count(), 2);
         c.distrust(0);
         assert_eq!(c.trusted().count(), 1);
+        assert!(c.get_trusted(0).is_none() && c.get_trusted(2).is_none());
+        assert_eq!(c.get_trusted(1), Some(info.as_ref()));
         c.set_parent_text(1, b"p.exe", b"p /x");
         assert_eq!(c.get(1).parent_image, b"p.exe");
         assert_eq!(c.get(1).parent_command_line, b"p /x");

@@ -372,7 +372,7 @@ impl Enricher {
             self.chunk.creations.fill_parent_text(engine, &found);
         }
         if let (Some(sigma), Some(b)) = (self.sigma.as_mut(), self.backfill.as_mut()) {
-            sigma.learn_found(b.take_sigma(), &found);
+            sigma.learn_found(b.take_sigma(), &found, self.chunk.creations.len());
         }
         if let (Some(sigma), Some(state), Some(engine)) = (
             self.sigma.as_mut(),
@@ -482,10 +482,15 @@ impl Enricher {
         }
         if let Some(s) = &self.sigma {
             let (hits, misses) = s.remembered();
+            // The set's digest tells two searches' rule sets apart (the
+            // process table records matches by rule version, see
+            // `state/sigma.rs`).
             log::info!(
-                "sigma: {} rows matched; {hits} of {} events answered from remembered verdicts",
+                "sigma: {} rows matched; {hits} of {} events answered from remembered verdicts; \
+                 rule set {:016x}",
                 s.rows_matched,
-                hits + misses
+                hits + misses,
+                s.rules().digest()
             );
         }
     }

@@ -277,8 +277,8 @@ impl Job {
     }
 
     /// Records the Sigma matches of the batch's creations, each with the
-    /// digest of the creation it was evaluated on: the store keeps them
-    /// only where it holds that very creation (a distrusted row, its own
+    /// digest of the very creation it was evaluated on: the store keeps
+    /// them only where it holds that creation (a distrusted row, its own
     /// parent, or a contradiction of the table never names a process).
     fn store_sigma(
         &self,
@@ -289,15 +289,15 @@ impl Job {
             return Ok(());
         }
         let cap = self.settings.command_line_max_bytes;
-        let digests: std::collections::HashMap<u128, i64> = batch
-            .trusted()
-            .filter(|p| p.parent_guid != Some(p.guid))
-            .map(|p| (p.guid.as_u128(), digest(&p, cap)))
-            .collect();
-        let rows: Vec<(u128, i64, &str)> = batch
+        let rows: Vec<(u128, i64, &[u64])> = batch
             .sigma
             .iter()
-            .filter_map(|(g, ids)| Some((*g, *digests.get(g)?, ids.as_str())))
+            .filter_map(|(i, fps)| {
+                let p = batch
+                    .get_trusted(*i as usize)
+                    .filter(|p| p.parent_guid != Some(p.guid))?;
+                Some((p.guid.as_u128(), digest(&p, cap), fps.as_slice()))
+            })
             .collect();
         state.put_process_sigma(&rows).map(drop)
     }

@@ -1,11 +1,21 @@
 //! Sigma inside the command: every row matched against the search's rule
 //! set in pass 1 (while its record is at hand), its cells written in pass 2.
 //!
-//! A process creation is evaluated once, and its matches are kept with the
-//! process (by GUID): every later event of that process, and every
-//! descendant, names them in `lineage_sigma` without evaluating again.
-//! Other events are distinct events and evaluated each; the rule set's
-//! index only tries the rules of the event's own category (EventCode).
+//! Every row is evaluated on its own fields, creation rows included (the
+//! rule set's index only tries the rules of the row's EventCode, and
+//! verdicts remembered by field values answer repeats): a creation row's
+//! `sigma_ids` never come from another row, another search or another
+//! rule set. A creation's matches are also kept with the process (by
+//! GUID), so that every later event of it, and every descendant, names
+//! them in `lineage_sigma`.
+//!
+//! Matches of ancestors known only from the process table come from what
+//! earlier searches recorded, by rule fingerprint (`state/sigma.rs`): a
+//! stored match counts only for a rule this search loaded in that very
+//! version. A rule of this search that the recording search did not have
+//! is not named for such an ancestor: its creation's fields are not
+//! stored, so it cannot be evaluated, and "no match" is the only claim
+//! that is not made up.
 
 use super::output::{push_joined, push_mv};
 use crate::lineage::{AncestorSource, Engine, ProcessInfo, SourceError, SourceKind};
@@ -58,6 +68,9 @@ pub fn push_header(out: &mut Vec<u8>) {
 struct Creation {
     image: Box<[u8]>,
     rules: Box<[RuleId]>,
+    /// Evaluated by this search on a row (else read from the process
+    /// table, and replaced by the search's own evaluation of a row).
+    own: bool,
 }
 
 /// Where a row's lineage Sigma walk starts.
@@ -95,10 +108,11 @@ pub struct SigmaRun {
     buf: Vec<RuleId>,
     scratch: Scratch,
     values: Vec<Vec<u8>>,
-    /// Matched creations of the current chunk, for the process table.
-    unsaved: Vec<(u128, String)>,
-    /// Rule `id` → [`RuleId`], for matches read back from the table.
-    by_id: HashMap<String, RuleId>,
+    /// Matched creations of the current chunk (index in the chunk's
+    /// creations, rule fingerprints), for the process table.
+    unsaved: Vec<(u32, Vec<u64>)>,
+    /// Rule fingerprint → [`RuleId`], for matches read back from the table.
+    by_fingerprint: HashMap<u64, RuleId>,
     /// Rows with at least one match, this search.
     pub(super) rows_matched: u64,
 }
@@ -128,7 +142,7 @@ impl SigmaRun {
             },
             values: Vec::new(),
             unsaved: Vec::new(),
-            by_id: HashMap::new(),
+            by_fingerprint: HashMap::new(),
             rows_matched: 0,
         }
     }
@@ -183,40 +197,53 @@ impl SigmaRun {
     }
 
     /// Pass 1: matches the current row of `reader`. `creation` is the
-    /// process a creation row creates (its GUID and image), else `None`.
+    /// creation a creation row brings (its index among the chunk's
+    /// creations, its GUID and image), else `None`.
     pub(super) fn read_row(
         &mut self,
         reader: &RowReader<'_>,
-        creation: Option<(ProcessGuid, &[u8])>,
+        creation: Option<(u32, ProcessGuid, &[u8])>,
         walk: Walk,
     ) {
         let start = self.matched.len() as u32;
-        match creation.and_then(|(g, _)| self.creations.get(&g)) {
-            // Seen already (the same creation in an earlier chunk).
-            Some(c) => self.matched.extend_from_slice(&c.rules),
-            None => {
-                self.buf.clear();
-                let row = RowFields {
-                    reader,
-                    columns: &self.columns,
-                    value_columns: &self.value_columns,
-                    field_columns: &self.field_columns,
+        self.buf.clear();
+        let row = RowFields {
+            reader,
+            columns: &self.columns,
+            value_columns: &self.value_columns,
+            field_columns: &self.field_columns,
+        };
+        self.rules
+            .matches_with(&row, &mut self.scratch, &mut self.buf);
+        self.matched.extend_from_slice(&self.buf);
+        if let Some((index, guid, image)) = creation {
+            if !self.buf.is_empty() {
+                // Every creation row's own matches, each for its own
+                // creation: the table's writer keeps those of the one it
+                // stores.
+                let fps = self.fingerprints(&self.buf);
+                self.unsaved.push((index, fps));
+            }
+            // For `lineage_sigma` the first creation this search saw wins,
+            // as in the lineage engine. What came from the table gives way
+            // to this search's evaluation of the same process, not to a
+            // creation with another image: the lineage engine, which met
+            // the table's creation first, shows that one on descendants.
+            let replace = match self.creations.get(&guid) {
+                None => true,
+                Some(c) => !c.own && (c.image.is_empty() || *c.image == *image),
+            };
+            if replace {
+                let rules: Box<[RuleId]> = self.buf.as_slice().into();
+                // A creation without matches is remembered too (what the
+                // table recorded for the process is then not read), without
+                // its image.
+                let image = if rules.is_empty() {
+                    Box::default()
+                } else {
+                    Box::from(image)
                 };
-                self.rules
-                    .matches_with(&row, &mut self.scratch, &mut self.buf);
-                self.matched.extend_from_slice(&self.buf);
-                if let Some((guid, image)) = creation {
-                    let rules: Box<[RuleId]> = self.buf.as_slice().into();
-                    // A creation without matches is remembered too (it is
-                    // not evaluated again), without its image.
-                    let image = if rules.is_empty() {
-                        Box::default()
-                    } else {
-                        self.queue_for_table(guid, &rules);
-                        Box::from(image)
-                    };
-                    self.remember(guid, image, rules);
-                }
+                self.remember(guid, image, rules, true);
             }
         }
         let end = self.matched.len() as u32;
@@ -325,7 +352,8 @@ impl SigmaRun {
 impl SigmaRun {
     /// Reads back what earlier searches recorded for ancestors that came
     /// from the process table (`guids`), so `lineage_sigma` names them too.
-    /// Rules not loaded in this search are left out.
+    /// Only matches of rules this search loaded, in the same version (same
+    /// fingerprint), count.
     pub(super) fn learn_from_state(
         &mut self,
         state: &StateStore,
@@ -344,73 +372,81 @@ impl SigmaRun {
         if found.is_empty() {
             return Ok(());
         }
-        if self.by_id.is_empty() {
-            self.by_id = (0..self.rules.len() as u32)
-                .map(|i| (self.rules.rule(RuleId(i)).id.clone(), RuleId(i)))
+        if self.by_fingerprint.is_empty() {
+            self.by_fingerprint = (0..self.rules.len() as u32)
+                .map(|i| (self.rules.fingerprint(RuleId(i)), RuleId(i)))
                 .collect();
         }
-        for (guid, ids) in found {
+        for (guid, fps) in found {
             let guid = ProcessGuid::from_u128(guid);
-            let mut rules: Vec<RuleId> = ids
-                .split(',')
-                .filter_map(|id| self.by_id.get(id.trim()).copied())
+            let mut rules: Vec<RuleId> = fps
+                .iter()
+                .filter_map(|f| self.by_fingerprint.get(f).copied())
                 .collect();
             rules.sort_unstable();
+            rules.dedup();
             let image = engine
                 .get(guid)
                 .map(|(p, _)| Box::from(p.image))
                 .unwrap_or_default();
-            self.remember(guid, image, rules.into());
+            self.remember(guid, image, rules.into(), false);
         }
         Ok(())
     }
 
     /// Remembers what backfill's ancestors (`found`) matched (`matches`,
     /// evaluated as they arrived), for `lineage_sigma` and the process
-    /// table, like the search's own creations.
+    /// table, like the search's own creations. `found` joins the chunk's
+    /// creations at index `base` in the batch the table's writer gets.
     pub(super) fn learn_found(
         &mut self,
         matches: Vec<(ProcessGuid, Vec<RuleId>)>,
         found: &[ProcessInfo],
+        base: usize,
     ) {
         if matches.is_empty() {
             return;
         }
-        let images: HashMap<ProcessGuid, &[u8]> =
-            found.iter().map(|p| (p.guid, &*p.image)).collect();
+        let mut at: HashMap<ProcessGuid, usize> = HashMap::with_capacity(found.len());
+        for (i, p) in found.iter().enumerate() {
+            at.entry(p.guid).or_insert(i);
+        }
         for (guid, mut rules) in matches {
-            if self.creations.contains_key(&guid) {
+            if self.creations.get(&guid).is_some_and(|c| c.own) {
                 continue;
             }
+            let Some(&i) = at.get(&guid) else {
+                continue;
+            };
             rules.sort_unstable();
             rules.dedup();
-            let image = Box::from(images.get(&guid).copied().unwrap_or_default());
-            self.queue_for_table(guid, &rules);
-            self.remember(guid, image, rules.into());
+            let image = Box::from(&*found[i].image);
+            if let Ok(index) = u32::try_from(base + i) {
+                let fps = self.fingerprints(&rules);
+                self.unsaved.push((index, fps));
+            }
+            self.remember(guid, image, rules.into(), true);
         }
     }
 
     /// Keeps a process's creation matches (forgetting them all past
     /// [`MAX_PROCESSES`], which costs only older ancestors' `lineage_sigma`).
-    fn remember(&mut self, guid: ProcessGuid, image: Box<[u8]>, rules: Box<[RuleId]>) {
+    fn remember(&mut self, guid: ProcessGuid, image: Box<[u8]>, rules: Box<[RuleId]>, own: bool) {
         if self.creations.len() >= MAX_PROCESSES {
             self.creations.clear();
         }
-        self.creations.insert(guid, Creation { image, rules });
+        self.creations.insert(guid, Creation { image, rules, own });
     }
 
-    /// Queues a matched creation's rule ids for the process table.
-    fn queue_for_table(&mut self, guid: ProcessGuid, rules: &[RuleId]) {
-        let ids: Vec<&str> = rules
-            .iter()
-            .map(|&id| self.rules.rule(id).id.as_str())
-            .collect();
-        self.unsaved.push((guid.as_u128(), ids.join(",")));
+    /// The fingerprints of `rules`, as the process table records them.
+    fn fingerprints(&self, rules: &[RuleId]) -> Vec<u64> {
+        rules.iter().map(|&id| self.rules.fingerprint(id)).collect()
     }
 
-    /// The chunk's matched creations (GUID, rule ids), for the process
-    /// table's writer, which stores them only where it trusts the creation.
-    pub(super) fn take_unsaved(&mut self, into: &mut Vec<(u128, String)>) {
+    /// The chunk's matched creations (index among the chunk's creations,
+    /// rule fingerprints), for the process table's writer, which stores
+    /// them only where it trusts the creation.
+    pub(super) fn take_unsaved(&mut self, into: &mut Vec<(u32, Vec<u64>)>) {
         into.append(&mut self.unsaved);
     }
 }

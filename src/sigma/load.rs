@@ -37,6 +37,10 @@ pub fn is_rule_file(rel: &Path) -> bool {
     rel.extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("yml") || e.eq_ignore_ascii_case("yaml"))
 }
+/// Part of every rule's fingerprint: raise it when a change of the engine
+/// changes what some unchanged rule text matches, so that matches stored by
+/// older builds stop counting as this build's (see [`RuleSet::fingerprint`]).
+const SEMANTICS: &[u8] = b"sysmonenrich-sigma-2";
 
 /// Which loaded rules to keep.
 #[derive(Clone, Debug)]
@@ -148,6 +152,10 @@ pub struct RuleId(pub u32);
 /// search, shared by every row.
 pub struct RuleSet {
     rules: Vec<Rule>,
+    /// Each rule's fingerprint, in [`RuleId`] order.
+    fingerprints: Vec<u64>,
+    /// The set's identity: a digest of its fingerprints, sorted.
+    digest: u64,
     fields: Vec<String>,
     index: Index,
     memory: usize,
@@ -157,6 +165,7 @@ pub struct RuleSet {
 #[derive(Default)]
 pub struct Builder {
     rules: Vec<Rule>,
+    fingerprints: Vec<u64>,
     fields: Vec<String>,
     field_ids: HashMap<String, usize>,
     ids: HashSet<String>,
@@ -198,7 +207,8 @@ impl Builder {
             }
             Ok(r) => {
                 self.memory += r.memory;
-                self.rules.push(r)
+                self.fingerprints.push(fingerprint(&r.id, source));
+                self.rules.push(r);
             }
         }
     }
@@ -206,8 +216,14 @@ impl Builder {
     /// The compiled set.
     pub fn finish(self) -> RuleSet {
         let index = Index::build(&self.rules);
+        let mut sorted = self.fingerprints.clone();
+        sorted.sort_unstable();
+        let bytes: Vec<u8> = sorted.iter().flat_map(|f| f.to_le_bytes()).collect();
+        let digest = crate::digest::of_bytes([SEMANTICS, &bytes]);
         RuleSet {
             rules: self.rules,
+            fingerprints: self.fingerprints,
+            digest,
             fields: self.fields,
             index,
             memory: self.memory,
@@ -217,6 +233,13 @@ impl Builder {
 
 fn budget_bytes(filter: &Filter) -> usize {
     usize::try_from(filter.memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
+}
+
+/// A rule's identity across searches and builds: its `id`, the whole text
+/// of its file (any change to detection, scope or metadata is another
+/// rule) and the engine's [`SEMANTICS`].
+fn fingerprint(id: &str, source: &str) -> u64 {
+    crate::digest::of_bytes([SEMANTICS, id.as_bytes(), source.as_bytes()])
 }
 
 impl RuleSet {
@@ -312,6 +335,20 @@ impl RuleSet {
     /// A rule's metadata.
     pub fn rule(&self, id: RuleId) -> &Rule {
         &self.rules[id.0 as usize]
+    }
+
+    /// Rule `id`'s fingerprint: the same for the same rule text under the
+    /// same engine semantics, in any search, on any build. Matches stored
+    /// for later searches are recorded by fingerprint, so a search counts
+    /// a stored match only for a rule it loaded in that very version.
+    pub fn fingerprint(&self, id: RuleId) -> u64 {
+        self.fingerprints[id.0 as usize]
+    }
+
+    /// The set's identity: equal for two searches exactly when they loaded
+    /// the same rules (same fingerprints, in any file order).
+    pub fn digest(&self) -> u64 {
+        self.digest
     }
 
     /// All rules, in [`RuleId`] order.
@@ -437,5 +474,45 @@ impl RuleSet {
     /// fields a command declares, so these join `required_fields`.
     pub fn field_names(&self) -> &[String] {
         &self.fields
+    }
+}
+
+#[cfg(test)]
+mod fingerprint_tests {
+    use super::*;
+
+    fn set(files: &[&str]) -> RuleSet {
+        let mut b = Builder::default();
+        for (i, text) in files.iter().enumerate() {
+            b.add(PathBuf::from(format!("r{i}.yml")), text, &Filter::default());
+        }
+        assert!(b.skipped.is_empty(), "{:?}", b.skipped);
+        b.finish()
+    }
+
+    const A: &str = "title: A\nid: a\nlogsource:\n    category: process_creation\n\
+                     detection:\n    s:\n        Image|endswith: '\\a.exe'\n    condition: s\n";
+    const B: &str = "title: B\nid: b\nlogsource:\n    category: process_creation\n\
+                     detection:\n    s:\n        Image|endswith: '\\b.exe'\n    condition: s\n";
+
+    #[test]
+    fn a_rule_is_its_id_and_text_and_a_set_its_rules_in_any_order() {
+        let ab = set(&[A, B]);
+        let ba = set(&[B, A]);
+        // Stored in the process table and compared across builds: a change
+        // of the digest (or of SEMANTICS) forgets every stored match.
+        assert_eq!(ab.fingerprint(RuleId(0)), 0xfed1_8e95_24aa_13f1);
+        assert_eq!(ab.fingerprint(RuleId(0)), ba.fingerprint(RuleId(1)));
+        assert_eq!(ab.digest(), ba.digest());
+        // Another detection under the same id is another rule.
+        let b2 = B.replace("b.exe", "c.exe");
+        let ab2 = set(&[A, &b2]);
+        assert_eq!(ab2.rule(RuleId(1)).id, "b");
+        assert_ne!(ab2.fingerprint(RuleId(1)), ab.fingerprint(RuleId(1)));
+        assert_ne!(ab2.digest(), ab.digest());
+        // A subset is another set, with the same rule fingerprints.
+        let a = set(&[A]);
+        assert_eq!(a.fingerprint(RuleId(0)), ab.fingerprint(RuleId(0)));
+        assert_ne!(a.digest(), ab.digest());
     }
 }

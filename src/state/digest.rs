@@ -18,41 +18,7 @@
 
 use super::processes::ProcessRow;
 
-const SEED: u64 = 0x2d35_8dcc_aa6c_78a5;
-const K: u64 = 0x8bb8_4b93_962e_acc9;
-
-#[inline]
-fn fold(a: u64, b: u64) -> u64 {
-    let m = u128::from(a).wrapping_mul(u128::from(b));
-    (m as u64) ^ ((m >> 64) as u64)
-}
-
-/// Streams byte strings into one digest; each field is length-prefixed so
-/// that moving bytes from one field to the next changes the digest.
-struct Digest(u64);
-
-impl Digest {
-    fn bytes(&mut self, v: &[u8]) {
-        self.word(v.len() as u64);
-        let mut chunks = v.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.word(u64::from_le_bytes(w));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut w = [0u8; 8];
-            w[..rest.len()].copy_from_slice(rest);
-            self.word(u64::from_le_bytes(w));
-        }
-    }
-
-    #[inline]
-    fn word(&mut self, w: u64) {
-        self.0 = fold(self.0 ^ w, K);
-    }
-}
+use crate::digest::Digest;
 
 /// The digest of what a row says about its process's place in the tree:
 /// parent GUID, images, command lines (as stored: capped) and host. Not
@@ -76,14 +42,14 @@ pub(crate) fn of_row(p: &ProcessRow<'_>) -> i64 {
 /// [`of_row`] from its parts: the parent GUID (`None` and 0 alike) and
 /// image, command line, parent image, parent command line, host.
 pub fn of_parts(parent_guid: Option<u128>, texts: [&str; 5]) -> i64 {
-    let mut d = Digest(SEED);
+    let mut d = Digest::new();
     let parent = parent_guid.unwrap_or(0);
     d.word(parent as u64);
     d.word((parent >> 64) as u64);
     for v in texts {
         d.bytes(v.as_bytes());
     }
-    d.0 as i64
+    d.finish() as i64
 }
 
 #[cfg(test)]

@@ -171,6 +171,17 @@ CREATE TRIGGER processes_sigma_gone AFTER DELETE ON processes BEGIN
     DELETE FROM process_sigma WHERE guid = old.guid;
 END;
 ",
+    r"
+-- Version 5: matches belong to a rule version. `rules` now holds rule
+-- fingerprints (16 hex digits each: the rule's id, its whole file and the
+-- engine's semantics, see `sigma::RuleSet::fingerprint`), so a search
+-- counts a stored match only for a rule it loaded in that very version.
+-- Rows of version 4 name bare ids: which text of the rule matched, under
+-- which engine, is unknown, so they are dropped rather than trusted (an
+-- ancestor's lineage_sigma comes back when a search sees its creation
+-- again; the process rows themselves are kept).
+DELETE FROM process_sigma;
+",
 ];
 
 /// Applies connection settings, creates or migrates the schema and reads a

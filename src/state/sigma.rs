@@ -1,6 +1,13 @@
-//! The Sigma rules each process's creation matched (schema v4), so that
+//! The Sigma rules each process's creation matched, so that
 //! `lineage_sigma` names them for ancestors that come from the process
 //! table rather than from the search's own rows.
+//!
+//! Matches are recorded by rule *fingerprint* (schema v5: a digest of the
+//! rule's id, its whole file and the engine's semantics), not by bare id:
+//! after a rule set changes, a stored match counts only for a search that
+//! loaded that very version of the rule. Only matches are recorded; a rule
+//! a search has that no earlier search evaluated on a stored creation is
+//! simply not named for it (the creation's fields are not stored).
 
 use super::{Result, StateStore};
 use rusqlite::{params, OptionalExtension};
@@ -10,17 +17,43 @@ use std::collections::HashMap;
 /// 32,766; a chunk's ancestors from state are far fewer).
 const BATCH: usize = 500;
 
+/// Fingerprints kept per process at most (this search's first): SigmaHQ's
+/// noisiest creation matches a few dozen rules, but every rule change adds
+/// fingerprints that no later search may load again.
+pub const MAX_STORED: usize = 256;
+
+/// The stored text: fingerprints as 16 hex digits, comma-separated.
+fn encode(fps: &[u64]) -> String {
+    let mut s = String::with_capacity(fps.len() * 17);
+    for (i, f) in fps.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&format!("{f:016x}"));
+    }
+    s
+}
+
+/// The fingerprints of a stored text; anything else in it is ignored.
+fn decode(text: &str) -> impl Iterator<Item = u64> + '_ {
+    text.split(',')
+        .map(str::trim)
+        .filter(|t| t.len() == 16)
+        .filter_map(|t| u64::from_str_radix(t, 16).ok())
+}
+
 impl StateStore {
-    /// Records the rule ids (the rules' own `id`s, comma-separated) that
-    /// processes' creations matched: `(guid, digest, ids)`, where `digest`
-    /// is the digest of the creation the rules were evaluated on. A row is
-    /// kept only while the table holds that very creation for the GUID
-    /// (the trust rule of the process table: matches of a forged or
-    /// contradicting creation never name a stored process). Ids already
-    /// recorded stay (a search with fewer rules, `sigma_min_level=high`
-    /// say, does not erase what a fuller search found); readers leave out
-    /// rules they did not load. Returns how many processes were recorded.
-    pub fn put_process_sigma(&self, rows: &[(u128, i64, &str)]) -> Result<usize> {
+    /// Records the fingerprints of the rules that processes' creations
+    /// matched: `(guid, digest, fingerprints)`, where `digest` is the
+    /// digest of the creation the rules were evaluated on. A row is kept
+    /// only while the table holds that very creation for the GUID (the
+    /// trust rule of the process table: matches of a forged or
+    /// contradicting creation never name a stored process). Fingerprints
+    /// already recorded stay (a search with fewer rules,
+    /// `sigma_min_level=high` say, does not erase what a fuller search
+    /// found; one with another version of a rule adds its own), up to
+    /// [`MAX_STORED`]. Returns how many processes were recorded.
+    pub fn put_process_sigma(&self, rows: &[(u128, i64, &[u64])]) -> Result<usize> {
         if rows.is_empty() {
             return Ok(0);
         }
@@ -33,7 +66,7 @@ impl StateStore {
                 "INSERT OR REPLACE INTO process_sigma (guid, rules) VALUES (?1, ?2)",
             )?;
             let mut recorded = 0;
-            for (guid, digest, rules) in rows {
+            for (guid, digest, fps) in rows {
                 let key = &guid.to_be_bytes()[..];
                 let old: Option<Option<String>> = stored
                     .query_row(params![key, digest], |r| r.get(0))
@@ -41,25 +74,25 @@ impl StateStore {
                 let Some(old) = old else {
                     continue; // not this creation in the table: not trusted
                 };
-                let mut ids: Vec<&str> = old
-                    .as_deref()
-                    .unwrap_or("")
-                    .split(',')
-                    .chain(rules.split(','))
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .collect();
-                ids.sort_unstable();
-                ids.dedup();
-                put.execute(params![key, ids.join(",")])?;
+                let mut all: Vec<u64> = Vec::with_capacity(fps.len());
+                for f in fps
+                    .iter()
+                    .copied()
+                    .chain(decode(old.as_deref().unwrap_or("")))
+                {
+                    if !all.contains(&f) && all.len() < MAX_STORED {
+                        all.push(f);
+                    }
+                }
+                put.execute(params![key, encode(&all)])?;
                 recorded += 1;
             }
             Ok(recorded)
         })
     }
 
-    /// The recorded rule ids of those of `guids` that have any.
-    pub fn process_sigma(&self, guids: &[u128]) -> Result<HashMap<u128, String>> {
+    /// The recorded fingerprints of those of `guids` that have any.
+    pub fn process_sigma(&self, guids: &[u128]) -> Result<HashMap<u128, Vec<u64>>> {
         let mut out = HashMap::new();
         for part in guids.chunks(BATCH) {
             let marks = vec!["?"; part.len()].join(",");
@@ -75,7 +108,7 @@ impl StateStore {
             })?;
             for (key, rules) in rows {
                 if let Ok(b) = <[u8; 16]>::try_from(key.as_slice()) {
-                    out.insert(u128::from_be_bytes(b), rules);
+                    out.insert(u128::from_be_bytes(b), decode(&rules).collect());
                 }
             }
         }
@@ -107,16 +140,21 @@ mod tests {
         process(&s, 7, 70);
         process(&s, 9, 90);
         assert_eq!(
-            s.put_process_sigma(&[(7, 70, "b,a"), (9, 90, "c")])
+            s.put_process_sigma(&[(7, 70, &[0xb, 0xa]), (9, 90, &[0xc])])
                 .unwrap(),
             2
         );
         let got = s.process_sigma(&[7, 8, 9]).unwrap();
         assert_eq!(got.len(), 2);
-        assert_eq!(got[&7], "a,b");
-        // A later search adds to what was found; it does not erase it.
-        s.put_process_sigma(&[(7, 70, "d,a")]).unwrap();
-        assert_eq!(s.process_sigma(&[7]).unwrap()[&7], "a,b,d");
+        assert_eq!(got[&7], [0xb, 0xa]);
+        // A later search (another rule set) adds to what was found; it
+        // does not erase it.
+        s.put_process_sigma(&[(7, 70, &[0xd, 0xa])]).unwrap();
+        assert_eq!(s.process_sigma(&[7]).unwrap()[&7], [0xd, 0xa, 0xb]);
+        // Bounded, this search's first.
+        let many: Vec<u64> = (100..100 + MAX_STORED as u64).collect();
+        s.put_process_sigma(&[(7, 70, &many)]).unwrap();
+        assert_eq!(s.process_sigma(&[7]).unwrap()[&7], many);
         // Pruning a process drops its matches (the trigger of schema v4).
         s.write("test", |tx| {
             tx.execute(
@@ -136,9 +174,41 @@ mod tests {
         // Evaluated on a creation that contradicts the stored one, and on
         // a process the table does not hold.
         assert_eq!(
-            s.put_process_sigma(&[(7, 71, "x"), (8, 80, "y")]).unwrap(),
+            s.put_process_sigma(&[(7, 71, &[1]), (8, 80, &[2])])
+                .unwrap(),
             0
         );
         assert!(s.process_sigma(&[7, 8]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn bare_rule_ids_of_schema_v4_are_dropped_by_the_migration() {
+        use super::super::schema::{APPLICATION_ID, MIGRATIONS};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            for m in &MIGRATIONS[..4] {
+                conn.execute_batch(m).unwrap();
+            }
+            conn.execute_batch(&format!(
+                "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = 4;
+                 INSERT INTO processes (guid, image, command_line, parent_image,
+                     parent_command_line, host, time, seen_at, digest)
+                 VALUES (x'00000000000000000000000000000007', '', '', '', '', '',
+                     0, 0, 70);
+                 INSERT INTO process_sigma VALUES
+                     (x'00000000000000000000000000000007',
+                      '0123456789abcdef,5f0bbd2e-0000-0000-0000-000000000001');"
+            ))
+            .unwrap();
+        }
+        let s = StateStore::open(&path, &Default::default()).unwrap();
+        // Which version of those rules matched, under which engine, is
+        // unknown: nothing of them is trusted, not even an id that reads
+        // like a fingerprint. The process itself stays.
+        assert!(s.process_sigma(&[7]).unwrap().is_empty());
+        assert_eq!(s.put_process_sigma(&[(7, 70, &[5])]).unwrap(), 1);
+        assert_eq!(s.process_sigma(&[7]).unwrap()[&7], [5]);
     }
 }
