@@ -15,13 +15,18 @@
 //! | `state [stats/purge/check]` | `state.rs` | the state database |
 //! | `sigma check/install` | `sigma.rs` | what a Sigma rule set loads; install a SigmaHQ release |
 //!
-//! Commands that talk to splunkd read `.splunkrc` (`splunkrc.rs`).
+//! Commands that talk to splunkd read `.splunkrc` (`splunkrc.rs`). Every
+//! one writes to stdout through `output.rs` (a closed pipe ends the output
+//! quietly); `print!`/`println!` are refused here.
+
+#![deny(clippy::print_stdout)]
 
 mod apps;
 mod connect;
 mod demo;
 mod input;
 mod keys;
+mod output;
 mod print;
 mod progress;
 pub mod search;
@@ -406,7 +411,7 @@ pub fn main(argv: Vec<OsString>) -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if output::ended_by_closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sysmonenrich: error: {e:#}");
             ExitCode::FAILURE
@@ -422,14 +427,6 @@ impl Connect {
     }
 }
 
-/// `| head` closing our stdout is not an error (ripgrep does the same).
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    })
-}
-
 fn options(list: &[String]) -> anyhow::Result<Options> {
     args::parse(list, &Options::default()).map_err(|problems| anyhow::anyhow!(problems.join("\n")))
 }
@@ -439,7 +436,7 @@ fn options(list: &[String]) -> anyhow::Result<Options> {
 /// `search --enrich` (splunkd results).
 struct EnrichRun {
     enricher: Enricher,
-    printer: print::Printer<std::io::BufWriter<std::io::StdoutLock<'static>>>,
+    printer: print::Printer<output::Stdout>,
     out: Vec<u8>,
 }
 
@@ -509,11 +506,7 @@ impl EnrichRun {
     ) -> EnrichRun {
         EnrichRun {
             enricher: engine(&options, backfill, sigma),
-            printer: print::Printer::new(
-                format,
-                std::io::BufWriter::new(std::io::stdout().lock()),
-                usize::MAX,
-            ),
+            printer: print::Printer::new(format, output::stdout(), usize::MAX),
             out: Vec::new(),
         }
     }

@@ -13,7 +13,7 @@ use crate::config::paths;
 use crate::sigma::{Filter, LoadReport, RuleSet, MAX_RULE_FILE};
 use anyhow::{bail, Context};
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
 
 /// Where installed rules live, relative to the app folder.
@@ -89,7 +89,9 @@ pub fn check(dirs: &[PathBuf]) -> anyhow::Result<()> {
         dirs.to_vec()
     };
     let report = RuleSet::load(&dirs, &Filter::default());
-    print!("{}", describe(&dirs, &report));
+    let mut out = super::output::stdout();
+    write!(out, "{}", describe(&dirs, &report))?;
+    out.flush()?;
     if report.rules.is_empty() {
         bail!("no rule loaded from {}", list(&dirs));
     }
@@ -316,20 +318,25 @@ pub fn install(source: &Path, app: Option<&Path>) -> anyhow::Result<()> {
         );
     }
     swap_in(&staging.0, &target)?;
-    println!(
+    let mut out = super::output::stdout();
+    writeln!(
+        out,
         "installed {} files ({} KiB) from {} into {}",
         copied.files,
         copied.bytes / 1024,
         source.display(),
         target.display()
-    );
+    )?;
     if copied.licences.is_empty() {
-        println!("licence: none found in the release (SigmaHQ's rules are under DRL 1.1)");
+        writeln!(
+            out,
+            "licence: none found in the release (SigmaHQ's rules are under DRL 1.1)"
+        )?;
     } else {
-        println!("licence: {}", list(&copied.licences));
+        writeln!(out, "licence: {}", list(&copied.licences))?;
     }
-    print!("{}", describe(&[target], &report));
-    Ok(())
+    write!(out, "{}", describe(&[target], &report))?;
+    Ok(out.flush()?)
 }
 
 /// The folder a new set is written to; removed when dropped unless it
