@@ -188,6 +188,7 @@ impl ServiceBuilder {
                 key_allowed,
                 refused: Mutex::new(None),
                 breaker,
+                failures: Default::default(),
             });
         }
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -773,6 +774,12 @@ impl Service {
 
 impl Drop for Service {
     fn drop(&mut self) {
+        // The search is over: each provider's failures, told once.
+        for slot in &self.inner.slots {
+            if let Some(text) = slot.failures.take_warning(slot.provider.name()) {
+                log::warn!("{}", self.inner.scrub(&text));
+            }
+        }
         // Aborted lookups and a store call stuck on a lock must not hold the
         // command at exit.
         if let Some(rt) = self.runtime.take() {
