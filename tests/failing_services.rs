@@ -17,13 +17,21 @@ use common::splunkd::{self, closed_port, Options, Outcome};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The tests here time searches: one at a time, so that one's 100 MB
+/// bodies do not slow the other's runs.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 struct Site {
     home: tempfile::TempDir,
     app: tempfile::TempDir,
 }
 
 impl Site {
-    /// An app whose hashlookup is `provider_url`.
+    /// An app whose providers are all at `provider_url`.
     fn new(provider_url: &str) -> Site {
         let site = Site {
             home: tempfile::tempdir().unwrap(),
@@ -31,11 +39,11 @@ impl Site {
         };
         let local = site.app.path().join("local");
         std::fs::create_dir_all(&local).unwrap();
-        std::fs::write(
-            local.join("sysmonenrich.conf"),
-            format!("[provider:hashlookup]\nbase_url = {provider_url}\n"),
-        )
-        .unwrap();
+        let conf: String = ["virustotal", "hashlookup", "malwarebazaar"]
+            .iter()
+            .map(|p| format!("[provider:{p}]\nbase_url = {provider_url}\n\n"))
+            .collect();
+        std::fs::write(local.join("sysmonenrich.conf"), conf).unwrap();
         site
     }
 
@@ -127,6 +135,7 @@ fn failing(kind: &'static str) -> FakeServer {
 
 #[test]
 fn a_provider_failing_loudly_costs_one_circuit_and_few_lines() {
+    let _one_at_a_time = serial();
     let table = rows();
     let mut problems = Vec::new();
     for kind in ["500", "garbage", "big", "big-chunked", "reset"] {
@@ -174,5 +183,63 @@ fn a_provider_failing_loudly_costs_one_circuit_and_few_lines() {
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
-    let _ = closed_port;
+}
+
+#[test]
+fn a_splunkd_that_never_answers_costs_one_short_wait() {
+    let _one_at_a_time = serial();
+    let table = rows();
+    // Providers refuse at once (their circuits open in the first run), so
+    // what differs between the runs is splunkd alone.
+    let site = Site::new(&format!("http://127.0.0.1:{}", closed_port()));
+    let hung = FakeServer::start(|_r: &Request| Response::hang());
+    let about_splunkd = |w: &[String]| -> Vec<String> {
+        w.iter()
+            .filter(|l| l.contains("splunkd"))
+            .cloned()
+            .collect()
+    };
+    // The same search with no splunkd URI (empty, as outside Splunk).
+    let nowhere = || Some(String::new());
+    site.run(&table, nowhere(), &[]);
+    let (_, base, _) = site.run(&table, nowhere(), &[]);
+    let (first, t1, w1) = site.run(&table, Some(hung.url()), &[]);
+    let asked = hung.count();
+    let (_, t2, w2) = site.run(&table, Some(hung.url()), &[]);
+    eprintln!(
+        "no splunkd {base:?}; hung splunkd: first {t1:?} ({asked} requests, WARN {:?}), next {t2:?} ({} requests, WARN {:?})",
+        about_splunkd(&w1),
+        hung.count() - asked,
+        about_splunkd(&w2)
+    );
+    let mut problems = Vec::new();
+    if first.merged.len() != table.rows.len() {
+        problems.push(format!(
+            "{} rows of {}",
+            first.merged.len(),
+            table.rows.len()
+        ));
+    }
+    if t1 > base + Duration::from_secs(8) {
+        problems.push(format!("first search {t1:?} > {base:?} + 8 s"));
+    }
+    if t2 > base + Duration::from_millis(1500) {
+        problems.push(format!("next search {t2:?} > {base:?} + 1.5 s"));
+    }
+    for (n, w) in [(1, &w1), (2, &w2)] {
+        let w = about_splunkd(w);
+        if w.is_empty() || w.len() > 2 {
+            problems.push(format!(
+                "search {n}: {} WARN about splunkd: {w:#?}",
+                w.len()
+            ));
+        }
+    }
+    if hung.count() != asked {
+        problems.push("the next search called splunkd again".into());
+    }
+    if site.circuit("splunkd").is_none() {
+        problems.push("no splunkd circuit recorded".into());
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }

@@ -477,7 +477,7 @@ fn engine(
         context.backfill = Some(crate::splunk::backfill::SplunkBackfill::new(
             client,
             setup.settings.backfill.clone(),
-            breaker,
+            std::sync::Arc::new(breaker),
         ));
     }
     Enricher::with_context(options.clone(), setup.settings, context)
