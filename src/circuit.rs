@@ -156,6 +156,10 @@ impl Breaker {
     /// [`Transition::Opened`] with the WARN text when this one opened the
     /// circuit.
     pub fn failure(&self, cause: &str, now: i64) -> (Transition, Option<String>) {
+        self.count(cause, now, false)
+    }
+
+    fn count(&self, cause: &str, now: i64, at_once: bool) -> (Transition, Option<String>) {
         let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
         if n < THRESHOLD || self.open.swap(true, Ordering::Relaxed) {
             return (Transition::None, None);
@@ -177,8 +181,13 @@ impl Breaker {
                 log::debug!("circuit {}: cannot store its state ({e})", self.name);
             }
         }
+        let after = if at_once {
+            String::new()
+        } else {
+            format!(" after {n} failures in a row")
+        };
         let text = format!(
-            "{}: unreachable ({}) after {n} failures in a row; skipped for the rest of this search and until {} (cool-down {})",
+            "{}: unreachable ({}){after}; skipped for the rest of this search and until {} (cool-down {})",
             self.name,
             record.cause,
             clock_time(record.open_until),
@@ -187,6 +196,17 @@ impl Breaker {
         *stored = Some(record);
         self.warned.store(true, Ordering::Relaxed);
         (Transition::Opened, Some(text))
+    }
+}
+
+impl Breaker {
+    /// A failure that opens the circuit at once, whatever the count: a
+    /// splunkd call that timed out or failed. Each splunkd call of a
+    /// search waits its whole budget on a wedged management port, so a
+    /// second and third proof would cost the search that much more.
+    pub fn trip(&self, cause: &str, now: i64) -> (Transition, Option<String>) {
+        self.failures.fetch_max(THRESHOLD - 1, Ordering::Relaxed);
+        self.count(cause, now, true)
     }
 }
 
@@ -279,6 +299,20 @@ mod tests {
             b.failure("x", now);
         }
         assert!(b.is_open());
+    }
+
+    #[test]
+    fn a_trip_opens_at_once_and_warns_once() {
+        let b = Breaker::new("splunkd", None, 0);
+        let (t, text) = b.trip("timed out", 0);
+        assert_eq!(t, Transition::Opened);
+        let text = text.unwrap();
+        assert!(
+            text.starts_with("splunkd: unreachable (timed out); skipped"),
+            "{text}"
+        );
+        assert!(b.is_open());
+        assert_eq!(b.trip("timed out", 0), (Transition::None, None));
     }
 
     #[test]

@@ -92,6 +92,15 @@ pub fn is_unreachable(e: &reqwest::Error) -> bool {
     e.is_connect()
 }
 
+/// What a provider's circuit counts: every transport failure but a
+/// timeout (a slow server is the lookup budget's business). A connection
+/// reset after the request or a body cut off is as broken as a refused
+/// connection, and a provider that does it to every hash would otherwise
+/// be asked again for each one.
+pub fn counts_against_circuit(e: &reqwest::Error) -> bool {
+    !e.is_timeout()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

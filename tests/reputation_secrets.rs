@@ -157,7 +157,9 @@ fn secrets_never_leave_the_engine() {
         "the API key was rejected (auth_key_required)",
         "the API key was rejected (http 401)",
         "http 500",
-        "still refused for quota",
+        // Four kinds of failure from one provider open its circuit (issue
+        // 21) before the 429 is retried: its WARN carries a cause too.
+        "virustotal: unreachable (",
         "unreadable reply",
     ] {
         assert!(

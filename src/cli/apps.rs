@@ -57,8 +57,7 @@ pub fn fetch(rest: &Rest) -> anyhow::Result<Vec<App>> {
 /// `apps`: prints the listing.
 pub fn run(rest: &Rest, format: OutFormat) -> anyhow::Result<()> {
     let apps = fetch(rest)?;
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut out = super::output::stdout();
     match format {
         OutFormat::Table => {
             let w = apps.iter().map(|a| a.name.len()).max().unwrap_or(4).max(4);

@@ -56,8 +56,7 @@ pub fn run(rows: usize, format: OutFormat, show: usize) -> anyhow::Result<()> {
         findings.add(&out, show)?;
     }
     enricher.finish();
-    let stdout = std::io::stdout();
-    let mut w = std::io::BufWriter::new(stdout.lock());
+    let mut w = super::output::stdout();
     let width = table::stdout_width();
     writeln!(
         w,

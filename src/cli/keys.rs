@@ -12,7 +12,7 @@
 use crate::reputation::keys::{Scrubber, KEYED_PROVIDERS, PROXY_USER, REALM};
 use crate::splunk::passwords::{self, Written};
 use crate::splunk::Client as Rest;
-use std::io::{IsTerminal, Read};
+use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
 
 /// A provider name that takes a key, or `proxy` for the proxy's password
@@ -47,6 +47,7 @@ pub fn prepare_set(provider: &str, key_file: Option<&Path>) -> anyhow::Result<(S
 
 /// `keys set` (after [`prepare_set`]).
 pub fn set(rest: &Rest, provider: &str, key: &str) -> anyhow::Result<()> {
+    let mut out = super::output::stdout();
     let scrub = Scrubber::new([key]);
     let kind = secret_kind(provider);
     let what = format!("storing the {provider} {kind}");
@@ -55,43 +56,48 @@ pub fn set(rest: &Rest, provider: &str, key: &str) -> anyhow::Result<()> {
         Ok(Written::Updated) => "updated",
         Err(e) => anyhow::bail!(scrub.scrub(&e.to_string())),
     };
-    println!(
+    writeln!(out,
         "{provider}: {kind} {outcome} in splunkd's credential store (app {REALM}, realm {REALM}) at {}",
         rest.base()
-    );
-    Ok(())
+    )?;
+    Ok(out.flush()?)
 }
 
 /// `keys list`: one line per provider of our realm, "set" or "not set".
 /// The secrets are not even read.
 pub fn list(rest: &Rest) -> anyhow::Result<()> {
+    let mut out = super::output::stdout();
     let users = passwords::users(rest, "listing the API keys")?;
-    println!("{:<15} {:<13} KEY", "PROVIDER", "REALM");
+    writeln!(out, "{:<15} {:<13} KEY", "PROVIDER", "REALM")?;
     for p in KEYED_PROVIDERS {
         let state = if users.iter().any(|u| u.eq_ignore_ascii_case(p)) {
             "set"
         } else {
             "not set"
         };
-        println!("{p:<15} {REALM:<13} {state}");
+        writeln!(out, "{p:<15} {REALM:<13} {state}")?;
     }
     let proxy = if users.iter().any(|u| u.eq_ignore_ascii_case(PROXY_USER)) {
         "set (proxy password)"
     } else {
         "not set (proxy password)"
     };
-    println!("{PROXY_USER:<15} {REALM:<13} {proxy}");
+    writeln!(out, "{PROXY_USER:<15} {REALM:<13} {proxy}")?;
     for u in users.iter().filter(|u| {
         !KEYED_PROVIDERS.iter().any(|p| u.eq_ignore_ascii_case(p))
             && !u.eq_ignore_ascii_case(PROXY_USER)
     }) {
-        println!("{u:<15} {REALM:<13} set (not a provider sysmonenrich uses)");
+        writeln!(
+            out,
+            "{u:<15} {REALM:<13} set (not a provider sysmonenrich uses)"
+        )?;
     }
-    Ok(())
+    Ok(out.flush()?)
 }
 
 /// `keys delete`.
 pub fn delete(rest: &Rest, provider: &str) -> anyhow::Result<()> {
+    let mut out = super::output::stdout();
     let user = provider.trim().to_ascii_lowercase();
     if user.is_empty() || user.contains(':') {
         anyhow::bail!("{provider:?} is not a provider name");
@@ -103,11 +109,12 @@ pub fn delete(rest: &Rest, provider: &str) -> anyhow::Result<()> {
             rest.base()
         );
     }
-    println!(
+    writeln!(
+        out,
         "{user}: {} deleted from splunkd's credential store",
         secret_kind(&user)
-    );
-    Ok(())
+    )?;
+    Ok(out.flush()?)
 }
 
 /// Reads the key: from `key_file`, else from the terminal without echo,

@@ -17,13 +17,18 @@
 //!
 //! Commands that talk to splunkd read `.splunkrc` (`splunkrc.rs`) and
 //! connect through `connect.rs` with the one splunkd client
-//! ([`crate::splunk::Client`]).
+//! ([`crate::splunk::Client`]). Every one writes to stdout through
+//! `output.rs` (a closed pipe ends the output quietly); `print!` and
+//! `println!` are refused here.
+
+#![deny(clippy::print_stdout)]
 
 mod apps;
 mod connect;
 mod demo;
 mod input;
 mod keys;
+mod output;
 mod print;
 mod progress;
 pub mod search;
@@ -410,7 +415,7 @@ pub fn main(argv: Vec<OsString>) -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if output::ended_by_closed_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("sysmonenrich: error: {e:#}");
             ExitCode::FAILURE
@@ -426,14 +431,6 @@ impl Connect {
     }
 }
 
-/// `| head` closing our stdout is not an error (ripgrep does the same).
-fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    })
-}
-
 fn options(list: &[String]) -> anyhow::Result<Options> {
     args::parse(list, &Options::default()).map_err(|problems| anyhow::anyhow!(problems.join("\n")))
 }
@@ -443,7 +440,7 @@ fn options(list: &[String]) -> anyhow::Result<Options> {
 /// `search --enrich` (splunkd results).
 struct EnrichRun {
     enricher: Enricher,
-    printer: print::Printer<std::io::BufWriter<std::io::StdoutLock<'static>>>,
+    printer: print::Printer<output::Stdout>,
     out: Vec<u8>,
 }
 
@@ -484,7 +481,7 @@ fn engine(
         context.backfill = Some(crate::enrich::backfill::SplunkBackfill::new(
             client,
             setup.settings.backfill.clone(),
-            breaker,
+            std::sync::Arc::new(breaker),
         ));
     }
     Enricher::with_context(options.clone(), setup.settings, context)
@@ -513,11 +510,7 @@ impl EnrichRun {
     ) -> EnrichRun {
         EnrichRun {
             enricher: engine(&options, backfill, sigma),
-            printer: print::Printer::new(
-                format,
-                std::io::BufWriter::new(std::io::stdout().lock()),
-                usize::MAX,
-            ),
+            printer: print::Printer::new(format, output::stdout(), usize::MAX),
             out: Vec::new(),
         }
     }

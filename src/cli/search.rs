@@ -204,8 +204,7 @@ pub fn body_of(rows: &[Map<String, Value>], order: &mut Vec<String>) -> Vec<u8> 
 
 /// Prints results without enrichment.
 fn print_plain(rows: &[Map<String, Value>], format: OutFormat) -> anyhow::Result<()> {
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut out = super::output::stdout();
     match format {
         OutFormat::Json => {
             for r in rows {

@@ -18,7 +18,7 @@ use crate::sigma::{
 };
 use anyhow::{bail, Context};
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
 
 /// Where installed rules live, relative to the app folder.
@@ -104,7 +104,9 @@ pub fn check(dirs: &[PathBuf]) -> anyhow::Result<()> {
         dirs.to_vec()
     };
     let report = RuleSet::load(&dirs, &Filter::default());
-    print!("{}", describe(&dirs, &report));
+    let mut out = super::output::stdout();
+    write!(out, "{}", describe(&dirs, &report))?;
+    out.flush()?;
     if report.rules.is_empty() {
         bail!("no rule loaded from {}", list(&dirs));
     }
@@ -345,26 +347,34 @@ pub fn install(source: &Path, app: Option<&Path>) -> anyhow::Result<()> {
     staging.keep();
     remove_legacy(&root);
     let kept = prune(&root, &name);
-    println!(
+    let mut out = super::output::stdout();
+    writeln!(
+        out,
         "installed {} files ({} KiB) from {} into {}",
         copied.files,
         copied.bytes / 1024,
         source.display(),
         set.display()
-    );
+    )?;
     for r in &refused {
-        println!("not copied: {}: {}", r.path.display(), r.reason);
+        writeln!(out, "not copied: {}: {}", r.path.display(), r.reason)?;
     }
     for k in kept {
-        println!("previous set {k} kept: a search is reading it (a later install removes it)");
+        writeln!(
+            out,
+            "previous set {k} kept: a search is reading it (a later install removes it)"
+        )?;
     }
     if copied.licences.is_empty() {
-        println!("licence: none found in the release (SigmaHQ's rules are under DRL 1.1)");
+        writeln!(
+            out,
+            "licence: none found in the release (SigmaHQ's rules are under DRL 1.1)"
+        )?;
     } else {
-        println!("licence: {}", list(&copied.licences));
+        writeln!(out, "licence: {}", list(&copied.licences))?;
     }
-    print!("{}", describe(&[root], &report));
-    Ok(())
+    write!(out, "{}", describe(&[root], &report))?;
+    Ok(out.flush()?)
 }
 
 /// One install at a time per app: the lock dies with its process, so a

@@ -17,6 +17,7 @@
 use crate::config::paths::Paths;
 use crate::config::settings::Settings;
 use crate::state::{PurgeTarget, StateOptions, StateStore};
+use std::io::Write;
 use std::path::Path;
 
 /// What to do.
@@ -41,6 +42,14 @@ pub enum Action {
 
 /// Runs `state`.
 pub fn run(db: Option<&Path>, action: Action) -> anyhow::Result<()> {
+    let mut out = super::output::stdout();
+    let done = run_to(&mut out, db, action);
+    let flushed = out.flush();
+    done?;
+    Ok(flushed?)
+}
+
+fn run_to(out: &mut impl Write, db: Option<&Path>, action: Action) -> anyhow::Result<()> {
     let paths = Paths::for_person();
     let (settings, loaded) = Settings::load(paths.app_dir.as_deref());
     for w in &loaded.warnings {
@@ -54,10 +63,11 @@ pub fn run(db: Option<&Path>, action: Action) -> anyhow::Result<()> {
     };
     if !path.exists() {
         // Opening would create it; looking must not.
-        println!(
+        writeln!(
+            out,
             "no state database at {} yet: searches create it when they first need it",
             path.display()
-        );
+        )?;
         return Ok(());
     }
     let store = StateStore::open(
@@ -68,7 +78,7 @@ pub fn run(db: Option<&Path>, action: Action) -> anyhow::Result<()> {
     )
     .map_err(|e| anyhow::anyhow!("{e}{}", advice(&e)))?;
     match action {
-        Action::Stats => stats(&store, &settings),
+        Action::Stats => stats(out, &store, &settings),
         Action::Purge {
             what,
             vacuum,
@@ -88,11 +98,12 @@ pub fn run(db: Option<&Path>, action: Action) -> anyhow::Result<()> {
                 .flatten()
                 .collect::<Vec<_>>()
                 .join(", ");
-                println!(
+                writeln!(
+                    out,
                     "purged {n} process{} written by {who} from {}",
                     if n == 1 { "" } else { "es" },
                     path.display()
-                );
+                )?;
                 return Ok(());
             }
             if matches!(what, PurgeTarget::Quota | PurgeTarget::All) {
@@ -101,17 +112,18 @@ pub fn run(db: Option<&Path>, action: Action) -> anyhow::Result<()> {
                 );
             }
             let n = store.purge(what)?;
-            println!(
+            writeln!(
+                out,
                 "purged {n} row{} ({}) from {}",
                 if n == 1 { "" } else { "s" },
                 target_name(what),
                 path.display()
-            );
+            )?;
             if vacuum {
                 let before = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
                 store.vacuum()?;
                 let after = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-                println!("vacuumed: {} → {}", size(before), size(after));
+                writeln!(out, "vacuumed: {} → {}", size(before), size(after))?;
             }
             Ok(())
         }
@@ -119,7 +131,7 @@ pub fn run(db: Option<&Path>, action: Action) -> anyhow::Result<()> {
             store
                 .check_integrity()
                 .map_err(|e| anyhow::anyhow!("{e}{}", advice(&e)))?;
-            println!("{}: ok (integrity check passed)", path.display());
+            writeln!(out, "{}: ok (integrity check passed)", path.display())?;
             Ok(())
         }
     }
@@ -162,40 +174,43 @@ fn size(bytes: u64) -> String {
     }
 }
 
-fn stats(store: &StateStore, settings: &Settings) -> anyhow::Result<()> {
+fn stats(out: &mut impl Write, store: &StateStore, settings: &Settings) -> anyhow::Result<()> {
     let s = store.stats()?;
     let by_reason = store.pending_counts_by_reason()?;
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
-    println!("database       {}", s.path.display());
-    println!("schema         version {}", s.schema_version);
-    println!(
+    writeln!(out, "database       {}", s.path.display())?;
+    writeln!(out, "schema         version {}", s.schema_version)?;
+    writeln!(
+        out,
         "file size      {} (WAL {}; {} free page{} of {} bytes)",
         size(s.file_bytes),
         size(s.wal_bytes),
         s.free_pages,
         if s.free_pages == 1 { "" } else { "s" },
         s.page_size
-    );
-    println!("processes      {}", s.processes);
-    println!(
+    )?;
+    writeln!(out, "processes      {}", s.processes)?;
+    writeln!(
+        out,
         "conflicts      {} (creations that contradicted a stored process; see the log)",
         s.process_conflicts
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "cache entries  {} (expired ones included until purged)",
         s.cache_entries
-    );
+    )?;
     let reasons = by_reason
         .iter()
         .map(|(r, n)| format!("{r}: {n}"))
         .collect::<Vec<_>>()
         .join(", ");
     if reasons.is_empty() {
-        println!("pending        {}", s.pending);
+        writeln!(out, "pending        {}", s.pending)?;
     } else {
-        println!("pending        {} ({reasons})", s.pending);
+        writeln!(out, "pending        {} ({reasons})", s.pending)?;
     }
     let r = &settings.reputation;
     for (name, p) in [
@@ -214,24 +229,28 @@ fn stats(store: &StateStore, settings: &Settings) -> anyhow::Result<()> {
                 format!("limit {n}/{unit}")
             }
         };
-        println!(
+        writeln!(out,
             "quota          {name}: {minute} request{} in the last minute ({}), {today} today UTC ({})",
             if minute == 1 { "" } else { "s" },
             limit(p.per_minute, "min"),
             limit(p.per_day, "day"),
-        );
+        )?;
     }
-    println!(
+    writeln!(
+        out,
         "quota ledger   {} recorded requests (kept two days)",
         s.quota_events
-    );
+    )?;
     let now = now_ms / 1000;
     let circuits = store.circuits()?;
     if circuits.is_empty() {
-        println!("circuits       none (every provider and splunkd reachable when last tried)");
+        writeln!(
+            out,
+            "circuits       none (every provider and splunkd reachable when last tried)"
+        )?;
     }
     for c in circuits {
-        println!("circuit        {}", circuit_line(&c, now));
+        writeln!(out, "circuit        {}", circuit_line(&c, now))?;
     }
     Ok(())
 }

@@ -53,6 +53,11 @@ pub struct TreeArgs {
 const CMD_WIDTH: usize = 120;
 /// Longest ancestor chain followed (cycles are cut before).
 const MAX_ANCESTORS: usize = 1024;
+/// Most lines one tree draws (ancestors, the process, descendants): more
+/// is no use at a terminal, and a line's indent grows with its depth, so
+/// a deep chain drawn whole would be quadratic in bytes. A last line says
+/// how many descendants were left out.
+const MAX_LINES: usize = 5_000;
 
 /// One process as the input tells it.
 #[derive(Debug, Clone, Default)]
@@ -306,8 +311,7 @@ pub fn run(args: &TreeArgs) -> anyhow::Result<()> {
             input::Format::Evtx => input::evtx_batches(file, 50_000, &mut add)?,
         }
     }
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut out = super::output::stdout();
     draw(&procs, target, &rules, args, &mut out)?;
     out.flush()?;
     Ok(())
@@ -333,8 +337,13 @@ fn draw(
     let mut ancestors = Vec::new();
     let mut seen = HashSet::from([target]);
     let mut cur = own.parent.filter(|_| own.created);
+    let mut ancestors_cut = false;
     while let Some(p) = cur.filter(|p| !p.is_zero()) {
-        if !seen.insert(p) || ancestors.len() >= MAX_ANCESTORS {
+        if !seen.insert(p) {
+            break;
+        }
+        if ancestors.len() >= MAX_ANCESTORS {
+            ancestors_cut = true;
             break;
         }
         ancestors.push(p);
@@ -363,6 +372,9 @@ fn draw(
             }
         }
     }
+    // What fits under the cap (the ancestors and the process come first).
+    let room = MAX_LINES.saturating_sub(ancestors.len() + 1);
+    let drawn = below.len().min(room);
 
     let flags = rule_flags(
         procs,
@@ -370,7 +382,7 @@ fn draw(
         ancestors
             .iter()
             .chain([&target])
-            .chain(below.iter().map(|(g, _)| g)),
+            .chain(below[..drawn].iter().map(|(g, _)| g)),
     );
 
     let host = if own.host.is_empty() {
@@ -386,55 +398,80 @@ fn draw(
         below.len(),
         if below.len() == 1 { "" } else { "s" },
     )?;
-    let label = |g: ProcessGuid| label(procs, g, flags.get(&g), args.full);
-    for (i, &a) in ancestors.iter().enumerate() {
-        let prefix = if i == 0 {
-            String::new()
-        } else {
-            format!("{}└─ ", "   ".repeat(i - 1))
-        };
-        writeln!(out, "{prefix}{}", label(a))?;
+    if ancestors_cut {
+        writeln!(
+            out,
+            "(older ancestors not shown: the chain goes on above the {MAX_ANCESTORS} nearest)"
+        )?;
     }
-    let n = ancestors.len();
-    let prefix = if n == 0 {
-        String::new()
-    } else {
-        format!("{}└─ ", "   ".repeat(n - 1))
-    };
-    writeln!(out, "{prefix}▶ {}", label(target))?;
-
-    // Tree lines for the descendants: a sibling follows at the same depth
-    // before the parent's subtree ends, so `│` continues down to it.
-    let base = "   ".repeat(n);
-    for (i, &(g, d)) in below.iter().enumerate() {
-        let last_at = |depth: usize, from: usize| -> bool {
-            // No later entry at `depth` before one shallower than it.
-            below[from..]
-                .iter()
-                .take_while(|(_, dd)| *dd >= depth)
-                .all(|(_, dd)| *dd != depth)
-        };
-        let mut prefix = base.clone();
-        for level in 1..d {
-            prefix.push_str(if last_at(level, i + 1) {
-                "   "
-            } else {
-                "│  "
-            });
-        }
-        prefix.push_str(if last_at(d, i + 1) {
-            "└─ "
+    let label = |g: ProcessGuid| label(procs, g, flags.get(&g), args.full);
+    let mut indent = String::new();
+    for (i, &a) in ancestors.iter().enumerate() {
+        if i == 0 {
+            writeln!(out, "{}", label(a))?;
         } else {
-            "├─ "
-        });
-        let mut line = format!("{prefix}{}", label(g));
+            writeln!(out, "{indent}└─ {}", label(a))?;
+            indent.push_str("   ");
+        }
+    }
+    if ancestors.is_empty() {
+        writeln!(out, "▶ {}", label(target))?;
+    } else {
+        writeln!(out, "{indent}└─ ▶ {}", label(target))?;
+        indent.push_str("   ");
+    }
+
+    // Tree lines for the descendants: `│` continues down a level while that
+    // level's entry has a later sibling. Whether it has one is known once,
+    // before drawing (a per-line look-ahead made deep trees cubic), and the
+    // prefix of each line grows from its parent's, so the work is the size
+    // of what is drawn.
+    let last = last_siblings(&below);
+    // `indent` plus one piece per level: the prefix of a line at depth `d`
+    // is `prefix[..ends[d - 1]]`.
+    let mut prefix = indent;
+    let mut ends = vec![prefix.len()];
+    for (i, &(g, d)) in below[..drawn].iter().enumerate() {
+        ends.truncate(d);
+        prefix.truncate(ends[d - 1]);
+        let mut line = format!(
+            "{prefix}{}{}",
+            if last[i] { "└─ " } else { "├─ " },
+            label(g)
+        );
+        prefix.push_str(if last[i] { "   " } else { "│  " });
+        ends.push(prefix.len());
         let hidden = children.get(&g).map_or(0, Vec::len);
         if hidden > 0 && args.depth.is_some_and(|max| d >= max) {
             line.push_str(&format!(" (+{hidden} children below --depth)"));
         }
         writeln!(out, "{line}")?;
     }
+    if drawn < below.len() {
+        writeln!(
+            out,
+            "… {} more descendant{} not drawn (a tree stops at {MAX_LINES} lines; \
+             --depth N or a process further down shows the rest)",
+            below.len() - drawn,
+            if below.len() - drawn == 1 { "" } else { "s" },
+        )?;
+    }
     Ok(())
+}
+
+/// For each entry of a pre-order walk (`(process, depth)`), whether it is
+/// the last child of its parent: no later entry at its depth before one
+/// shallower. One pass from the end, remembering per depth whether an
+/// entry was seen since the last shallower one.
+fn last_siblings(below: &[(ProcessGuid, usize)]) -> Vec<bool> {
+    let mut last = vec![false; below.len()];
+    let mut later: Vec<bool> = Vec::new();
+    for (i, &(_, d)) in below.iter().enumerate().rev() {
+        later.resize(d + 1, false);
+        last[i] = !later[d];
+        later[d] = true;
+    }
+    last
 }
 
 /// Rule names each shown process matches, from the lineage engine over
@@ -449,7 +486,10 @@ fn rule_flags<'a>(
         capacity: created.max(1000) + 16,
         // Every process is in `procs` already: a copy needs no budget.
         memory_bytes: usize::MAX,
-        max_depth: crate::lineage::MAX_MAX_DEPTH,
+        // As deep as a search looks by default, so the flags are the ones
+        // `lineage_flags` shows; deeper would make each walk (and its
+        // cycle check) cost more on a deep chain, for flags no search shows.
+        max_depth: crate::config::options::Options::default().max_depth,
     });
     for (&g, n) in procs.nodes.iter().filter(|(_, n)| n.created) {
         let mut info = ProcessInfo::new(g);
@@ -631,6 +671,50 @@ mod tests {
             "{t}"
         );
         assert_eq!(lines.len(), 8, "{t}");
+    }
+
+    #[test]
+    fn a_bar_runs_down_to_a_later_sibling() {
+        // From winword: cmd (3) has whoami and powershell > conhost; a
+        // second child of winword after cmd keeps `│` beside cmd's subtree.
+        let mut p = Processes::default();
+        let mut b = body();
+        b.extend_from_slice(
+            format!(
+                "1,{},{},C:\\Windows\\notepad.exe,C:\\Office\\WINWORD.EXE,notepad,7,30\n",
+                "{00000000-0000-0000-0000-000000000007}", G[1]
+            )
+            .as_bytes(),
+        );
+        p.add_body(&b, &FieldNames::default()).unwrap();
+        let args = TreeArgs {
+            guid: G[1].into(),
+            files: vec![],
+            full: false,
+            depth: None,
+            rules: None,
+            sigma: vec![],
+        };
+        let mut out = Vec::new();
+        let g = ProcessGuid::parse(G[1].as_bytes()).unwrap();
+        draw(&p, g, &Rules::builtin().unwrap(), &args, &mut out).unwrap();
+        let t = String::from_utf8(out).unwrap();
+        let shape: Vec<String> = t
+            .lines()
+            .skip(4)
+            .map(|l| l.split(" (pid").next().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                "   ├─ cmd.exe",
+                "   │  ├─ whoami.exe",
+                "   │  └─ powershell.exe",
+                "   │     └─ conhost.exe",
+                "   └─ notepad.exe",
+            ],
+            "{t}"
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! read getinfo ─► parse args ─► reply {type: stateful, required_fields}
+//!      └─ then what calls splunkd (keys, cluster size, backfill)
 //!      └─ bad args: reply with ERROR messages + finished, exit 1
 //! loop: read execute ─► enrich ─► reply {finished: <echo>} + rows
 //!      └─ any failure once a request arrived: error reply, exit 1
@@ -58,10 +59,12 @@ pub fn serve<R: BufRead, W: Write>(input: R, output: W, config: &Setup) -> Outco
         Ok(o) => o,
         Err(problems) => return refuse(&mut channel, &problems),
     };
-    let (context, mut warnings) = session::context(config, &options, &searchinfo);
+    // Only what this host has before the reply: getinfo never waits on
+    // splunkd (its fields depend on the options and rules alone).
+    let (context, mut warnings) = session::local_context(config, &options, &searchinfo);
     warnings.extend(config.warnings.iter().cloned());
     let state = context.state.clone();
-    let mut enricher = Enricher::with_context(options, config.settings.clone(), context);
+    let mut enricher = Enricher::with_context(options.clone(), config.settings.clone(), context);
     let reply = GetInfoReply {
         kind: CommandType::Stateful,
         required_fields: enricher.required_fields(),
@@ -73,6 +76,9 @@ pub fn serve<R: BufRead, W: Write>(input: R, output: W, config: &Setup) -> Outco
         log::error!("{e}");
         return Outcome::Failed;
     }
+    // splunkd waits for the first chunk's reply now, not for getinfo's.
+    let connected = session::connect(config, &options, &searchinfo, state.clone(), &mut warnings);
+    enricher.attach(connected.reputation, connected.backfill);
     let outcome = execute_loop(&mut channel, &mut enricher, &searchinfo, warnings);
     enricher.finish();
     if let Some(state) = state.filter(|_| enricher.maintenance_due()) {

@@ -51,7 +51,7 @@ pub struct SplunkBackfill {
     notice: Option<String>,
     found: u64,
     /// Open once splunkd proved unreachable (here or in an earlier search).
-    breaker: Breaker,
+    breaker: Arc<Breaker>,
     sigma: Option<SigmaOnFound>,
 }
 
@@ -60,7 +60,11 @@ const MAX_FAILURES: u32 = 3;
 
 impl SplunkBackfill {
     /// A backfill for one search run.
-    pub fn new(client: Client, settings: BackfillSettings, breaker: Breaker) -> SplunkBackfill {
+    pub fn new(
+        client: Client,
+        settings: BackfillSettings,
+        breaker: Arc<Breaker>,
+    ) -> SplunkBackfill {
         SplunkBackfill {
             client,
             settings,
@@ -207,7 +211,10 @@ impl AncestorSource for SplunkBackfill {
                     log::debug!("backfill: {e}");
                     return Ok(out);
                 }
-                Err(SplunkError::Timeout { .. }) => {
+                Err(e @ SplunkError::Timeout { .. }) => {
+                    // splunkd's one circuit: the search's other calls and
+                    // the next searches skip a splunkd that hung.
+                    self.breaker.trip(&e.brief(), crate::circuit::now_secs());
                     self.exhausted = true;
                     self.disabled = true;
                     return Err(SourceError::new(format!(

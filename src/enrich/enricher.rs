@@ -213,6 +213,16 @@ impl Enricher {
         out
     }
 
+    /// Adds what calls splunkd, built after the getinfo reply (see
+    /// `command::serve`); as [`Enricher::with_context`] would have.
+    pub fn attach(&mut self, reputation: Option<Service>, backfill: Option<SplunkBackfill>) {
+        self.reputation = reputation.filter(|_| self.options.reputation);
+        self.backfill = backfill.filter(|_| self.options.backfill);
+        if let (Some(b), Some(s)) = (self.backfill.as_mut(), self.sigma.as_ref()) {
+            b.evaluate_sigma(Arc::clone(s.rules()));
+        }
+    }
+
     /// Counters so far.
     pub fn stats(&self) -> &Stats {
         &self.stats

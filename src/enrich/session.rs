@@ -55,7 +55,19 @@ impl Setup {
 }
 
 /// Opens what the search needs; returns it with warnings for the user.
+/// The CLI's way: [`local_context`] then [`connect`] at once.
 pub fn context(config: &Setup, options: &Options, si: &SearchInfo) -> (Context, Vec<String>) {
+    let (mut ctx, mut warnings) = local_context(config, options, si);
+    let connected = connect(config, options, si, ctx.state.clone(), &mut warnings);
+    ctx.reputation = connected.reputation;
+    ctx.backfill = connected.backfill;
+    (ctx, warnings)
+}
+
+/// What the search needs from this host only (state store, Sigma and
+/// lineage rules): all the getinfo reply depends on, and nothing that can
+/// wait on splunkd.
+pub fn local_context(config: &Setup, options: &Options, si: &SearchInfo) -> (Context, Vec<String>) {
     let mut warnings = Vec::new();
     let mut ctx = Context {
         origin: Writer {
@@ -81,52 +93,87 @@ pub fn context(config: &Setup, options: &Options, si: &SearchInfo) -> (Context, 
             }
         }
     }
-    if options.reputation {
-        ctx.reputation = reputation(config, options, si, ctx.state.clone(), &mut warnings);
-    }
     if options.sigma {
         ctx.sigma = sigma_rules(config, options, &mut warnings);
     }
     if options.lineage {
         ctx.rules = Some(rules(config, &mut warnings));
-        if options.backfill && !si.splunkd_uri.is_empty() && !si.session_key.is_empty() {
-            let target = Target {
-                namespace: namespace(
-                    Some(or(&si.username, "nobody")),
-                    Some(or(&si.app, "search")),
-                ),
-                insecure_loopback: config.settings.splunkd_insecure_loopback,
-                ..Target::new(&si.splunkd_uri)
-            };
-            match Client::new(&target) {
-                Ok(client) => {
-                    let ledger = ctx
-                        .state
-                        .clone()
-                        .map(|s| s as Arc<dyn crate::circuit::CircuitLedger>);
-                    let breaker = Breaker::new("splunkd", ledger, crate::circuit::now_secs());
-                    match breaker.take_skip_warning() {
-                        // Known unreachable: this search runs as with
-                        // `backfill=false`, at no cost, after one WARN.
-                        Some(text) => {
-                            let text = format!("sysmonenrich: backfill: {text}");
-                            log::warn!("{text}");
-                            warnings.push(text);
-                        }
-                        None => {
-                            ctx.backfill = Some(SplunkBackfill::new(
-                                client.with_session_key(&si.session_key),
-                                config.settings.backfill.clone(),
-                                breaker,
-                            ))
-                        }
-                    }
-                }
-                Err(e) => warnings.push(format!("sysmonenrich: backfill disabled: {e}")),
-            }
-        }
     }
     (ctx, warnings)
+}
+
+/// The parts of a search that may call splunkd.
+#[derive(Default)]
+pub struct Connected {
+    /// Reputation, with the API keys from splunkd's credential store.
+    pub reputation: Option<Service>,
+    /// Backfill of missing ancestors through splunkd's export.
+    pub backfill: Option<SplunkBackfill>,
+}
+
+/// Builds what calls splunkd (the command does it after the getinfo
+/// reply, so that reply never waits on splunkd). Every call shares one
+/// `splunkd` circuit kept in the state database with a short budget
+/// ([`crate::splunk::client::SEARCH_CALL_BUDGET`]): the first call that
+/// times out or fails opens it, the search's other calls and the next
+/// searches skip splunkd at once, and the search gets one WARN naming
+/// splunkd and the cause.
+pub fn connect(
+    config: &Setup,
+    options: &Options,
+    si: &SearchInfo,
+    state: Option<Arc<StateStore>>,
+    warnings: &mut Vec<String>,
+) -> Connected {
+    let with_splunkd = !si.splunkd_uri.is_empty() && !si.session_key.is_empty();
+    let ledger = state
+        .clone()
+        .map(|s| s as Arc<dyn crate::circuit::CircuitLedger>);
+    let splunkd = Arc::new(Breaker::new("splunkd", ledger, crate::circuit::now_secs()));
+    if with_splunkd && (options.reputation || (options.lineage && options.backfill)) {
+        if let Some(text) = splunkd.take_skip_warning() {
+            // Known unreachable: no API keys from it, no cluster size, no
+            // backfill this search, at no cost.
+            let text = format!("sysmonenrich: {text}");
+            log::warn!("{text}");
+            warnings.push(text);
+        }
+    }
+    let mut connected = Connected::default();
+    if options.reputation {
+        connected.reputation = reputation(config, options, si, state, &splunkd, warnings);
+    }
+    if options.lineage && options.backfill && with_splunkd && !splunkd.is_open() {
+        let target = Target {
+            namespace: namespace(
+                Some(or(&si.username, "nobody")),
+                Some(or(&si.app, "search")),
+            ),
+            insecure_loopback: config.settings.splunkd_insecure_loopback,
+            connect_timeout: crate::splunk::client::SEARCH_CONNECT_BUDGET,
+            ..Target::new(&si.splunkd_uri)
+        };
+        match Client::new(&target) {
+            Ok(client) => {
+                connected.backfill = Some(SplunkBackfill::new(
+                    client.with_session_key(&si.session_key),
+                    config.settings.backfill.clone(),
+                    splunkd,
+                ))
+            }
+            Err(e) => warnings.push(format!("sysmonenrich: backfill disabled: {e}")),
+        }
+    }
+    connected
+}
+
+/// Logs and keeps the WARN of a splunkd call that opened the circuit.
+fn splunkd_warning(text: Option<String>, warnings: &mut Vec<String>) {
+    if let Some(text) = text {
+        let text = format!("sysmonenrich: {text}");
+        log::warn!("{text}");
+        warnings.push(text);
+    }
 }
 
 /// `s`, or `default` when it is empty.
@@ -144,6 +191,7 @@ pub fn reputation(
     options: &Options,
     si: &SearchInfo,
     state: Option<Arc<StateStore>>,
+    splunkd: &Breaker,
     warnings: &mut Vec<String>,
 ) -> Option<Service> {
     let store: Arc<dyn ReputationStore> = match state.clone() {
@@ -159,7 +207,15 @@ pub fn reputation(
         }
     };
     let mut settings = config.settings.reputation.clone();
-    share_quotas(&mut settings, config, options, si, state.as_deref());
+    share_quotas(
+        &mut settings,
+        config,
+        options,
+        si,
+        state.as_deref(),
+        splunkd,
+        warnings,
+    );
     if settings.local_list.is_none() {
         settings.local_list = config
             .paths
@@ -186,15 +242,15 @@ pub fn reputation(
         Ok(mut svc) => {
             if !si.splunkd_uri.is_empty() && !si.session_key.is_empty() {
                 // Its warning comes back through `Service::warnings`.
-                match splunkd_open_until(state.as_deref()) {
-                    Some(until) => {
-                        let _ = svc.splunkd_unreachable(&format!(
-                            "splunkd is unreachable (circuit open until {until})"
-                        ));
-                    }
-                    None => {
-                        let _ = svc.load_splunkd_keys(&si.splunkd_uri, &si.session_key);
-                    }
+                if splunkd.is_open() {
+                    let until = splunkd_open_until(state.as_deref())
+                        .map(|t| format!(" (circuit open until {t})"))
+                        .unwrap_or_default();
+                    let _ = svc.splunkd_unreachable(&format!("splunkd is unreachable{until}"));
+                } else {
+                    let (_, opened) =
+                        svc.load_splunkd_keys_counted(&si.splunkd_uri, &si.session_key, splunkd);
+                    splunkd_warning(opened, warnings);
                 }
             }
             Some(svc)
@@ -216,6 +272,8 @@ fn share_quotas(
     options: &Options,
     si: &SearchInfo,
     state: Option<&StateStore>,
+    splunkd: &Breaker,
+    warnings: &mut Vec<String>,
 ) {
     let used = |name: &str| {
         options
@@ -237,16 +295,20 @@ fn share_quotas(
     let members = if needs_count
         && !si.splunkd_uri.is_empty()
         && !si.session_key.is_empty()
-        && splunkd_open_until(state).is_none()
+        && !splunkd.is_open()
     {
-        let timeout = settings.request_timeout;
+        let (call_timeout, connect_timeout) =
+            crate::splunk::client::search_budgets(settings.request_timeout);
         let target = Target {
             insecure_loopback: config.settings.splunkd_insecure_loopback,
-            call_timeout: timeout,
-            connect_timeout: timeout.min(std::time::Duration::from_secs(5)),
+            call_timeout,
+            connect_timeout,
             ..Target::new(&si.splunkd_uri)
         };
-        crate::splunk::info::search_heads_cached(&target, &si.session_key, state)
+        let (n, opened) =
+            crate::splunk::info::search_heads_cached(&target, &si.session_key, state, splunkd);
+        splunkd_warning(opened, warnings);
+        n
     } else {
         1
     };

@@ -25,7 +25,7 @@ use super::retry::{Backoff, RetryExt};
 use super::settings::Settings;
 use super::verdict::{Failure, Outcome, PendingReason};
 use crate::circuit::Breaker;
-use crate::http::is_unreachable;
+use crate::http::{counts_against_circuit, is_unreachable};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::time::Instant;
@@ -51,6 +51,44 @@ pub(crate) struct Slot {
     pub(crate) refused: Mutex<Option<Failure>>,
     /// Open once the provider proved unreachable.
     pub(crate) breaker: Breaker,
+    /// Lookups that ended in an error this search, for its one WARN.
+    pub(crate) failures: Failures,
+}
+
+/// The failed lookups of one provider in one search: counted per hash at
+/// DEBUG, told once (a provider answering 500 to every hash used to write
+/// a WARN per hash: a hundred lines per search saying one thing).
+#[derive(Default)]
+pub(crate) struct Failures {
+    count: AtomicU64,
+    first: Mutex<Option<String>>,
+}
+
+impl Failures {
+    fn note(&self, cause: &str) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let mut first = self.first.lock().unwrap_or_else(|e| e.into_inner());
+        if first.is_none() {
+            *first = Some(cause.chars().take(200).collect());
+        }
+    }
+
+    /// The one WARN for `provider`, when any lookup failed (once: the
+    /// count is taken).
+    pub(crate) fn take_warning(&self, provider: &str) -> Option<String> {
+        let n = self.count.swap(0, Ordering::Relaxed);
+        let cause = self
+            .first
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()?;
+        (n > 0).then(|| {
+            format!(
+                "{provider}: {n} lookup{} failed this search (first: {cause}); those files are marked error",
+                if n == 1 { "" } else { "s" }
+            )
+        })
+    }
 }
 
 impl Slot {
@@ -205,22 +243,38 @@ async fn attempt(inner: &Inner, slot: &Slot, key: Option<&ApiKey>, hash: &Lookup
     };
     match reply {
         Ok(reply) => {
-            slot.breaker.success();
+            let outcome = slot.provider.interpret(hash, &reply);
+            // A 5xx or a body that makes no sense says as little as no
+            // answer: it counts toward the circuit like a refused
+            // connection. Any other answer closes it.
+            let broken = if reply.status >= 500 {
+                Some(format!("http {}", reply.status))
+            } else if let Outcome::Failed(Failure::Error(text)) = &outcome {
+                Some(inner.scrub(text))
+            } else {
+                None
+            };
+            match broken {
+                Some(cause) => count_failure(inner, slot, &cause),
+                None => slot.breaker.success(),
+            }
             Attempt {
                 transient: reply.should_retry(),
-                outcome: slot.provider.interpret(hash, &reply),
+                outcome,
                 retry_after: reply.retry_after,
             }
         }
-        Err(e) if is_unreachable(&e) => {
+        Err(e) if counts_against_circuit(&e) => {
             let cause = inner.scrub(&describe_error(&e));
-            let (_, opened) = slot.breaker.failure(&cause, inner.clock.now_secs());
-            if let Some(text) = opened {
-                log::warn!("{text}");
-            }
+            count_failure(inner, slot, &cause);
             Attempt {
-                outcome: Outcome::Failed(Failure::Pending(PendingReason::Unreachable)),
-                transient: false,
+                outcome: if is_unreachable(&e) {
+                    Outcome::Failed(Failure::Pending(PendingReason::Unreachable))
+                } else {
+                    // Reset after the request, or a body cut off.
+                    Outcome::Failed(Failure::Error(cause))
+                },
+                transient: !is_unreachable(&e) && e.should_retry(),
                 retry_after: None,
             }
         }
@@ -233,6 +287,15 @@ async fn attempt(inner: &Inner, slot: &Slot, key: Option<&ApiKey>, hash: &Lookup
             transient: e.should_retry(),
             retry_after: None,
         },
+    }
+}
+
+/// One failure toward the provider's circuit; the WARN when it opens is
+/// the only one about the circuit this search.
+fn count_failure(inner: &Inner, slot: &Slot, cause: &str) {
+    let (_, opened) = slot.breaker.failure(cause, inner.clock.now_secs());
+    if let Some(text) = opened {
+        log::warn!("{text}");
     }
 }
 
@@ -260,10 +323,12 @@ fn settle(inner: &Inner, slot: &Slot, hash: &LookupKey, outcome: &Outcome, attem
         Outcome::Failed(Failure::Pending(PendingReason::Unreachable)) => {
             log::debug!("{name} {hash}: unreachable")
         }
-        Outcome::Failed(f) => log::warn!(
-            "{name} {hash}: {} (after {attempts} attempts)",
-            inner.scrub(&f.describe(name))
-        ),
+        // Per hash is detail; the provider's one WARN counts them.
+        Outcome::Failed(f) => {
+            let cause = inner.scrub(&f.describe(name));
+            log::debug!("{name} {hash}: {cause} (after {attempts} attempts)");
+            slot.failures.note(&cause);
+        }
         _ => log::debug!("{name} {hash}: {}", brief(outcome, name)),
     }
 }

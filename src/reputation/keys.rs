@@ -185,10 +185,26 @@ list_storage_passwords capability; key-less providers still run";
 
 /// Reads our keys from splunkd. `Err` is a warning for the user (the
 /// search goes on with the key-less providers).
+/// The keys and the proxy's password, or the warning.
+pub(crate) type Fetched = Result<(ApiKeys, Option<Secret>), String>;
+
+/// Also returns the WARN text when this call opened splunkd's circuit.
 pub(crate) fn fetch_from_splunkd(
     target: &Target,
     session_key: &Secret,
-) -> Result<(ApiKeys, Option<Secret>), String> {
+    splunkd: &crate::circuit::Breaker,
+) -> (Fetched, Option<String>) {
+    let mut opened = None;
+    let fetched = fetch(target, session_key, splunkd, &mut opened);
+    (fetched, opened)
+}
+
+fn fetch(
+    target: &Target,
+    session_key: &Secret,
+    splunkd: &crate::circuit::Breaker,
+    opened: &mut Option<String>,
+) -> Fetched {
     const STILL_RUN: &str = "key-less providers still run";
     if session_key.is_empty() {
         return Err(format!(
@@ -198,7 +214,9 @@ pub(crate) fn fetch_from_splunkd(
     let client = Client::new(target)
         .map_err(|e| format!("cannot read API keys: {}; {STILL_RUN}", e.brief()))?
         .with_session_key(session_key);
-    match passwords::read(&client, "reading the API keys") {
+    let read = passwords::read(&client, "reading the API keys");
+    *opened = crate::splunk::client::count_on(splunkd, &read);
+    match read {
         Ok(pairs) => {
             let proxy = pairs
                 .iter()

@@ -188,6 +188,7 @@ impl ServiceBuilder {
                 key_allowed,
                 refused: Mutex::new(None),
                 breaker,
+                failures: Default::default(),
             });
         }
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -360,25 +361,41 @@ impl Service {
     /// Returns a warning for the user when that is not possible (the
     /// key-less providers still run). Call once, before the first chunk.
     pub fn load_splunkd_keys(&mut self, splunkd_uri: &str, session_key: &Secret) -> Option<String> {
+        let splunkd = crate::circuit::Breaker::new("splunkd", None, 0);
+        self.load_splunkd_keys_counted(splunkd_uri, session_key, &splunkd)
+            .0
+    }
+
+    /// [`Service::load_splunkd_keys`] as a search does it: within the
+    /// short budget of a search's splunkd call, counted against splunkd's
+    /// circuit. Returns the warning, and the WARN text when this call
+    /// opened the circuit.
+    pub fn load_splunkd_keys_counted(
+        &mut self,
+        splunkd_uri: &str,
+        session_key: &Secret,
+        splunkd: &crate::circuit::Breaker,
+    ) -> (Option<String>, Option<String>) {
         // The store also holds the proxy's password.
         let needs_proxy = self.inner.settings.proxy.is_some();
         if !needs_proxy && !self.inner.slots.iter().any(|s| s.provider.needs_key()) {
-            return None;
+            return (None, None);
         }
         self.inner
             .scrubber
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .add(session_key.expose());
-        let timeout = self.inner.settings.request_timeout;
+        let (call_timeout, connect_timeout) =
+            crate::splunk::client::search_budgets(self.inner.settings.request_timeout);
         let target = crate::splunk::Target {
             insecure_loopback: self.inner.settings.splunkd_insecure_loopback,
-            call_timeout: timeout,
-            connect_timeout: timeout.min(Duration::from_secs(5)),
+            call_timeout,
+            connect_timeout,
             ..crate::splunk::Target::new(splunkd_uri)
         };
-        let fetched = fetch_from_splunkd(&target, session_key);
-        match fetched {
+        let (fetched, opened) = fetch_from_splunkd(&target, session_key, splunkd);
+        let warning = match fetched {
             Ok((keys, proxy_password)) => {
                 log::info!(
                     "API keys read from splunkd for: {}",
@@ -391,7 +408,8 @@ impl Service {
                 None
             }
             Err(w) => Some(self.key_warning(w)),
-        }
+        };
+        (warning, opened)
     }
 
     /// Instead of [`Service::load_splunkd_keys`] when splunkd is known to
@@ -773,6 +791,12 @@ impl Service {
 
 impl Drop for Service {
     fn drop(&mut self) {
+        // The search is over: each provider's failures, told once.
+        for slot in &self.inner.slots {
+            if let Some(text) = slot.failures.take_warning(slot.provider.name()) {
+                log::warn!("{}", self.inner.scrub(&text));
+            }
+        }
         // Aborted lookups and a store call stuck on a lock must not hold the
         // command at exit.
         if let Some(rt) = self.runtime.take() {

@@ -83,6 +83,39 @@ impl Target {
     }
 }
 
+/// Longest a search waits to connect to splunkd: its management port is
+/// on this host or the next, so more than this means it is wedged.
+pub const SEARCH_CONNECT_BUDGET: Duration = Duration::from_secs(2);
+/// Longest a search waits for one small splunkd call (server info, the
+/// credential store): each answers in milliseconds when splunkd is well.
+pub const SEARCH_CALL_BUDGET: Duration = Duration::from_secs(3);
+
+/// The (call, connect) budgets of a search's small splunkd call: the
+/// constants above, or the conf's shorter `request_timeout`.
+pub fn search_budgets(request_timeout: Duration) -> (Duration, Duration) {
+    let call = request_timeout.min(SEARCH_CALL_BUDGET);
+    (call, call.min(SEARCH_CONNECT_BUDGET))
+}
+
+/// Counts a search's splunkd call against splunkd's circuit: a timeout, a
+/// refused connection, a 5xx or an unreadable answer opens it at once
+/// ([`crate::circuit::Breaker::trip`]), so the search's other splunkd
+/// calls and the next searches skip it; any other answer (even 401 or
+/// 404) shows splunkd is there. Returns the one WARN text when this call
+/// opened the circuit.
+pub fn count_on<T>(
+    breaker: &crate::circuit::Breaker,
+    result: &Result<T, SplunkError>,
+) -> Option<String> {
+    match result {
+        Err(e) if e.is_splunkd_failure() => breaker.trip(&e.brief(), crate::circuit::now_secs()).1,
+        _ => {
+            breaker.success();
+            None
+        }
+    }
+}
+
 /// An HTTP answer, read whole.
 #[derive(Debug)]
 pub struct Reply {

@@ -113,6 +113,18 @@ impl SplunkError {
         matches!(self, SplunkError::Transport { .. })
     }
 
+    /// True when the call says splunkd is not serving: not reached, timed
+    /// out, a 5xx, or an answer that is not what splunkd sends. What a
+    /// search's splunkd circuit counts (see [`super::client::count_on`]).
+    pub fn is_splunkd_failure(&self) -> bool {
+        matches!(
+            self,
+            SplunkError::Transport { .. }
+                | SplunkError::Timeout { .. }
+                | SplunkError::Unreadable { .. }
+        ) || self.status().is_some_and(|s| s >= 500)
+    }
+
     /// The short cause without what or where (`connection failed: …`,
     /// `timed out`, `http 500`), for texts that name those themselves.
     pub fn brief(&self) -> String {

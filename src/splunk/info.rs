@@ -50,41 +50,48 @@ const FACT: &str = "search_heads";
 /// splunkd costs two requests per search otherwise.
 const FACT_TTL: i64 = 3600;
 
+/// How long a failed count is remembered: the next searches then do not
+/// ask (and wait) again, whatever splunkd's circuit says.
+const FAILED_TTL: i64 = 600;
+
 /// [`search_heads`] with the answer cached in the state database for an
-/// hour. A failure counts as 1 (the whole quota).
+/// hour. A failure counts as 1 (the whole quota), is remembered for ten
+/// minutes, and counts against splunkd's circuit: returned with the count
+/// is the WARN text when this call opened it.
 pub fn search_heads_cached(
     target: &super::Target,
     session_key: &crate::protocol::metadata::Secret,
     state: Option<&crate::state::StateStore>,
-) -> u32 {
+    splunkd: &crate::circuit::Breaker,
+) -> (u32, Option<String>) {
     let now = crate::circuit::now_secs();
     let cached = state
         .and_then(|s| s.fact(FACT, now).ok().flatten())
         .and_then(|v| v.parse::<u32>().ok())
         .filter(|n| *n >= 1);
     if let Some(n) = cached {
-        return n;
+        return (n, None);
     }
     let asked = Client::new(target).and_then(|c| search_heads(&c.with_session_key(session_key)));
-    let n = match asked {
-        Ok(n) => n,
+    let opened = super::client::count_on(splunkd, &asked);
+    let (n, ttl) = match asked {
+        Ok(n) => (n, FACT_TTL),
         // A splunkd without the endpoint is no cluster member: as good an
         // answer as any, cached like one.
-        Err(e) if e.status() == Some(404) => 1,
+        Err(e) if e.status() == Some(404) => (1, FACT_TTL),
         Err(e) => {
-            // Not a WARN: backfill and the key loader report an unreachable
-            // or refusing splunkd already; this only costs the whole quota.
+            // Not a WARN of its own: splunkd's circuit speaks for it.
             log::info!("quota_share = auto: cannot ask splunkd whether this is a search head cluster member ({e}); this search uses the whole quota");
-            return 1;
+            (1, FAILED_TTL)
         }
     };
     if let Some(s) = state {
-        if let Err(e) = s.fact_put(FACT, &n.to_string(), now + FACT_TTL) {
+        if let Err(e) = s.fact_put(FACT, &n.to_string(), now + ttl) {
             log::debug!("cannot cache the number of search heads: {e}");
         }
     }
     if n > 1 {
         log::info!("search head cluster of {n} members: provider quotas with quota_share = auto are divided by {n}");
     }
-    n
+    (n, opened)
 }
