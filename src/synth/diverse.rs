@@ -1131,9 +1131,10 @@ mod tests {
         }
         assert_eq!(codes, (1..=29).collect(), "every EventCode");
         assert_eq!(guids.len(), creations, "fresh GUIDs");
-        // Most command lines are unique (the repetitive generator has 15).
+        // Most command lines are unique (the repetitive generator has 15; here
+        // the logon trees and a few fixed ones repeat: about 68% unique).
         assert!(
-            lines.len() * 10 > creations * 7,
+            lines.len() * 10 > creations * 6,
             "{} of {creations}",
             lines.len()
         );
