@@ -1,7 +1,7 @@
 //! Cost of the Sigma engine on the full shared rule set.
 //!
 //! ```text
-//! cargo bench --bench sigma -- [--passes N]
+//! cargo bench --bench sigma -- [--passes N] [--diverse ROWS]
 //! ```
 //!
 //! Prints the time to load and compile the 2,238 rules of `../shared/sigma`
@@ -12,6 +12,11 @@
 //! rules read, never across passes). This is the engine alone, before the
 //! command's once-per-process reuse of process-creation matches. Skips
 //! with a message when `../shared` is absent.
+//!
+//! `--diverse ROWS` also evaluates ROWS events of `synth::diverse` (values
+//! rarely repeat: the engine's cold path), once as one search and once
+//! with remembered verdicts off, in this process: the loop to profile
+//! (`perf record`) when the command's `sigma-diverse` variant is slow.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -59,12 +64,84 @@ fn load_csv(path: &Path) -> Option<(Vec<String>, Vec<Vec<String>>)> {
     Some((header, rows))
 }
 
+/// A generated event as the engine sees it; `by_id` maps the rule set's
+/// field numbers to columns once (as the command does per header).
+struct Synth<'a> {
+    event: &'a sysmonenrich::synth::SynthEvent,
+    by_id: &'a [Option<usize>],
+}
+
+impl Fields for Synth<'_> {
+    fn get(&self, name: &str) -> Option<&str> {
+        let i = sysmonenrich::synth::diverse::COLUMNS
+            .iter()
+            .position(|c| *c == name)?;
+        Some(&self.event.values[i])
+    }
+
+    fn get_field(&self, id: usize, _name: &str) -> Option<&str> {
+        Some(&self.event.values[(*self.by_id.get(id)?)?])
+    }
+
+    fn values(&self) -> impl Iterator<Item = &str> {
+        self.event.values.iter().map(String::as_str)
+    }
+}
+
+/// Rows/s of the rule set over `n` diverse generated events.
+fn diverse(rules: &RuleSet, n: usize) {
+    let mut g = sysmonenrich::synth::diverse::Generator::new(42, 200, 0.02);
+    let mut events = Vec::with_capacity(n);
+    while events.len() < n {
+        events.extend(g.block(200));
+    }
+    events.truncate(n);
+    let by_id: Vec<Option<usize>> = rules
+        .field_names()
+        .iter()
+        .map(|f| {
+            sysmonenrich::synth::diverse::COLUMNS
+                .iter()
+                .position(|c| c == f)
+        })
+        .collect();
+    for (label, mut scratch) in [
+        ("one search", Scratch::default()),
+        ("verdicts off", Scratch::forgetful()),
+    ] {
+        let mut out = Vec::new();
+        let mut matched = 0usize;
+        let t = Instant::now();
+        for e in &events {
+            out.clear();
+            let row = Synth {
+                event: e,
+                by_id: &by_id,
+            };
+            rules.matches_with(&row, &mut scratch, &mut out);
+            matched += usize::from(!out.is_empty());
+        }
+        let secs = t.elapsed().as_secs_f64();
+        let (hits, misses) = RuleSet::memo_counts(&scratch);
+        println!(
+            "diverse ({label}): {n} rows in {secs:.2} s = {:.0} rows/s; {matched} rows with a match; \
+             {hits} of {} answered by a remembered verdict",
+            n as f64 / secs,
+            hits + misses
+        );
+    }
+}
+
 fn main() {
     let mut passes = 20usize;
+    let mut diverse_rows = 0usize;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         if a == "--passes" {
             passes = args.next().and_then(|n| n.parse().ok()).unwrap_or(passes);
+        }
+        if a == "--diverse" {
+            diverse_rows = args.next().and_then(|n| n.parse().ok()).unwrap_or(0);
         }
     }
     let Some(shared) = shared_dir() else { return };
@@ -82,6 +159,9 @@ fn main() {
     }
     let Some(report) = report else { return };
     times.sort();
+    if diverse_rows > 0 {
+        diverse(&report.rules, diverse_rows);
+    }
     println!(
         "load+compile {} rules ({} skipped): best {:.0} ms, median {:.0} ms; {} rules without a literal",
         report.rules.len(),

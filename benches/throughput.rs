@@ -46,6 +46,18 @@
 //! - `sigma-cold`: `sigma` with that memory off
 //!   (`SYSMONENRICH_SIGMA_MEMO=0`): every event evaluated in full, the
 //!   cost on a stream where nothing repeats.
+//! - `lineage-diverse`, `sigma-diverse` (any variant with `-diverse`):
+//!   the same search on the diverse stream of `synth::diverse` (a day of
+//!   a fleet: fresh random GUIDs, command lines, paths, ports, hashes and
+//!   registry keys varied per event, every EventCode 1–29, a share of
+//!   attack patterns), generated with the same row count. The pair
+//!   `sigma-diverse` / `lineage-diverse` is the cost of the rules when
+//!   remembered verdicts rarely answer.
+//!
+//! Besides wall time, each run's CPU time (user + system of the child, from
+//! this process's `cutime`/`cstime` in `/proc/self/stat` around the
+//! child's reaping) is reported: a variant that spreads work over threads
+//! shows up there.
 //!
 //! Every run's output is digested (every byte but the `rep_checked` time
 //! stamps); the table shows each variant's digest, so a refactor that must
@@ -126,21 +138,31 @@ fn parse_args() -> Args {
 }
 
 /// Writes the execute chunks for `rows` rows to `path`; returns body bytes.
-fn write_stream(path: &Path, rows: usize, chunk: usize) -> u64 {
+/// `diverse` picks `synth::diverse` (see the module docs).
+fn write_stream(path: &Path, rows: usize, chunk: usize, diverse: bool) -> u64 {
     let mut out = BufWriter::new(File::create(path).expect("create stream file"));
     let mut generator = synth::Generator::new(42, 50);
+    let mut varied = synth::diverse::Generator::new(42, 200, 0.02);
     let mut pending: Vec<synth::SynthEvent> = Vec::new();
     let mut written = 0usize;
     let mut body_bytes = 0u64;
     while written < rows {
         let n = chunk.min(rows - written);
         while pending.len() < n {
-            let mut block = generator.block(200);
+            let mut block = if diverse {
+                varied.block(200)
+            } else {
+                generator.block(200)
+            };
             block.reverse(); // pop() from the end keeps newest-first order
             pending.splice(0..0, block);
         }
         let mut body = Vec::with_capacity(n * 700);
-        synth::splunkd_header(&mut body);
+        if diverse {
+            synth::splunkd_header_for(&mut body, synth::diverse::COLUMNS);
+        } else {
+            synth::splunkd_header(&mut body);
+        }
         for k in 0..n {
             let e = pending.pop().expect("rows");
             synth::splunkd_row(&mut body, &e, (written + k) as u64);
@@ -171,6 +193,8 @@ fn getinfo(args: &[&str]) -> Vec<u8> {
 
 struct Measurement {
     seconds: f64,
+    /// User + system CPU seconds of the child.
+    cpu: f64,
     peak_kb: u64,
     out_bytes: u64,
     /// Hash of every output byte (SipHash with fixed keys: the same bytes
@@ -241,8 +265,10 @@ fn run_once(mut cmd: Command, stream: &Path, getinfo: &[u8], home: &Path) -> Mea
     let mut out = Vec::with_capacity(64 << 20);
     stdout.read_to_end(&mut out).expect("drain output");
     feeder.join().expect("feeder");
+    let cpu_before = children_cpu();
     let status = child.wait().expect("wait");
     let seconds = start.elapsed().as_secs_f64();
+    let cpu = children_cpu() - cpu_before;
     assert!(status.success(), "variant failed: {status}");
     let out_bytes = out.len() as u64;
     let digest = output_digest(&out);
@@ -262,10 +288,28 @@ fn run_once(mut cmd: Command, stream: &Path, getinfo: &[u8], home: &Path) -> Mea
         .unwrap_or(0);
     Measurement {
         seconds,
+        cpu,
         peak_kb,
         out_bytes,
         digest,
     }
+}
+
+/// CPU seconds (user + system) of every child this process has reaped:
+/// `cutime` + `cstime` of `/proc/self/stat`, in USER_HZ (100 per second
+/// on Linux whatever the kernel's tick).
+fn children_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    // Fields after the command name (which may hold spaces), from field 3.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i - 3)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(16) + ticks(17)) / 100.0
 }
 
 /// Child mode: the bare pass-through; with `pad > 0` every row also gets
@@ -453,6 +497,8 @@ struct Outcome {
     variant: String,
     rows_per_s: f64,
     mb_per_s: f64,
+    /// Median CPU seconds (user + system) per run.
+    cpu: f64,
     peak_kb: u64,
     /// Bytes written in one run (every run writes the same).
     out_bytes: u64,
@@ -479,13 +525,25 @@ fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let stream = dir.path().join("stream.bin");
     let t = Instant::now();
-    let body_bytes = write_stream(&stream, args.rows, args.chunk);
+    let body_bytes = write_stream(&stream, args.rows, args.chunk, false);
     eprintln!(
         "generated {} rows ({:.1} MB of CSV) in {:.1}s",
         args.rows,
         body_bytes as f64 / 1e6,
         t.elapsed().as_secs_f64()
     );
+    let stream_diverse = dir.path().join("stream-diverse.bin");
+    let mut diverse_bytes = 0;
+    if args.variants.iter().any(|v| v.ends_with("-diverse")) {
+        let t = Instant::now();
+        diverse_bytes = write_stream(&stream_diverse, args.rows, args.chunk, true);
+        eprintln!(
+            "generated {} diverse rows ({:.1} MB of CSV) in {:.1}s",
+            args.rows,
+            diverse_bytes as f64 / 1e6,
+            t.elapsed().as_secs_f64()
+        );
+    }
     if let Some((path, command_args)) = &args.save {
         let list: Vec<&str> = command_args.split_whitespace().collect();
         let mut out = File::create(path).expect("create --save file");
@@ -512,7 +570,11 @@ fn main() {
             plan.push((format!("{variant}@base"), variant, base));
         }
     }
-    for (name, variant, exe) in plan {
+    for (name, full_variant, exe) in plan {
+        let (variant, stream, body_bytes) = match full_variant.strip_suffix("-diverse") {
+            Some(v) => (v, &stream_diverse, diverse_bytes),
+            None => (full_variant, &stream, body_bytes),
+        };
         let home = dir.path().join(format!("home-{name}"));
         std::fs::create_dir_all(&home).expect("home");
         let command_args: Vec<&str> = match variant {
@@ -566,23 +628,26 @@ fn main() {
         let gi = getinfo(&command_args);
         if ["lineage", "full", "cached", "sigma", "sigma-cold"].contains(&variant) {
             // Warm the persistent state (process table, caches) once.
-            run_once(make(), &stream, &gi, &home);
+            run_once(make(), stream, &gi, &home);
         }
         let requests_before = hashlookup.as_ref().map_or(0, |(f, _)| f.count());
         let mut secs = Vec::new();
+        let mut cpus = Vec::new();
         let mut peak = 0;
         let mut out_bytes = 0;
         let mut digest = None;
         for _ in 0..args.runs.max(1) {
-            let m = run_once(make(), &stream, &gi, &home);
+            let m = run_once(make(), stream, &gi, &home);
             eprintln!(
-                "{name}: {:.2}s, peak {} MB, {:.1} MB out, digest {:016x}",
+                "{name}: {:.2}s, cpu {:.2}s, peak {} MB, {:.1} MB out, digest {:016x}",
                 m.seconds,
+                m.cpu,
                 m.peak_kb / 1024,
                 m.out_bytes as f64 / 1e6,
                 m.digest
             );
             secs.push(m.seconds);
+            cpus.push(m.cpu);
             peak = peak.max(m.peak_kb);
             out_bytes = m.out_bytes;
             assert!(
@@ -606,6 +671,7 @@ fn main() {
             variant: name,
             rows_per_s: args.rows as f64 / s,
             mb_per_s: body_bytes as f64 / 1e6 / s,
+            cpu: median(cpus),
             peak_kb: peak,
             out_bytes,
             digest: digest.unwrap_or(0),
@@ -618,14 +684,15 @@ fn main() {
         "\n{} rows, {} rows/chunk, largest chunk ≈ {:.1} MB, median of {} runs\n",
         args.rows, args.chunk, largest_chunk_mb, args.runs
     );
-    println!("| variant | rows/s | MB/s | peak RSS MB | vs passthrough | output digest |");
-    println!("|---|---:|---:|---:|---:|---|");
+    println!("| variant | rows/s | MB/s | CPU s | peak RSS MB | vs passthrough | output digest |");
+    println!("|---|---:|---:|---:|---:|---:|---|");
     for r in &results {
         println!(
-            "| {} | {:.0} | {:.1} | {:.0} | {:.0}% | {:016x} |",
+            "| {} | {:.0} | {:.1} | {:.2} | {:.0} | {:.0}% | {:016x} |",
             r.variant,
             r.rows_per_s,
             r.mb_per_s,
+            r.cpu,
             r.peak_kb as f64 / 1024.0,
             100.0 * r.rows_per_s / base,
             r.digest
@@ -664,14 +731,19 @@ fn main() {
             100.0 * ceiling / core
         );
     }
-    if let Some(lineage) = find("lineage") {
-        for name in ["sigma", "sigma-cold"] {
-            if let Some(r) = find(name) {
-                println!(
-                    "\n{name}: {:.0}% of the same search without rules (lineage)",
-                    100.0 * r.rows_per_s / lineage.rows_per_s
-                );
-            }
+    for (without, with) in [
+        ("lineage", "sigma"),
+        ("lineage", "sigma-cold"),
+        ("lineage-diverse", "sigma-diverse"),
+        ("lineage-diverse", "sigma-cold-diverse"),
+    ] {
+        if let (Some(l), Some(r)) = (find(without), find(with)) {
+            println!(
+                "\n{with}: {:.0}% of the throughput of the same search without rules \
+                 ({without}), {:.2}x its CPU time",
+                100.0 * r.rows_per_s / l.rows_per_s,
+                r.cpu / l.cpu
+            );
         }
     }
     if !notes.is_empty() {

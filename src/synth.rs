@@ -14,6 +14,8 @@
 use crate::protocol::multivalue::MV_PREFIX;
 use crate::protocol::records::push_field;
 
+pub mod diverse;
+
 /// Columns of a generated row, in the order splunkd would send them for
 /// `sysmonenrich`'s `required_fields` (plus `_time` and `_chunked_idx`).
 pub const COLUMNS: &[&str] = &[
@@ -550,15 +552,20 @@ pub fn push_splunkd_field(out: &mut Vec<u8>, value: &str) {
 /// The splunkd-style header for [`COLUMNS`]: plain columns, `_chunked_idx`,
 /// then one `__mv_` column per plain column.
 pub fn splunkd_header(out: &mut Vec<u8>) {
+    splunkd_header_for(out, COLUMNS);
+}
+
+/// [`splunkd_header`] for another column list (e.g. [`diverse::COLUMNS`]).
+pub fn splunkd_header_for(out: &mut Vec<u8>, columns: &[&str]) {
     let mut first = true;
-    for c in COLUMNS.iter().chain(std::iter::once(&"_chunked_idx")) {
+    for c in columns.iter().chain(std::iter::once(&"_chunked_idx")) {
         if !first {
             out.push(b',');
         }
         first = false;
         push_splunkd_field(out, c);
     }
-    for c in COLUMNS {
+    for c in columns {
         out.push(b',');
         let mut name = MV_PREFIX.to_vec();
         name.extend_from_slice(c.as_bytes());
@@ -568,13 +575,15 @@ pub fn splunkd_header(out: &mut Vec<u8>) {
 }
 
 /// One splunkd-style row (empty `__mv_` cells: all values are single).
+/// The event's values are in the order of the header's column list
+/// ([`COLUMNS`] or [`diverse::COLUMNS`]).
 pub fn splunkd_row(out: &mut Vec<u8>, e: &SynthEvent, chunked_idx: u64) {
     for v in &e.values {
         push_splunkd_field(out, v);
         out.push(b',');
     }
     out.extend_from_slice(chunked_idx.to_string().as_bytes());
-    for _ in COLUMNS {
+    for _ in &e.values {
         out.push(b',');
     }
     out.push(b'\n');

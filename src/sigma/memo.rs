@@ -107,10 +107,35 @@ impl KeyPlan {
     }
 }
 
+/// One remembered verdict: where its key and rule numbers sit in the
+/// arenas of [`Memo`].
+#[derive(Clone, Copy)]
+struct Entry {
+    key: u32,
+    key_len: u32,
+    ids: u32,
+    ids_len: u32,
+}
+
 /// The remembered verdicts of one search (kept in its `Scratch`).
+///
+/// Keys and verdicts live in two arenas that are emptied, not freed, when
+/// the budget is reached: on a stream where values rarely repeat nearly
+/// every event is a miss that is remembered, and a map of boxed keys cost
+/// two allocations per event plus the page faults of refilling freed
+/// memory (a tenth of a cold evaluation). The map holds only key hashes;
+/// a hit still compares the whole key, so two events share a verdict only
+/// when their keys are equal (a second key with the same hash is simply
+/// not remembered).
 #[derive(Default)]
 pub struct Memo {
-    map: HashMap<Box<[u8]>, Box<[u32]>, foldhash::fast::RandomState>,
+    map: HashMap<u64, u32, foldhash::fast::RandomState>,
+    entries: Vec<Entry>,
+    keys: Vec<u8>,
+    ids: Vec<u32>,
+    state: foldhash::fast::RandomState,
+    /// Hash of the current key (set by [`Memo::get`]).
+    hash: u64,
     bytes: usize,
     /// The key being built (reused).
     pub key: Vec<u8>,
@@ -124,13 +149,23 @@ pub struct Memo {
 impl Memo {
     /// The remembered verdict (rule numbers, sorted) of the current key.
     pub fn get(&mut self) -> Option<&[u32]> {
-        let found = self.map.get(self.key.as_slice()).map(|v| &**v);
-        if found.is_some() {
-            self.hits += 1;
-        } else {
-            self.misses += 1;
+        use std::hash::BuildHasher;
+        self.hash = self.state.hash_one(self.key.as_slice());
+        let found = self.map.get(&self.hash).and_then(|&i| {
+            let e = self.entries[i as usize];
+            let key = &self.keys[e.key as usize..(e.key + e.key_len) as usize];
+            (key == self.key.as_slice()).then_some(e)
+        });
+        match found {
+            Some(e) => {
+                self.hits += 1;
+                Some(&self.ids[e.ids as usize..(e.ids + e.ids_len) as usize])
+            }
+            None => {
+                self.misses += 1;
+                None
+            }
         }
-        found
     }
 
     /// Bytes remembered now (keys, verdicts and bookkeeping).
@@ -139,15 +174,40 @@ impl Memo {
         self.bytes
     }
 
-    /// Remembers `ids` for the current key.
+    /// Remembers `ids` for the current key (after a [`Memo::get`] that
+    /// missed).
     pub fn put(&mut self, ids: impl Iterator<Item = u32>) {
-        let ids: Box<[u32]> = ids.collect();
-        let size = self.key.len() + ids.len() * 4 + ENTRY_OVERHEAD;
+        let ids_start = self.ids.len();
+        self.ids.extend(ids);
+        let ids_len = self.ids.len() - ids_start;
+        let size = self.key.len() + ids_len * 4 + ENTRY_OVERHEAD;
         if self.bytes + size > MEMO_BYTES {
+            // Start again empty, keeping the arenas' memory.
+            self.ids.drain(..ids_start);
             self.map.clear();
+            self.entries.clear();
+            self.keys.clear();
             self.bytes = 0;
+            return self.insert(0, ids_len, size);
         }
+        self.insert(ids_start, ids_len, size);
+    }
+
+    fn insert(&mut self, ids_start: usize, ids_len: usize, size: usize) {
+        use std::collections::hash_map::Entry as Slot;
+        let Slot::Vacant(slot) = self.map.entry(self.hash) else {
+            // Another key with this hash is remembered: keep that one.
+            self.ids.truncate(ids_start);
+            return;
+        };
+        slot.insert(self.entries.len() as u32);
+        self.entries.push(Entry {
+            key: self.keys.len() as u32,
+            key_len: self.key.len() as u32,
+            ids: ids_start as u32,
+            ids_len: ids_len as u32,
+        });
+        self.keys.extend_from_slice(&self.key);
         self.bytes += size;
-        self.map.insert(self.key.as_slice().into(), ids);
     }
 }
