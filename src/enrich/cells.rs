@@ -562,8 +562,8 @@ impl Composer {
 mod tests {
     use super::*;
     use crate::config::conf::ConfFile;
-    use crate::enrich::output::{push_joined, push_mv};
     use crate::lineage::{Chain, LineageSettings, ProcessInfo};
+    use crate::protocol::multivalue::{push_joined_cell, push_mv_cell};
     use crate::protocol::records::push_field;
     use crate::synth::Rng;
 
@@ -677,16 +677,16 @@ ancestor = *quoted*
         out.push(b',');
         c.write_depth(out);
         out.push(b',');
-        push_joined(out, c.parents());
+        push_joined_cell(out, c.parents());
         scratch.clear();
         for g in c.guids() {
             scratch.extend_from_slice(&g);
         }
         let guids = || scratch.chunks_exact(38);
         out.push(b',');
-        push_joined(out, guids());
+        push_joined_cell(out, guids());
         out.push(b',');
-        push_joined(out, c.cmdlines());
+        push_joined_cell(out, c.cmdlines());
         out.push(b',');
         push_field(out, c.root().unwrap_or(b""));
         out.push(b',');
@@ -699,23 +699,23 @@ ancestor = *quoted*
         }
         let sources = &sources[..n_sources];
         out.push(b',');
-        push_joined(out, sources.iter().copied());
+        push_joined_cell(out, sources.iter().copied());
         out.push(b',');
-        push_joined(out, c.flags().iter().map(|f| f.as_bytes()));
+        push_joined_cell(out, c.flags().iter().map(|f| f.as_bytes()));
         out.push(b',');
         if let Some(a) = c.malicious_ancestor() {
             push_field(out, a.image);
         }
         out.push(b',');
-        push_mv(out, c.parents());
+        push_mv_cell(out, c.parents());
         out.push(b',');
-        push_mv(out, guids());
+        push_mv_cell(out, guids());
         out.push(b',');
-        push_mv(out, c.cmdlines());
+        push_mv_cell(out, c.cmdlines());
         out.push(b',');
-        push_mv(out, sources.iter().copied());
+        push_mv_cell(out, sources.iter().copied());
         out.push(b',');
-        push_mv(out, c.flags().iter().map(|f| f.as_bytes()));
+        push_mv_cell(out, c.flags().iter().map(|f| f.as_bytes()));
         out.push(b'\n');
         start..out.len()
     }

@@ -3,6 +3,7 @@
 
 pub mod cells;
 mod chunk;
+pub mod columns;
 pub mod creations;
 pub mod enricher;
 mod layout;
