@@ -39,7 +39,7 @@ pub fn render_answer(a: &Answer) -> RepCells {
 
 /// Appends one row's cells in column order (leading comma included) and
 /// the row's LF: `chain` is a process's lineage cells as
-/// `lineage_cells::write_cells` leaves them (LF included), `None` for a row
+/// `lineage_writer::write_cells` leaves them (LF included), `None` for a row
 /// without lineage.
 pub fn push_cells(
     out: &mut Vec<u8>,

@@ -2,10 +2,10 @@
 //! two buffers (`small`: per-row cells; `rendered`: lineage cells, one
 //! copy per process, shared by its rows) for `writev`.
 
-use super::cells::Composer;
 use super::chunk::{Chunk, RowInfo, RowStart};
 use super::columns::NO_CHAIN;
 use super::layout::{Layout, Passthrough};
+use super::lineage_composer::Composer;
 use super::sigma::SigmaRun;
 use super::{output, Stats};
 use crate::lineage::{Chain, Engine, Rules, SourceKind, Start, Status, StopReason};

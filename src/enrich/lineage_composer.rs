@@ -15,7 +15,7 @@
 //! classification beyond the first entry. Memory is one escaped entry per
 //! ancestor, not one chain.
 //!
-//! Both ways end in the one cell writer (`lineage_cells::write_cells`), so
+//! Both ways end in the one cell writer (`lineage_writer::write_cells`), so
 //! composed cells equal those of the chain `Engine` builds (the tests
 //! compare both with a reference renderer written in the test, on
 //! generated trees with cycles, missing parents, `max_depth`, quoting and
@@ -26,7 +26,7 @@
 //! longer than [`MAX_WALK`], a rule set with more names than a
 //! [`crate::lineage::NameClass`] holds, a chunk past [`MAX_ARENA`].
 
-use super::lineage_cells::{
+use super::lineage_writer::{
     chain_cells, escape, write_cells, ChainScratch, Escaped, Head, Item, Whole,
 };
 use crate::lineage::{
@@ -104,7 +104,7 @@ enum Plan {
 pub struct Composed {
     /// `,lineage,…,lineage_malicious_ancestor,__mv_lineage_parents,…,
     /// __mv_lineage_flags` and the row's LF, in the caller's buffer (as
-    /// `lineage_cells::write_cells` writes them).
+    /// `lineage_writer::write_cells` writes them).
     pub cells: Range<usize>,
     /// Why the chain stopped.
     pub stop: StopReason,

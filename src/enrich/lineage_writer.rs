@@ -1,8 +1,9 @@
 //! The one writer of lineage cells. Both ways of getting a chain end
-//! here: the composer hands it entries escaped once per chunk and linked
-//! (most rows), the general path a [`Chain`] the engine built (its entries
-//! escaped here, each time). So the cells cannot drift apart between the
-//! two: there is one place that decides quoting, order and separators.
+//! here: the composer (`lineage_composer`) hands it entries escaped once
+//! per chunk and linked (most rows), the general path a [`Chain`] the
+//! engine built (its entries escaped here, each time). So the cells
+//! cannot drift apart between the two: there is one place that decides
+//! quoting, order and separators.
 
 use crate::lineage::{
     basename, entry_name, guid_text, Chain, NameClass, Rules, SourceKind, SourceSet, StopReason,
