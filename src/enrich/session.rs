@@ -3,7 +3,7 @@
 //! splunkd that is unreachable or a broken rules file costs a WARN, never
 //! the search.
 
-use super::enricher::{Context, Enricher};
+use super::enricher::Context;
 use super::rep_store::SharedState;
 use crate::circuit::Breaker;
 use crate::config::conf::ConfFile;
