@@ -69,7 +69,7 @@ pub fn run(rows: usize, format: OutFormat, show: usize) -> anyhow::Result<()> {
     findings.write_hashes(&mut w, width)?;
     findings.write_examples(&mut w, format, show, width)?;
     writeln!(w, "Summary\n")?;
-    writeln!(w, "{}", crate::enrich::session::summary(&enricher))?;
+    writeln!(w, "{}", enricher.summary())?;
     if let Some((_, text)) = enricher.reputation_summary() {
         writeln!(w, "{text}")?;
     }

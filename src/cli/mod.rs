@@ -527,7 +527,7 @@ impl EnrichRun {
     fn finish(mut self) -> anyhow::Result<()> {
         self.printer.finish()?;
         self.enricher.finish();
-        eprintln!("{}", session::summary(&self.enricher));
+        eprintln!("{}", self.enricher.summary());
         if let Some((_, text)) = self.enricher.reputation_summary() {
             eprintln!("{text}");
         }

@@ -135,7 +135,7 @@ fn execute_loop<R: BufRead, W: Write>(
             inspector.push(Level::Warn, w);
         }
         if request.finished {
-            inspector.push(Level::Info, session::summary(enricher));
+            inspector.push(Level::Info, enricher.summary());
             if let Some((warn, text)) = enricher.reputation_summary() {
                 inspector.push(if warn { Level::Warn } else { Level::Info }, text);
             }

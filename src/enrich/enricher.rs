@@ -26,6 +26,7 @@ use super::persist::ProcessWriter;
 use super::reply::{Lineage, Reply};
 use super::sigma::{Noting, SigmaRun};
 use super::state_source::StateSource;
+use super::stats::Stats;
 use crate::config::options::Options;
 use crate::config::settings::Settings;
 use crate::lineage::{
@@ -38,41 +39,6 @@ use crate::state::{StateStore, Writer};
 use crate::sysmon::{FieldNames, FileHashes, ProcessGuid};
 use std::collections::HashMap;
 use std::sync::Arc;
-
-/// Counters for the per-search summary.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Stats {
-    /// Execute chunks processed.
-    pub chunks: u64,
-    /// Rows processed.
-    pub rows: u64,
-    /// Rows that carried at least one valid hash.
-    pub rows_with_hashes: u64,
-    /// Chunks whose body was not valid UTF-8 (passed through as bytes).
-    pub non_utf8_chunks: u64,
-    /// Rows that name a process (lineage applies).
-    pub lineage_rows: u64,
-    /// … of which the chain reached a process without parent.
-    pub lineage_complete: u64,
-    /// … of which an ancestor was missing.
-    pub lineage_partial: u64,
-    /// … of which the chain reached `max_depth`.
-    pub lineage_truncated: u64,
-    /// … of which a GUID repeated (a wrong field mapping, or forged data).
-    pub lineage_cycle: u64,
-    /// Ancestors found in the persistent table.
-    pub from_state: u64,
-    /// Ancestors found by splunkd backfill.
-    pub from_splunk: u64,
-    /// Processes in the in-memory table at the end of the last chunk …
-    pub table_entries: u64,
-    /// … the bytes they hold (as `[lineage] memory_mb` counts them) …
-    pub table_bytes: u64,
-    /// … and how many it dropped to stay within its caps: many means
-    /// the caps are small for this search (ancestors then come from the
-    /// persistent table or splunkd again).
-    pub table_evictions: u64,
-}
 
 /// Verdicts remembered per search for ancestor flags.
 const MAX_VERDICTS: usize = 200_000;
@@ -226,6 +192,12 @@ impl Enricher {
     /// Counters so far.
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// The one-line summary shown at the end of a search.
+    pub fn summary(&self) -> String {
+        self.stats
+            .summary(self.options.lineage, self.sigma_rows_matched())
     }
 
     /// Warnings raised since the last call (each once per search).

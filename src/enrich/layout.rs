@@ -3,7 +3,7 @@
 //! Prepared once per header (splunkd repeats the same one chunk after
 //! chunk).
 
-use super::output;
+use super::columns;
 use crate::protocol::records::{push_field, Header, RowReader};
 use crate::sysmon::{FieldMap, FieldNames};
 
@@ -37,7 +37,7 @@ impl Layout {
     /// The layout of `header`, our input fields named by `names`.
     pub(super) fn new(header: Header, names: &FieldNames, sigma: bool) -> Layout {
         let fields = FieldMap::new(names, |n| header.position(n));
-        let owned = |n: &[u8]| output::is_owned(n) || (sigma && super::sigma::is_owned(n));
+        let owned = |n: &[u8]| columns::is_owned(n, sigma);
         let passthrough = if header.names().iter().any(|n| owned(n)) {
             Passthrough::Columns(
                 (0..header.len())
@@ -70,7 +70,7 @@ impl Layout {
             Passthrough::Raw => names.iter().for_each(|n| put(out, n)),
             Passthrough::Columns(cols) => cols.iter().for_each(|&c| put(out, &names[c])),
         }
-        output::push_header(out, self.sigma);
+        columns::push_header(out, self.sigma);
         out.push(b'\n');
     }
 }

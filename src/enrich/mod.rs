@@ -3,12 +3,13 @@
 
 pub mod backfill;
 mod backfill_sigma;
-pub mod cells;
 mod chunk;
+pub mod columns;
 pub mod creations;
 pub mod enricher;
 mod layout;
-mod lineage_cells;
+pub mod lineage_composer;
+mod lineage_writer;
 pub mod output;
 pub mod persist;
 pub mod rep_store;
@@ -17,5 +18,7 @@ pub mod retention;
 pub mod session;
 pub mod sigma;
 pub mod state_source;
+pub mod stats;
 
-pub use enricher::{Context, Enricher, Stats};
+pub use enricher::{Context, Enricher};
+pub use stats::Stats;

@@ -2,9 +2,10 @@
 //! two buffers (`small`: per-row cells; `rendered`: lineage cells, one
 //! copy per process, shared by its rows) for `writev`.
 
-use super::cells::Composer;
 use super::chunk::{Chunk, RowInfo, RowStart};
+use super::columns::NO_CHAIN;
 use super::layout::{Layout, Passthrough};
+use super::lineage_composer::Composer;
 use super::sigma::SigmaRun;
 use super::{output, Stats};
 use crate::lineage::{Chain, Engine, Rules, SourceKind, Start, Status, StopReason};
@@ -148,7 +149,7 @@ impl Reply {
                 Some((s, i)) => {
                     output::push_cells_head(&mut self.small, hashes, rep);
                     s.write_row(i, None, &mut self.small);
-                    self.small.extend_from_slice(output::NO_CHAIN);
+                    self.small.extend_from_slice(NO_CHAIN);
                 }
             }
             self.pieces.push(SMALL, mark..self.small.len());

@@ -4,7 +4,7 @@
 //! the search.
 
 use super::backfill::SplunkBackfill;
-use super::enricher::{Context, Enricher};
+use super::enricher::Context;
 use super::rep_store::SharedState;
 use crate::circuit::Breaker;
 use crate::config::conf::ConfFile;
@@ -431,34 +431,3 @@ pub fn sigma_rules(
 }
 
 pub use super::retention::maintain;
-
-/// The one-line summary shown at the end of a search.
-pub fn summary(enricher: &Enricher) -> String {
-    let s = enricher.stats();
-    let mut text = format!(
-        "sysmonenrich: {} rows in {} chunks, {} with hashes",
-        s.rows, s.chunks, s.rows_with_hashes
-    );
-    if enricher.options().lineage {
-        // Every status, `cycle` included: a search whose rows turn to
-        // cycles is the visible sign of a wrong field mapping.
-        text.push_str(&format!(
-            "; lineage for {} rows: {} complete, {} partial, {} truncated, {} cycle",
-            s.lineage_rows,
-            s.lineage_complete,
-            s.lineage_partial,
-            s.lineage_truncated,
-            s.lineage_cycle
-        ));
-        if s.from_state + s.from_splunk > 0 {
-            text.push_str(&format!(
-                " (ancestors from the process table: {}, from splunkd backfill: {})",
-                s.from_state, s.from_splunk
-            ));
-        }
-    }
-    if let Some(n) = enricher.sigma_rows_matched() {
-        text.push_str(&format!("; sigma: {n} rows matched a rule"));
-    }
-    text
-}

@@ -17,9 +17,9 @@
 //! stored, so it cannot be evaluated, and "no match" is the only claim
 //! that is not made up.
 
-use super::output::{push_joined, push_mv};
+use super::columns::{self, NO_SIGMA};
 use crate::lineage::{AncestorSource, Engine, ProcessInfo, SourceError, SourceKind};
-use crate::protocol::multivalue::MV_PREFIX;
+use crate::protocol::multivalue::{push_joined_cell, push_mv_cell};
 use crate::protocol::records::{Header, RowReader};
 use crate::sigma::{Fields, Level, RuleId, RuleSet, Scratch};
 use crate::state::StateStore;
@@ -28,41 +28,9 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::Arc;
 
-/// The output fields of Sigma, with whether each is multivalue. Written
-/// only when Sigma runs, between the `rep_*` and the `lineage*` groups.
-pub const SIGMA_FIELDS: &[(&str, bool)] = &[
-    ("sigma_ids", true),
-    ("sigma_titles", true),
-    ("sigma_level", false),
-    ("sigma_tags", true),
-    ("sigma_authors", true),
-    ("lineage_sigma", true),
-];
-
 /// Processes whose creation matches are remembered at most; past this the
 /// memory is cleared (costing only `lineage_sigma` of older ancestors).
 const MAX_PROCESSES: usize = 500_000;
-
-/// True when `name` (or its `__mv_` companion) is a Sigma output field.
-pub fn is_owned(name: &[u8]) -> bool {
-    let base = name.strip_prefix(MV_PREFIX).unwrap_or(name);
-    SIGMA_FIELDS.iter().any(|(f, _)| f.as_bytes() == base)
-}
-
-/// Appends the Sigma columns of the header (leading commas included).
-pub fn push_header(out: &mut Vec<u8>) {
-    for (name, _) in SIGMA_FIELDS {
-        out.push(b',');
-        out.extend_from_slice(name.as_bytes());
-    }
-    for (name, mv) in SIGMA_FIELDS {
-        if *mv {
-            out.push(b',');
-            out.extend_from_slice(MV_PREFIX);
-            out.extend_from_slice(name.as_bytes());
-        }
-    }
-}
 
 /// A process's creation as Sigma saw it.
 struct Creation {
@@ -181,8 +149,7 @@ impl SigmaRun {
             self.columns.entry(name.into()).or_insert(i);
             if name != "_raw"
                 && !name.starts_with("__mv_")
-                && !is_owned(name.as_bytes())
-                && !super::output::is_owned(name.as_bytes())
+                && !columns::is_owned(name.as_bytes(), true)
             {
                 self.value_columns.push(i);
             }
@@ -253,12 +220,12 @@ impl SigmaRun {
         self.rows.push((start..end, walk));
     }
 
-    /// Pass 2: appends row `i`'s Sigma cells (leading commas included).
+    /// Pass 2: appends row `i`'s Sigma cells (leading commas included), in
+    /// `columns::SIGMA` order.
     /// `engine` links ancestors for `lineage_sigma`.
     pub(super) fn write_row(&mut self, i: usize, engine: Option<&Engine>, out: &mut Vec<u8>) {
         let Some((range, walk)) = self.rows.get(i).cloned() else {
-            out.extend_from_slice(b",,,,,,,,,,");
-            out.push(b',');
+            out.extend_from_slice(NO_SIGMA);
             return;
         };
         let (plain, mv) = self.lineage_sigma_cells(walk, engine);
@@ -285,27 +252,27 @@ impl SigmaRun {
         let id_vals = || ids.iter().map(|&id| rules.rule(id).id.as_bytes());
         let title_vals = || ids.iter().map(|&id| rules.rule(id).title.as_bytes());
         out.push(b',');
-        push_joined(out, id_vals());
+        push_joined_cell(out, id_vals());
         out.push(b',');
-        push_joined(out, title_vals());
+        push_joined_cell(out, title_vals());
         out.push(b',');
         if let Some(l) = level {
             out.extend_from_slice(l.as_str().as_bytes());
         }
         out.push(b',');
-        push_joined(out, tags.iter().map(|t| t.as_bytes()));
+        push_joined_cell(out, tags.iter().map(|t| t.as_bytes()));
         out.push(b',');
-        push_joined(out, authors.iter().map(|a| a.as_bytes()));
+        push_joined_cell(out, authors.iter().map(|a| a.as_bytes()));
         out.push(b',');
         out.extend_from_slice(&self.lineage_bytes[plain]);
         out.push(b',');
-        push_mv(out, id_vals());
+        push_mv_cell(out, id_vals());
         out.push(b',');
-        push_mv(out, title_vals());
+        push_mv_cell(out, title_vals());
         out.push(b',');
-        push_mv(out, tags.iter().map(|t| t.as_bytes()));
+        push_mv_cell(out, tags.iter().map(|t| t.as_bytes()));
         out.push(b',');
-        push_mv(out, authors.iter().map(|a| a.as_bytes()));
+        push_mv_cell(out, authors.iter().map(|a| a.as_bytes()));
         out.push(b',');
         out.extend_from_slice(&self.lineage_bytes[mv]);
     }
@@ -340,9 +307,9 @@ impl SigmaRun {
         );
         let lin = || self.values.iter().map(Vec::as_slice);
         let a = self.lineage_bytes.len();
-        push_joined(&mut self.lineage_bytes, lin());
+        push_joined_cell(&mut self.lineage_bytes, lin());
         let b = self.lineage_bytes.len();
-        push_mv(&mut self.lineage_bytes, lin());
+        push_mv_cell(&mut self.lineage_bytes, lin());
         let r = (a..b, b..self.lineage_bytes.len());
         self.lineage_cells.insert(start, r.clone());
         r

@@ -66,7 +66,7 @@
 //! cached non-creation rows). See `tests::reference::measure_resolve_speed`.
 //!
 //! The search command renders most chains without building a [`Chain`]:
-//! `enrich::cells` keeps each ancestor of a chunk escaped once and linked
+//! `enrich::lineage_composer` keeps each ancestor of a chunk escaped once and linked
 //! to its parent's, so a process costs its own first entry plus copies
 //! (through [`Engine::record`], [`Engine::peek`] and
 //! [`Rules::classify`]/[`Rules::evaluate_classes`]). The [`Resolver`] stays

@@ -5,6 +5,8 @@
 //! inside a value doubled. A single value leaves `__mv_F` empty, and a
 //! non-empty `__mv_F` is the truth when both are present.
 
+use super::records::{needs_quotes, push_escaped, push_field, push_quoted};
+
 /// Prefix of the companion column.
 pub const MV_PREFIX: &[u8] = b"__mv_";
 
@@ -48,20 +50,88 @@ pub fn decode(cell: &[u8]) -> Vec<Vec<u8>> {
 }
 
 /// Appends the `__mv_` encoding of `values` to `out` (unquoted CSV text;
-/// the caller quotes the cell).
-pub fn encode_into<V: AsRef<[u8]>>(values: &[V], out: &mut Vec<u8>) {
-    for (n, v) in values.iter().enumerate() {
+/// the caller quotes the cell, or uses [`push_mv_cell`]).
+pub fn encode_into<I>(values: I, out: &mut Vec<u8>)
+where
+    I: IntoIterator,
+    I::Item: AsRef<[u8]>,
+{
+    for (n, v) in values.into_iter().enumerate() {
         if n > 0 {
             out.push(b';');
         }
-        out.push(b'$');
-        for &b in v.as_ref() {
-            if b == b'$' {
-                out.push(b'$');
-            }
-            out.push(b);
+        push_value(out, v.as_ref(), b"", false);
+    }
+}
+
+/// Appends one value of a `__mv_` cell: `$`, the value with `$` doubled,
+/// `suffix` (text known to need no escaping, such as a cut mark), `$`.
+/// With `in_quotes`, `"` is doubled too, in the same pass: the value goes
+/// into a cell the caller quotes (lineage escapes each ancestor once this
+/// way and copies the result into many cells).
+#[inline]
+pub fn push_value(out: &mut Vec<u8>, value: &[u8], suffix: &[u8], in_quotes: bool) {
+    out.push(b'$');
+    let mut rest = value;
+    loop {
+        let hit = if in_quotes {
+            memchr::memchr2(b'$', b'"', rest)
+        } else {
+            memchr::memchr(b'$', rest)
+        };
+        let Some(i) = hit else { break };
+        out.extend_from_slice(&rest[..=i]);
+        out.push(rest[i]);
+        rest = &rest[i + 1..];
+    }
+    out.extend_from_slice(rest);
+    out.extend_from_slice(suffix);
+    out.push(b'$');
+}
+
+/// Appends a multivalue's plain cell: the values joined by LF, quoted
+/// whenever there is more than one (the LF forces it). Written straight
+/// into `out`: lineage and Sigma cells are most of what the command writes.
+pub fn push_joined_cell<'v, I>(out: &mut Vec<u8>, values: I)
+where
+    I: ExactSizeIterator<Item = &'v [u8]>,
+{
+    let n = values.len();
+    let mut values = values;
+    if n == 1 {
+        if let Some(v) = values.next() {
+            push_field(out, v);
         }
-        out.push(b'$');
+        return;
+    }
+    if n == 0 {
+        return;
+    }
+    out.push(b'"');
+    for (k, v) in values.enumerate() {
+        if k > 0 {
+            out.push(b'\n');
+        }
+        push_escaped(out, v);
+    }
+    out.push(b'"');
+}
+
+/// Appends a multivalue's `__mv_` cell (empty for fewer than two values),
+/// CSV-quoted when a value needs it (rare: then the cell is encoded
+/// unquoted first and written again, quoted).
+pub fn push_mv_cell<'v, I>(out: &mut Vec<u8>, values: I)
+where
+    I: ExactSizeIterator<Item = &'v [u8]>,
+{
+    if values.len() < 2 {
+        return;
+    }
+    let mark = out.len();
+    encode_into(values, out);
+    if needs_quotes(&out[mark..]) {
+        let text = out.split_off(mark);
+        push_quoted(out, &text);
     }
 }
 
@@ -87,6 +157,32 @@ mod tests {
             decode(&out),
             vec![b"x".to_vec(), b"".to_vec(), b"y$z".to_vec()]
         );
+    }
+
+    #[test]
+    fn cells() {
+        let mut out = Vec::new();
+        push_joined_cell(&mut out, [&b"a,b"[..], b"c"].into_iter());
+        assert_eq!(out, b"\"a,b\nc\"");
+        let mut out = Vec::new();
+        push_mv_cell(&mut out, [&b"x$"[..], b"y"].into_iter());
+        assert_eq!(out, b"$x$$$;$y$");
+        let mut out = Vec::new();
+        push_mv_cell(&mut out, [&b"a \"q\", b"[..], b"z"].into_iter());
+        assert_eq!(out, b"\"$a \"\"q\"\", b$;$z$\"");
+        let mut out = Vec::new();
+        push_mv_cell(&mut out, [&b"only"[..]].into_iter());
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn values_escaped_for_a_quoted_cell() {
+        let mut out = Vec::new();
+        push_value(&mut out, b"C:\\a \"$b\".exe", b"[cut]", true);
+        assert_eq!(out, b"$C:\\a \"\"$$b\"\".exe[cut]$");
+        let mut out = Vec::new();
+        push_value(&mut out, b"\"$", b"", false);
+        assert_eq!(out, b"$\"$$$");
     }
 
     #[test]

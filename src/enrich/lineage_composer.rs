@@ -15,7 +15,7 @@
 //! classification beyond the first entry. Memory is one escaped entry per
 //! ancestor, not one chain.
 //!
-//! Both ways end in the one cell writer (`lineage_cells::write_cells`), so
+//! Both ways end in the one cell writer (`lineage_writer::write_cells`), so
 //! composed cells equal those of the chain `Engine` builds (the tests
 //! compare both with a reference renderer written in the test, on
 //! generated trees with cycles, missing parents, `max_depth`, quoting and
@@ -26,7 +26,7 @@
 //! longer than [`MAX_WALK`], a rule set with more names than a
 //! [`crate::lineage::NameClass`] holds, a chunk past [`MAX_ARENA`].
 
-use super::lineage_cells::{
+use super::lineage_writer::{
     chain_cells, escape, write_cells, ChainScratch, Escaped, Head, Item, Whole,
 };
 use crate::lineage::{
@@ -104,7 +104,7 @@ enum Plan {
 pub struct Composed {
     /// `,lineage,…,lineage_malicious_ancestor,__mv_lineage_parents,…,
     /// __mv_lineage_flags` and the row's LF, in the caller's buffer (as
-    /// `lineage_cells::write_cells` writes them).
+    /// `lineage_writer::write_cells` writes them).
     pub cells: Range<usize>,
     /// Why the chain stopped.
     pub stop: StopReason,
@@ -562,8 +562,8 @@ impl Composer {
 mod tests {
     use super::*;
     use crate::config::conf::ConfFile;
-    use crate::enrich::output::{push_joined, push_mv};
     use crate::lineage::{Chain, LineageSettings, ProcessInfo};
+    use crate::protocol::multivalue::{push_joined_cell, push_mv_cell};
     use crate::protocol::records::push_field;
     use crate::synth::Rng;
 
@@ -677,16 +677,16 @@ ancestor = *quoted*
         out.push(b',');
         c.write_depth(out);
         out.push(b',');
-        push_joined(out, c.parents());
+        push_joined_cell(out, c.parents());
         scratch.clear();
         for g in c.guids() {
             scratch.extend_from_slice(&g);
         }
         let guids = || scratch.chunks_exact(38);
         out.push(b',');
-        push_joined(out, guids());
+        push_joined_cell(out, guids());
         out.push(b',');
-        push_joined(out, c.cmdlines());
+        push_joined_cell(out, c.cmdlines());
         out.push(b',');
         push_field(out, c.root().unwrap_or(b""));
         out.push(b',');
@@ -699,23 +699,23 @@ ancestor = *quoted*
         }
         let sources = &sources[..n_sources];
         out.push(b',');
-        push_joined(out, sources.iter().copied());
+        push_joined_cell(out, sources.iter().copied());
         out.push(b',');
-        push_joined(out, c.flags().iter().map(|f| f.as_bytes()));
+        push_joined_cell(out, c.flags().iter().map(|f| f.as_bytes()));
         out.push(b',');
         if let Some(a) = c.malicious_ancestor() {
             push_field(out, a.image);
         }
         out.push(b',');
-        push_mv(out, c.parents());
+        push_mv_cell(out, c.parents());
         out.push(b',');
-        push_mv(out, guids());
+        push_mv_cell(out, guids());
         out.push(b',');
-        push_mv(out, c.cmdlines());
+        push_mv_cell(out, c.cmdlines());
         out.push(b',');
-        push_mv(out, sources.iter().copied());
+        push_mv_cell(out, sources.iter().copied());
         out.push(b',');
-        push_mv(out, c.flags().iter().map(|f| f.as_bytes()));
+        push_mv_cell(out, c.flags().iter().map(|f| f.as_bytes()));
         out.push(b'\n');
         start..out.len()
     }

@@ -1,13 +1,14 @@
 //! The one writer of lineage cells. Both ways of getting a chain end
-//! here: the composer hands it entries escaped once per chunk and linked
-//! (most rows), the general path a [`Chain`] the engine built (its entries
-//! escaped here, each time). So the cells cannot drift apart between the
-//! two: there is one place that decides quoting, order and separators.
+//! here: the composer (`lineage_composer`) hands it entries escaped once
+//! per chunk and linked (most rows), the general path a [`Chain`] the
+//! engine built (its entries escaped here, each time). So the cells
+//! cannot drift apart between the two: there is one place that decides
+//! quoting, order and separators.
 
-use super::output::{push_joined, push_mv};
 use crate::lineage::{
     basename, entry_name, guid_text, Chain, NameClass, Rules, SourceKind, SourceSet, StopReason,
 };
+use crate::protocol::multivalue::{push_joined_cell, push_mv_cell, push_value};
 use crate::protocol::records::push_escaped;
 use crate::sysmon::ProcessGuid;
 use std::ops::Range;
@@ -49,10 +50,8 @@ pub(super) struct Escaped {
 /// What a value holds that its cells must escape ([`scan`]): any of
 /// `,` `"` LF CR (the cell must be quoted) …
 const QUOTE_CELL: u8 = 1;
-/// … `"` (doubled inside a quoted cell) …
+/// … `"` (doubled inside a quoted cell).
 const DQUOTE: u8 = 2;
-/// … `$` (doubled inside a `$…$` value).
-const DOLLAR: u8 = 4;
 
 static CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
@@ -60,7 +59,6 @@ static CLASS: [u8; 256] = {
     t[b'\n' as usize] = QUOTE_CELL;
     t[b'\r' as usize] = QUOTE_CELL;
     t[b'"' as usize] = QUOTE_CELL | DQUOTE;
-    t[b'$' as usize] = DOLLAR;
     t
 };
 
@@ -68,21 +66,6 @@ static CLASS: [u8; 256] = {
 /// per question through `memchr` cost more in calls than in bytes).
 pub(super) fn scan(v: &[u8]) -> u8 {
     v.iter().fold(0, |class, &b| class | CLASS[b as usize])
-}
-
-/// Appends `$v` + `mark` + `$`, `$` doubled in `v` (the multivalue
-/// encoding), then `"` doubled (CSV).
-fn push_mv_escaped(out: &mut Vec<u8>, v: &[u8], mark: &[u8]) {
-    out.push(b'$');
-    let mut rest = v;
-    while let Some(i) = memchr::memchr2(b'$', b'"', rest) {
-        out.extend_from_slice(&rest[..=i]);
-        out.push(rest[i]);
-        rest = &rest[i + 1..];
-    }
-    out.extend_from_slice(rest);
-    out.extend_from_slice(mark);
-    out.push(b'$');
 }
 
 fn push_depth(out: &mut Vec<u8>, depth: usize) {
@@ -201,14 +184,9 @@ fn escape_text(buf: &mut Vec<u8>, guid: ProcessGuid, head: &Head<'_>, cap: usize
         };
         let start = buf.len();
         if mv {
-            if class & (DQUOTE | DOLLAR) == 0 {
-                buf.push(b'$');
-                buf.extend_from_slice(v);
-                buf.extend_from_slice(mark);
-                buf.push(b'$');
-            } else {
-                push_mv_escaped(buf, v, mark);
-            }
+            // `"` doubled too: the cells these go into are quoted whenever
+            // a value holds one.
+            push_value(buf, v, mark, true);
         }
         (plain, at32(start..buf.len()))
     };
@@ -217,9 +195,7 @@ fn escape_text(buf: &mut Vec<u8>, guid: ProcessGuid, head: &Head<'_>, cap: usize
     let (command_line, command_line_mv) = span(head.command_line, true, b"");
     // `$GUID$`: the multivalue form; the plain one is its inside.
     let start = buf.len();
-    buf.push(b'$');
-    buf.extend_from_slice(&guid_text(guid));
-    buf.push(b'$');
+    push_value(buf, &guid_text(guid), b"", false);
     let guid_range = at32(start..buf.len());
     Escaped {
         guid,
@@ -398,9 +374,9 @@ where
     }
     let sources = &names[..n_sources];
     out.push(b',');
-    push_joined(out, sources.iter().copied());
+    push_joined_cell(out, sources.iter().copied());
     out.push(b',');
-    push_joined(out, flags());
+    push_joined_cell(out, flags());
     out.push(b',');
     if let Some(i) = whole.malicious.map(|k| &items[k]) {
         push_cell(out, i.image, i.image_quote);
@@ -420,9 +396,9 @@ where
         values(out, items, b';', quote, |i| i.command_line_mv);
     }
     out.push(b',');
-    push_mv(out, sources.iter().copied());
+    push_mv_cell(out, sources.iter().copied());
     out.push(b',');
-    push_mv(out, flags());
+    push_mv_cell(out, flags());
     out.push(b'\n');
     start..out.len()
 }
