@@ -39,8 +39,8 @@ mod modifiers;
 mod pattern;
 mod rule;
 pub mod sets;
-mod walk;
 mod timestamp;
+mod walk;
 mod yaml;
 
 pub use budget::DEFAULT_SET_MEMORY_MB;
