@@ -743,3 +743,46 @@ fn sigma_false_and_a_bad_level_option() {
         "{errors}"
     );
 }
+
+/// `[sigma] threads = 2` evaluates a chunk's rows on two threads ahead of
+/// pass 1: every cell of every row must be what one thread writes, with
+/// chunks of an odd size (rows striped unevenly over the threads) and
+/// whole (every process's creations in one chunk).
+#[test]
+fn two_threads_write_what_one_writes() {
+    let _g = serial();
+    let Some(sigma) = datasets::shared_dir().map(|d| d.join("sigma")) else {
+        return;
+    };
+    let Some(table) = datasets::sysmon_dataset("evtx_attack_samples.csv") else {
+        return;
+    };
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        eprintln!("skipped: one core, so `threads = 2` runs one thread");
+        return;
+    }
+    let table = Arc::new(table);
+    let args = ["reputation=false", "backfill=false"];
+    for rows in [97, 5_000] {
+        let one = Env::new(&format!("{}threads = 1\n", shared_rules_conf(&sigma)));
+        let two = Env::new(&format!("{}threads = 2\n", shared_rules_conf(&sigma)));
+        let a = splunkd::run(table.clone(), &one.options(&args, rows));
+        let b = splunkd::run(table.clone(), &two.options(&args, rows));
+        assert_clean("evtx_attack_samples, 1 thread", &a);
+        assert_clean("evtx_attack_samples, 2 threads", &b);
+        assert_eq!(a.merged.columns(), b.merged.columns());
+        assert_eq!(a.merged.len(), b.merged.len());
+        let mut matched = 0;
+        for row in 0..a.merged.len() {
+            for col in a.merged.columns() {
+                assert_eq!(
+                    a.merged.get(row, col),
+                    b.merged.get(row, col),
+                    "row {row}, column {col}, {rows} rows per chunk"
+                );
+            }
+            matched += usize::from(!values(a.merged.get(row, "sigma_ids")).is_empty());
+        }
+        assert!(matched > 50, "only {matched} rows matched a rule");
+    }
+}

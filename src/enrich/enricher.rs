@@ -114,7 +114,7 @@ impl Enricher {
         let sigma = context
             .sigma
             .filter(|r| options.sigma && !r.is_empty())
-            .map(SigmaRun::new);
+            .map(|r| SigmaRun::new(r).with_threads(settings.sigma.threads));
         let mut backfill = context.backfill.filter(|_| options.backfill);
         if let (Some(b), Some(s)) = (backfill.as_mut(), sigma.as_ref()) {
             b.evaluate_sigma(Arc::clone(s.rules()));
@@ -248,6 +248,7 @@ impl Enricher {
         let lineage = self.engine.is_some();
         if let Some(s) = self.sigma.as_mut() {
             s.start_chunk(&layout.header);
+            s.evaluate_chunk(body, self.settings.limits.max_field);
         }
         self.chunk.read(
             body,

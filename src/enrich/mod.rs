@@ -17,6 +17,7 @@ mod reply;
 pub mod retention;
 pub mod session;
 pub mod sigma;
+mod sigma_pool;
 pub mod state_source;
 pub mod stats;
 

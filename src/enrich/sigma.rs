@@ -18,6 +18,7 @@
 //! that is not made up.
 
 use super::columns::{self, NO_SIGMA};
+use super::sigma_pool::Pool;
 use crate::lineage::{AncestorSource, Engine, ProcessInfo, SourceError, SourceKind};
 use crate::protocol::multivalue::{push_joined_cell, push_mv_cell};
 use crate::protocol::records::{Header, RowReader};
@@ -75,6 +76,9 @@ pub struct SigmaRun {
     /// Scratch: the engine's buffers, kept from one event to the next.
     buf: Vec<RuleId>,
     scratch: Scratch,
+    /// Threads evaluating a chunk's rows ahead of pass 1 (`None`: pass 1
+    /// evaluates each row itself).
+    pool: Option<Pool>,
     values: Vec<Vec<u8>>,
     /// Matched creations of the current chunk (index in the chunk's
     /// creations, rule fingerprints), for the process table.
@@ -100,14 +104,8 @@ impl SigmaRun {
             lineage_cells: HashMap::new(),
             lineage_bytes: Vec::new(),
             buf: Vec::new(),
-            // `SYSMONENRICH_SIGMA_MEMO=0` evaluates every event in full:
-            // the throughput bench's `sigma-cold` variant, and a way to
-            // rule the remembered verdicts out when a match looks wrong.
-            scratch: if std::env::var_os("SYSMONENRICH_SIGMA_MEMO").is_some_and(|v| v == "0") {
-                Scratch::forgetful()
-            } else {
-                Scratch::default()
-            },
+            scratch: new_scratch(),
+            pool: None,
             values: Vec::new(),
             unsaved: Vec::new(),
             by_fingerprint: HashMap::new(),
@@ -115,9 +113,42 @@ impl SigmaRun {
         }
     }
 
+    /// Evaluates rows on up to `threads` threads (capped at the cores).
+    pub fn with_threads(mut self, threads: usize) -> SigmaRun {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let n = threads.min(cores);
+        self.pool = (n > 1).then(|| Pool::new(n, new_scratch));
+        self
+    }
+
     /// Events answered from remembered verdicts, and events evaluated.
     pub(super) fn remembered(&self) -> (u64, u64) {
-        RuleSet::memo_counts(&self.scratch)
+        let (h, m) = RuleSet::memo_counts(&self.scratch);
+        let (ph, pm) = self.pool.as_ref().map_or((0, 0), Pool::remembered);
+        (h + ph, m + pm)
+    }
+
+    /// With a pool: evaluates every row of the chunk `body` now, on the
+    /// pool's threads, for pass 1 to take (after [`SigmaRun::start_chunk`]).
+    pub(super) fn evaluate_chunk(&mut self, body: &[u8], max_field: usize) {
+        let Some(pool) = self.pool.as_mut() else {
+            return;
+        };
+        let rules = &*self.rules;
+        let (columns, value_columns, field_columns) = (
+            &self.columns,
+            &self.value_columns[..],
+            &self.field_columns[..],
+        );
+        pool.evaluate(body, max_field, |reader, scratch, out| {
+            let row = RowFields {
+                reader,
+                columns,
+                value_columns,
+                field_columns,
+            };
+            rules.matches_with(&row, scratch, out);
+        });
     }
 
     /// The search's rules.
@@ -174,14 +205,20 @@ impl SigmaRun {
     ) {
         let start = self.matched.len() as u32;
         self.buf.clear();
-        let row = RowFields {
-            reader,
-            columns: &self.columns,
-            value_columns: &self.value_columns,
-            field_columns: &self.field_columns,
-        };
-        self.rules
-            .matches_with(&row, &mut self.scratch, &mut self.buf);
+        let ahead = self.pool.as_ref().and_then(|p| p.matches(self.rows.len()));
+        match ahead {
+            Some(ids) => self.buf.extend_from_slice(ids),
+            None => {
+                let row = RowFields {
+                    reader,
+                    columns: &self.columns,
+                    value_columns: &self.value_columns,
+                    field_columns: &self.field_columns,
+                };
+                self.rules
+                    .matches_with(&row, &mut self.scratch, &mut self.buf);
+            }
+        }
         self.matched.extend_from_slice(&self.buf);
         if let Some((index, guid, image)) = creation {
             if !self.buf.is_empty() {
@@ -473,6 +510,18 @@ fn lineage_sigma(
 }
 
 /// A row of the chunk as the Sigma engine sees it.
+/// A scratch for one thread of a search. `SYSMONENRICH_SIGMA_MEMO=0`
+/// evaluates every event in full: the throughput bench's `sigma-cold`
+/// variant, and a way to rule the remembered verdicts out when a match
+/// looks wrong.
+fn new_scratch() -> Scratch {
+    if std::env::var_os("SYSMONENRICH_SIGMA_MEMO").is_some_and(|v| v == "0") {
+        Scratch::forgetful()
+    } else {
+        Scratch::default()
+    }
+}
+
 struct RowFields<'a, 'r> {
     reader: &'a RowReader<'r>,
     columns: &'a HashMap<Box<str>, usize>,
