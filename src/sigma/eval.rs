@@ -60,6 +60,14 @@ pub fn unescape(s: &str) -> Cow<'_, str> {
         return Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len());
+    unescape_into(s, &mut out);
+    Cow::Owned(out)
+}
+
+/// Appends `s` unescaped (see [`unescape`]) to `out`: straight into the
+/// scratch's buffer, since a value with an entity (`&quot;` in command
+/// lines) is common and a copy per value showed in cold profiles.
+fn unescape_into(s: &str, out: &mut String) {
     let mut rest = s;
     while let Some(at) = rest.find('&') {
         out.push_str(&rest[..at]);
@@ -78,7 +86,6 @@ pub fn unescape(s: &str) -> Cow<'_, str> {
         }
     }
     out.push_str(rest);
-    Cow::Owned(out)
 }
 
 fn entity(name: &str) -> Option<char> {
@@ -150,14 +157,6 @@ impl Scratch {
             self.epoch = 1;
         }
         self.candidates.clear();
-    }
-}
-
-/// Appends `s` unescaped (see [`unescape`]) to `out`.
-fn unescape_into(s: &str, out: &mut String) {
-    match unescape(s) {
-        Cow::Borrowed(b) => out.push_str(b),
-        Cow::Owned(o) => out.push_str(&o),
     }
 }
 
