@@ -392,4 +392,16 @@ fn memory_mb_from_the_conf_skips_the_rules_past_it_in_the_search() {
             .is_some_and(|v| v.joined().contains("20000000-0000-0000-0000-000000000001"))
     });
     assert!(fired, "good.yml, within the budget, still fires");
+    // `sigma check` reads the same budget: it skips what the search skips.
+    let check = std::process::Command::new(splunkd::BINARY)
+        .env_remove("SPLUNK_HOME")
+        .env("SYSMONENRICH_APP_DIR", app.path())
+        .args(["sigma", "check"])
+        .output()
+        .expect("run sigma check");
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        stdout.contains("2 rules load, 1 skipped") && stdout.contains("a1.yml"),
+        "{stdout}"
+    );
 }
