@@ -405,3 +405,71 @@ fn memory_mb_from_the_conf_skips_the_rules_past_it_in_the_search() {
         "{stdout}"
     );
 }
+
+/// The issue's last hostile class is not a file that is skipped but a
+/// valid rule that costs: an unindexed glob (a negation: evaluated on every
+/// creation) over 200 KB command lines. A matcher that retries at every
+/// offset costs about a second per event (issue 20); matching is linear in the value, so 40 such events cost what their
+/// bytes do, and every row comes back with the verdict the glob's
+/// definition gives.
+#[test]
+fn an_unindexed_glob_over_200_kb_events_costs_what_their_bytes_do() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut table = datasets::generated();
+    let code = table.position("EventCode").expect("EventCode");
+    let cmd = table.position("CommandLine").expect("CommandLine");
+    let huge = "a".repeat(200 * 1024);
+    let mut changed = Vec::new();
+    for (r, row) in table.rows.iter_mut().enumerate() {
+        if row[code].joined() == "1" && changed.len() < 40 {
+            row[cmd] = datasets::Value::one(huge.clone());
+            changed.push(r);
+        }
+    }
+    assert_eq!(changed.len(), 40, "the generated set has 40 creations");
+    // Never matches an all-`a` value (no `b`), so `not filter` fires on
+    // every huge row, after the matcher has looked at the whole value. A
+    // matcher that retries the literal after the star at every offset
+    // compares up to 3,000 bytes per offset: 600 million per event.
+    let rule = with_detection(
+        900,
+        &format!(
+            "    filter:\n        CommandLine: '*{}b*'\n    condition: not filter\n",
+            "a".repeat(3_000)
+        ),
+    );
+    let dir = rule_dir("glob.yml", &rule);
+    let app = tempfile::tempdir().expect("app");
+    std::fs::create_dir_all(app.path().join("local")).expect("local/");
+    std::fs::write(
+        app.path().join("local/sysmonenrich.conf"),
+        format!("[sigma]\nrules = {}\n", dir.path().display()),
+    )
+    .expect("conf");
+    let mut o = Options::with_args(&["reputation=false", "backfill=false"]);
+    o.rows_per_chunk = 50;
+    o.final_chunk = FinalChunk::WithLastRows;
+    o.env.push((
+        "SYSMONENRICH_APP_DIR".into(),
+        app.path().to_string_lossy().into_owned(),
+    ));
+    let table = Arc::new(table);
+    let started = Instant::now();
+    let out = splunkd::run(table.clone(), &o);
+    let took = started.elapsed();
+    assert_clean("glob", &out);
+    assert_eq!(out.merged.len(), table.len(), "every row back");
+    assert!(took < LOAD_LIMIT, "the search took {took:?}");
+    for &r in &changed {
+        let ids = out
+            .merged
+            .get(r, "sigma_ids")
+            .map(|v| v.joined().into_owned())
+            .unwrap_or_default();
+        assert!(
+            ids.contains("30000000-0000-0000-0000-000000000900"),
+            "row {r}: {ids:?}"
+        );
+    }
+    eprintln!("40 creations of 200 KB through an unindexed glob: {took:?}");
+}
