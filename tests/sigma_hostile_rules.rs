@@ -155,6 +155,23 @@ fn rule_dir(name: &str, content: &str) -> tempfile::TempDir {
     dir
 }
 
+/// An app folder whose conf says `conf` (the `[sigma]` stanza), and the
+/// options of a search (no reputation, no backfill) that runs with it,
+/// `rows_per_chunk` rows at a time.
+fn search_with_rules(conf: String, rows_per_chunk: usize) -> (tempfile::TempDir, Options) {
+    let app = tempfile::tempdir().expect("app");
+    std::fs::create_dir_all(app.path().join("local")).expect("local/");
+    std::fs::write(app.path().join("local/sysmonenrich.conf"), conf).expect("conf");
+    let mut o = Options::with_args(&["reputation=false", "backfill=false"]);
+    o.rows_per_chunk = rows_per_chunk;
+    o.final_chunk = FinalChunk::WithLastRows;
+    o.env.push((
+        "SYSMONENRICH_APP_DIR".into(),
+        app.path().to_string_lossy().into_owned(),
+    ));
+    (app, o)
+}
+
 #[test]
 fn sigma_check_skips_each_hostile_file_quickly_and_small() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -235,20 +252,10 @@ fn the_command_skips_each_hostile_file_and_returns_every_row() {
     assert!(!whoami.is_empty(), "no whoami.exe creation in the data set");
     for (name, content, reason) in hostile() {
         let dir = rule_dir(name, &content);
-        let app = tempfile::tempdir().expect("app");
-        std::fs::create_dir_all(app.path().join("local")).expect("local/");
-        std::fs::write(
-            app.path().join("local/sysmonenrich.conf"),
+        let (_app, o) = search_with_rules(
             format!("[sigma]\nrules = {}\n", dir.path().display()),
-        )
-        .expect("conf");
-        let mut o = Options::with_args(&["reputation=false", "backfill=false"]);
-        o.rows_per_chunk = 1_000;
-        o.final_chunk = FinalChunk::WithLastRows;
-        o.env.push((
-            "SYSMONENRICH_APP_DIR".into(),
-            app.path().to_string_lossy().into_owned(),
-        ));
+            1_000,
+        );
         let started = Instant::now();
         let (out, peak_kb) = peak_child_rss(|| splunkd::run(table.clone(), &o));
         // The whole search, rows included: stricter than the load alone.
@@ -354,23 +361,13 @@ fn memory_mb_from_the_conf_skips_the_rules_past_it_in_the_search() {
         each + small.unwrap_or(0) <= budget_mb << 20 && 2 * each > budget_mb << 20,
         "each {each}, budget {budget_mb} MiB"
     );
-    let app = tempfile::tempdir().expect("app");
-    std::fs::create_dir_all(app.path().join("local")).expect("local/");
-    std::fs::write(
-        app.path().join("local/sysmonenrich.conf"),
+    let (app, o) = search_with_rules(
         format!(
             "[sigma]\nrules = {}\nmemory_mb = {budget_mb}\n",
             dir.path().display()
         ),
-    )
-    .expect("conf");
-    let mut o = Options::with_args(&["reputation=false", "backfill=false"]);
-    o.rows_per_chunk = 1_000;
-    o.final_chunk = FinalChunk::WithLastRows;
-    o.env.push((
-        "SYSMONENRICH_APP_DIR".into(),
-        app.path().to_string_lossy().into_owned(),
-    ));
+        1_000,
+    );
     let table = Arc::new(table);
     let out = splunkd::run(table.clone(), &o);
     assert_clean("memory_mb", &out);
@@ -439,20 +436,7 @@ fn an_unindexed_glob_over_200_kb_events_costs_what_their_bytes_do() {
         ),
     );
     let dir = rule_dir("glob.yml", &rule);
-    let app = tempfile::tempdir().expect("app");
-    std::fs::create_dir_all(app.path().join("local")).expect("local/");
-    std::fs::write(
-        app.path().join("local/sysmonenrich.conf"),
-        format!("[sigma]\nrules = {}\n", dir.path().display()),
-    )
-    .expect("conf");
-    let mut o = Options::with_args(&["reputation=false", "backfill=false"]);
-    o.rows_per_chunk = 50;
-    o.final_chunk = FinalChunk::WithLastRows;
-    o.env.push((
-        "SYSMONENRICH_APP_DIR".into(),
-        app.path().to_string_lossy().into_owned(),
-    ));
+    let (_app, o) = search_with_rules(format!("[sigma]\nrules = {}\n", dir.path().display()), 50);
     let table = Arc::new(table);
     let started = Instant::now();
     let out = splunkd::run(table.clone(), &o);
