@@ -27,6 +27,8 @@
 
 mod common;
 
+use common::serial::serial;
+
 use common::datasets::{self, Table, Value};
 use common::splunkd::{self, assert_clean, cell, FinalChunk, Options, Outcome, BINARY};
 use std::collections::HashMap;
@@ -35,14 +37,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Binary runs take turns (the timing tests must not share two cores with
-/// another search through a debug build).
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// A temporary `$SPLUNK_HOME` shared by several runs.
 struct Home(tempfile::TempDir);

@@ -26,6 +26,8 @@
 
 mod common;
 
+use common::serial::serial;
+
 use common::datasets::{self, Table, Value};
 use common::fake_splunkd::{self, FakeSplunkd, Mode};
 use common::splunkd::{self, FinalChunk, Options, Outcome};
@@ -42,14 +44,6 @@ const MAX_DEPTH: usize = 64;
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-/// Tests that run the binary take turns: the ones that measure wall time
-/// must not share two cores with a 48k-row run through a debug build.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// Upper case, no braces: how GUIDs compare.
 fn norm(g: &str) -> String {

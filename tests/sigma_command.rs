@@ -13,18 +13,14 @@
 
 mod common;
 
+use common::serial::serial;
+
 use common::datasets::{self, Table, Value};
 use common::fake_splunkd::{FakeSplunkd, Mode};
 use common::splunkd::{self, assert_clean, cell, FinalChunk, Options, Outcome};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// A temporary `$SPLUNK_HOME` and app folder with a local conf.
 struct Env {

@@ -11,13 +11,13 @@
 
 mod common;
 
+use common::serial::serial;
+
 use common::datasets;
 use common::splunkd::{self, assert_clean, FinalChunk, Options};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 const LOAD_LIMIT: Duration = Duration::from_secs(10);
 const RSS_LIMIT_KB: u64 = 1 << 20;
@@ -174,7 +174,7 @@ fn search_with_rules(conf: String, rows_per_chunk: usize) -> (tempfile::TempDir,
 
 #[test]
 fn sigma_check_skips_each_hostile_file_quickly_and_small() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = serial();
     for (name, content, reason) in hostile() {
         let dir = rule_dir(name, &content);
         let started = Instant::now();
@@ -212,7 +212,7 @@ fn sigma_check_skips_each_hostile_file_quickly_and_small() {
 
 #[test]
 fn the_command_skips_each_hostile_file_and_returns_every_row() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = serial();
     let Some(table) = datasets::sysmon_dataset("evtx_attack_samples.csv") else {
         return;
     };
@@ -333,7 +333,7 @@ fn the_whole_set_budget_skips_and_names_the_rules_past_it() {
 #[test]
 fn memory_mb_from_the_conf_skips_the_rules_past_it_in_the_search() {
     use sysmonenrich::sigma::{Filter, RuleSet};
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = serial();
     let Some(table) = datasets::sysmon_dataset("evtx_attack_samples.csv") else {
         return;
     };
@@ -411,7 +411,7 @@ fn memory_mb_from_the_conf_skips_the_rules_past_it_in_the_search() {
 /// definition gives.
 #[test]
 fn an_unindexed_glob_over_200_kb_events_costs_what_their_bytes_do() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = serial();
     let mut table = datasets::generated();
     let code = table.position("EventCode").expect("EventCode");
     let cmd = table.position("CommandLine").expect("CommandLine");

@@ -13,16 +13,12 @@
 
 mod common;
 
+use common::serial::serial;
+
 use common::datasets::{Table, Value};
 use common::splunkd::{self, assert_clean, cell, FinalChunk, Options, Outcome};
 use std::path::Path;
 use std::sync::Arc;
-
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 const ROOT: &str = "{22222222-0000-0000-0000-000000000000}";
 const P: &str = "{22222222-0000-0000-0000-000000000001}";

@@ -6,6 +6,7 @@
 //! - [`datasets`]: the shared Sysmon data sets (skipped with a printed reason
 //!   when `../shared` is absent, failed when `CI` is set) and a self-made
 //!   generator so that some end-to-end tests always run.
+//! - [`serial`]: the process-wide lock tests take to run the binary alone.
 //!
 //! Every test crate includes this module with `mod common;` and uses a
 //! different subset of it, so unused-item warnings here would be noise.
@@ -14,5 +15,6 @@
 pub mod datasets;
 pub mod fake_splunkd;
 pub mod http;
+pub mod serial;
 pub mod services;
 pub mod splunkd;
