@@ -6,6 +6,8 @@
 //! - [`datasets`]: the shared Sysmon data sets (skipped with a printed reason
 //!   when `../shared` is absent, failed when `CI` is set) and a self-made
 //!   generator so that some end-to-end tests always run.
+//! - [`home`]: a temporary `$SPLUNK_HOME` (state, log, `state` CLI) and app
+//!   folder with a local conf.
 //! - [`serial`]: the process-wide lock tests take to run the binary alone.
 //!
 //! Every test crate includes this module with `mod common;` and uses a
@@ -14,6 +16,7 @@
 
 pub mod datasets;
 pub mod fake_splunkd;
+pub mod home;
 pub mod http;
 pub mod serial;
 pub mod services;
