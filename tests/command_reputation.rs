@@ -31,7 +31,6 @@
 mod common;
 
 use common::serial::serial;
-
 use common::services as common_http;
 
 use common::datasets::{Table, Value};

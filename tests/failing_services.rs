@@ -11,9 +11,8 @@
 
 mod common;
 
-use common::serial::serial;
-
 use common::datasets::{self, Table};
+use common::serial::serial;
 use common::services::{FakeServer, Request, Response};
 use common::splunkd::{self, closed_port, Options, Outcome};
 use std::sync::Arc;

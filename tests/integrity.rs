@@ -27,10 +27,10 @@
 
 mod common;
 
+use common::creations::{chain_guid as guid, Creations};
+use common::datasets::{self, Table, Value};
 use common::home::{app_dir_with, Home};
 use common::serial::serial;
-
-use common::datasets::{self, Table, Value};
 use common::splunkd::{self, assert_clean, cell, FinalChunk, Options, Outcome, BINARY};
 use std::collections::HashMap;
 use std::io::Write;
@@ -102,61 +102,13 @@ fn dataset(file: &str) -> Option<Table> {
     t
 }
 
-fn guid(n: u64) -> String {
-    format!("{{747F3D96-0000-5D31-0000-{n:012X}}}")
-}
-
-const ZERO: &str = "{00000000-0000-0000-0000-000000000000}";
-
 /// Creations of one chain: process k (1..=n) started by k-1, process 1 by
 /// no one; newest (deepest) first, as splunkd sends them.
 fn chain_table(n: u64, command_line: impl Fn(u64) -> String) -> Table {
-    let columns = [
-        "_time",
-        "EventCode",
-        "ProcessGuid",
-        "ParentProcessGuid",
-        "Image",
-        "CommandLine",
-        "ParentImage",
-        "ParentCommandLine",
-        "Computer",
-    ];
     let image = |k: u64| format!("C:\\Windows\\System32\\proc{k}.exe");
-    let rows = (1..=n)
-        .rev()
-        .map(|k| {
-            let parent = if k == 1 {
-                ZERO.to_string()
-            } else {
-                guid(k - 1)
-            };
-            let (pimg, pcmd) = if k == 1 {
-                (String::new(), String::new())
-            } else {
-                (image(k - 1), command_line(k - 1))
-            };
-            [
-                format!("{}", 1_700_000_000 + k),
-                "1".into(),
-                guid(k),
-                parent,
-                image(k),
-                command_line(k),
-                pimg,
-                pcmd,
-                "WIN-HOST01".into(),
-            ]
-            .into_iter()
-            .map(Value::one)
-            .collect()
-        })
-        .collect();
-    Table {
-        name: format!("chain of {n}"),
-        columns: columns.iter().map(|c| c.to_string()).collect(),
-        rows,
-    }
+    Creations::chain(n, image, command_line)
+        .computer("WIN-HOST01")
+        .table()
 }
 
 // ---------------------------------------------------------------------------

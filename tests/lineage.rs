@@ -26,11 +26,10 @@
 
 mod common;
 
-use common::home::{app_dir_with, Home};
-use common::serial::serial;
-
 use common::datasets::{self, Table, Value};
 use common::fake_splunkd::{self, FakeSplunkd, Mode};
+use common::home::{app_dir_with, Home};
+use common::serial::serial;
 use common::splunkd::{self, FinalChunk, Options, Outcome};
 use std::collections::HashMap;
 use std::io::{Read, Write};

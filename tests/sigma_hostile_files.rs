@@ -18,9 +18,8 @@
 
 mod common;
 
-use common::serial::serial;
-
 use common::datasets::{self, Table, Value};
+use common::serial::serial;
 use common::splunkd::{self, assert_clean, FinalChunk, Options, Outcome};
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};

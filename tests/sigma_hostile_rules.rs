@@ -11,9 +11,8 @@
 
 mod common;
 
-use common::serial::serial;
-
 use common::datasets;
+use common::serial::serial;
 use common::splunkd::{self, assert_clean, FinalChunk, Options};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
