@@ -44,25 +44,7 @@ use std::time::{Duration, Instant};
 fn options(extra: &[&str], rows: usize, home: &Home, app: Option<&Path>) -> Options {
     let mut args = vec!["backfill=false", "reputation=false"];
     args.extend_from_slice(extra);
-    let mut o = Options::with_args(&args);
-    o.rows_per_chunk = rows;
-    if rows >= 50_000 {
-        o.header_only_unfinished = true;
-        o.final_chunk = FinalChunk::HeaderOnly;
-    } else {
-        o.final_chunk = FinalChunk::WithLastRows;
-    }
-    o.env.push((
-        "SPLUNK_HOME".into(),
-        home.path().to_string_lossy().into_owned(),
-    ));
-    if let Some(d) = app {
-        o.env.push((
-            "SYSMONENRICH_APP_DIR".into(),
-            d.to_string_lossy().into_owned(),
-        ));
-    }
-    o
+    home.options(&args, rows, app)
 }
 
 const LINEAGE: [&str; 5] = [

@@ -30,7 +30,7 @@ use common::datasets::{self, Table, Value};
 use common::fake_splunkd::{self, FakeSplunkd, Mode};
 use common::home::{app_dir_with, Home};
 use common::serial::serial;
-use common::splunkd::{self, FinalChunk, Options, Outcome};
+use common::splunkd::{self, Options, Outcome};
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::Path;
@@ -83,25 +83,8 @@ fn options(
     uri: Option<String>,
     app_dir: Option<&Path>,
 ) -> Options {
-    let mut o = Options::with_args(args);
-    o.rows_per_chunk = rows;
-    if rows >= 50_000 {
-        o.header_only_unfinished = true;
-        o.final_chunk = FinalChunk::HeaderOnly;
-    } else {
-        o.final_chunk = FinalChunk::WithLastRows;
-    }
+    let mut o = home.options(args, rows, app_dir);
     o.splunkd_uri = uri;
-    o.env.push((
-        "SPLUNK_HOME".into(),
-        home.path().to_string_lossy().into_owned(),
-    ));
-    if let Some(d) = app_dir {
-        o.env.push((
-            "SYSMONENRICH_APP_DIR".into(),
-            d.to_string_lossy().into_owned(),
-        ));
-    }
     o
 }
 

@@ -6,7 +6,7 @@
 //! the `state` CLI sees must keep the home alive across runs, and must never
 //! touch a real Splunk installation.
 
-use super::splunkd::BINARY;
+use super::splunkd::{FinalChunk, Options, BINARY};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -27,6 +27,31 @@ impl Home {
 
     pub fn path(&self) -> &Path {
         self.0.path()
+    }
+
+    /// Stand-in options against this home (and `app`'s conf if given), in
+    /// splunkd's chunk styles: 8.2.1's at 50,000 rows per chunk, 6.3's at
+    /// smaller sizes.
+    pub fn options(&self, args: &[&str], rows: usize, app: Option<&Path>) -> Options {
+        let mut o = Options::with_args(args);
+        o.rows_per_chunk = rows;
+        if rows >= 50_000 {
+            o.header_only_unfinished = true;
+            o.final_chunk = FinalChunk::HeaderOnly;
+        } else {
+            o.final_chunk = FinalChunk::WithLastRows;
+        }
+        o.env.push((
+            "SPLUNK_HOME".into(),
+            self.path().to_string_lossy().into_owned(),
+        ));
+        if let Some(d) = app {
+            o.env.push((
+                "SYSMONENRICH_APP_DIR".into(),
+                d.to_string_lossy().into_owned(),
+            ));
+        }
+        o
     }
 
     /// Where the binary keeps its state database under this home.
