@@ -11,6 +11,16 @@ use super::datasets::{Table, Value};
 /// The parent GUID Sysmon writes when it did not see the parent start.
 pub const ZERO: &str = "{00000000-0000-0000-0000-000000000000}";
 
+/// The columns every creation has, in the order splunkd's tests send them.
+pub const COLUMNS: [&str; 6] = [
+    "_time",
+    "EventCode",
+    "ProcessGuid",
+    "ParentProcessGuid",
+    "Image",
+    "CommandLine",
+];
+
 /// The GUID of process `n` in a [`Creations::chain`].
 pub fn chain_guid(n: u64) -> String {
     format!("{{747F3D96-0000-5D31-0000-{n:012X}}}")
@@ -129,14 +139,7 @@ impl Creations {
     }
 
     pub fn table(self) -> Table {
-        let mut columns = vec![
-            "_time",
-            "EventCode",
-            "ProcessGuid",
-            "ParentProcessGuid",
-            "Image",
-            "CommandLine",
-        ];
+        let mut columns = COLUMNS.to_vec();
         match self.parents {
             ParentColumns::None => {}
             ParentColumns::BlankImage => columns.push("ParentImage"),
