@@ -10,7 +10,7 @@
 use super::table::{self, Column};
 use super::{EnrichRun, OutFormat};
 use crate::protocol::multivalue::encode_into;
-use crate::protocol::records::push_field;
+use crate::protocol::records::push_record;
 use crate::splunk::Client as Rest;
 use serde_json::{Map, Value};
 use std::io::Write;
@@ -164,40 +164,27 @@ pub fn body_of(rows: &[Map<String, Value>], order: &mut Vec<String>) -> Vec<u8> 
         })
         .collect();
     let mut body = Vec::new();
-    let mut first = true;
-    let mut sep = |body: &mut Vec<u8>| {
-        if !std::mem::take(&mut first) {
-            body.push(b',');
-        }
-    };
-    for (k, m) in order.iter().zip(&multi) {
-        sep(&mut body);
-        push_field(&mut body, k.as_bytes());
-        if *m {
-            sep(&mut body);
-            push_field(&mut body, format!("__mv_{k}").as_bytes());
-        }
-    }
-    body.push(b'\n');
-    let mut mv = Vec::new();
+    let header = order.iter().zip(&multi).flat_map(|(k, m)| {
+        let mv = m.then(|| format!("__mv_{k}"));
+        std::iter::once(k.clone()).chain(mv)
+    });
+    push_record(&mut body, header);
+    let mut fields = Vec::new();
     for r in rows {
-        for (i, (k, m)) in order.iter().zip(&multi).enumerate() {
-            if i > 0 {
-                body.push(b',');
-            }
+        fields.clear();
+        for (k, m) in order.iter().zip(&multi) {
             let (plain, values) = r.get(k).map(cell).unwrap_or_default();
-            push_field(&mut body, plain.as_bytes());
+            fields.push(plain.into_bytes());
             if *m {
-                body.push(b',');
-                mv.clear();
+                let mut mv = Vec::new();
                 // A single value leaves `__mv_` empty (SCPV2 §6).
                 if let Some(values) = values.filter(|v| v.len() > 1) {
                     encode_into(&values, &mut mv);
                 }
-                push_field(&mut body, &mv);
+                fields.push(mv);
             }
         }
-        body.push(b'\n');
+        push_record(&mut body, &fields);
     }
     body
 }
