@@ -473,16 +473,8 @@ fn engine(
         eprintln!("{w}");
     }
     if let (Some(client), true) = (backfill, options.lineage && options.backfill) {
-        let ledger = context
-            .state
-            .clone()
-            .map(|s| s as std::sync::Arc<dyn crate::circuit::CircuitLedger>);
-        let breaker = crate::circuit::Breaker::new("splunkd", ledger, crate::circuit::now_secs());
-        context.backfill = Some(crate::enrich::backfill::SplunkBackfill::new(
-            client,
-            setup.settings.backfill.clone(),
-            std::sync::Arc::new(breaker),
-        ));
+        let splunkd = session::splunkd_circuit(context.state.as_ref());
+        context.backfill = Some(session::backfill(client, &setup.settings, splunkd));
     }
     Enricher::with_context(options.clone(), setup.settings, context)
 }
