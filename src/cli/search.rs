@@ -7,8 +7,9 @@
 //! order of first appearance, multivalue fields as a `\n`-joined value plus
 //! an `__mv_` column), so `--enrich` runs exactly what the search bar runs.
 
+use super::enrich::EnrichRun;
 use super::table::{self, Column};
-use super::{EnrichRun, OutFormat};
+use super::OutFormat;
 use crate::protocol::multivalue::encode_into;
 use crate::protocol::records::push_record;
 use crate::splunk::Client as Rest;
