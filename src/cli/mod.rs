@@ -122,32 +122,8 @@ sysmonenrich search 'index=sysmon EventCode=1' --max-rows 1000 --enrich -f table
 sysmonenrich search '`sysmonenrich_index` EventCode=1 Image=*\\\\powershell.exe' --earliest -7d --enrich -o max_depth=10 -f json\n  \
 sysmonenrich search '| tstats count where index=sysmon by host' -f table")]
     Search {
-        /// The search, as typed in the search bar (`search ` is added when
-        /// it starts with neither `search` nor `|`).
-        spl: String,
-        /// Earliest time (`-24h`, `-7d@d`, an epoch, an ISO time; empty =
-        /// all time).
-        #[arg(long, default_value = "-24h", allow_hyphen_values = true)]
-        earliest: String,
-        /// Latest time.
-        #[arg(long, default_value = "now", allow_hyphen_values = true)]
-        latest: String,
-        /// Stop after this many results (0 = all of them, held in memory).
-        #[arg(long, default_value_t = 100)]
-        max_rows: usize,
-        /// Output format.
-        #[arg(long, short = 'f', value_enum, default_value_t = OutFormat::Csv)]
-        format: OutFormat,
-        /// Pipe the results through the enrichment (as `| sysmonenrich`).
-        #[arg(long)]
-        enrich: bool,
-        /// Enrichment options as in the search bar, e.g. `max_depth=10`
-        /// (with --enrich).
-        #[arg(long = "option", short = 'o', value_name = "NAME=VALUE")]
-        options: Vec<String>,
-        /// Longest the search may run, e.g. `90s`, `10m`.
-        #[arg(long, default_value = "10m", value_parser = parse_duration)]
-        timeout: std::time::Duration,
+        #[command(flatten)]
+        args: search::SearchArgs,
         #[command(flatten)]
         connect: Connect,
     },
@@ -156,24 +132,8 @@ sysmonenrich search '| tstats count where index=sysmon by host' -f table")]
     #[command(after_help = "Example:\n  \
 sysmonenrich tree '{747F3D96-D6ED-5D31-0000-0010C88A2500}' sysmon.csv.gz more.evtx")]
     Tree {
-        /// The ProcessGuid (braces optional, any case).
-        guid: String,
-        /// Input files: CSV, JSON lines or .evtx (gzip allowed), read whole.
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-        /// Show whole command lines (default: cut at 120 characters).
-        #[arg(long)]
-        full: bool,
-        /// Levels of descendants to show (default: all).
-        #[arg(long)]
-        depth: Option<usize>,
-        /// A lineage_rules.conf to use instead of the app's or the built-in.
-        #[arg(long, value_name = "FILE")]
-        rules: Option<PathBuf>,
-        /// Sigma rule files or folders (repeatable) instead of the app's
-        /// `[sigma] rules`: each process shows the rules its creation matched.
-        #[arg(long, value_name = "PATH")]
-        sigma: Vec<PathBuf>,
+        #[command(flatten)]
+        args: tree::TreeArgs,
     },
     /// Statistics and clean-up of the state database (process table,
     /// reputation cache, pending queue, quota ledger).
@@ -188,7 +148,7 @@ sysmonenrich state --db /opt/splunk/var/lib/sysmonenrich/state.db check")]
         #[arg(long, value_name = "PATH", global = true)]
         db: Option<PathBuf>,
         #[command(subcommand)]
-        action: Option<StateCommand>,
+        action: Option<state::Action>,
     },
     /// Sigma rules: what a rule set loads, and installing a SigmaHQ release
     /// into the app.
@@ -263,35 +223,6 @@ enum KeysCommand {
     },
 }
 
-#[derive(Subcommand, Debug, Clone)]
-enum StateCommand {
-    /// Row counts, file size, pending lookups by reason, quota use
-    /// (the default).
-    Stats,
-    /// Empty a table: processes, cache, pending, quota or all.
-    Purge {
-        /// processes, cache, pending, quota or all.
-        #[arg(value_parser = parse_purge)]
-        what: crate::state::PurgeTarget,
-        /// Shrink the file afterwards (VACUUM; locks the database while it
-        /// copies).
-        #[arg(long)]
-        vacuum: bool,
-        /// processes only: remove what the search with this sid wrote.
-        #[arg(long)]
-        sid: Option<String>,
-        /// processes only: remove what this user's searches wrote.
-        #[arg(long)]
-        user: Option<String>,
-    },
-    /// Run the integrity check (reads the whole file).
-    Check,
-}
-
-fn parse_purge(s: &str) -> Result<crate::state::PurgeTarget, String> {
-    s.parse()
-}
-
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     args::duration(s)
 }
@@ -346,64 +277,13 @@ pub fn main(argv: Vec<OsString>) -> ExitCode {
         Command::Apps { connect, format } => {
             connect.rest().and_then(|rest| apps::run(&rest, format))
         }
-        Command::Search {
-            spl,
-            earliest,
-            latest,
-            max_rows,
-            format,
-            enrich,
-            options,
-            timeout,
-            connect,
-        } => connect.rest().and_then(|rest| {
-            search::run(
-                &rest,
-                &search::SearchArgs {
-                    spl,
-                    earliest,
-                    latest,
-                    max_rows,
-                    format,
-                    enrich,
-                    options,
-                    timeout,
-                },
-            )
-        }),
-        Command::Tree {
-            guid,
-            files,
-            full,
-            depth,
-            rules,
-            sigma,
-        } => tree::run(&tree::TreeArgs {
-            guid,
-            files,
-            full,
-            depth,
-            rules,
-            sigma,
-        }),
-        Command::State { db, action } => state::run(
-            db.as_deref(),
-            match action.unwrap_or(StateCommand::Stats) {
-                StateCommand::Stats => state::Action::Stats,
-                StateCommand::Purge {
-                    what,
-                    vacuum,
-                    sid,
-                    user,
-                } => state::Action::Purge {
-                    what,
-                    vacuum,
-                    sid,
-                    user,
-                },
-                StateCommand::Check => state::Action::Check,
-            },
-        ),
+        Command::Search { args, connect } => {
+            connect.rest().and_then(|rest| search::run(&rest, &args))
+        }
+        Command::Tree { args } => tree::run(&args),
+        Command::State { db, action } => {
+            state::run(db.as_deref(), action.unwrap_or(state::Action::Stats))
+        }
         Command::Sigma { action } => match action {
             SigmaCommand::Check { dirs } => sigma::check(&dirs),
             SigmaCommand::Install { source, app_dir } => {

@@ -21,23 +21,33 @@ use std::time::Duration;
 const BATCH: usize = 50_000;
 
 /// What `search` was asked.
-#[derive(Debug, Clone)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct SearchArgs {
-    /// The SPL.
+    /// The search, as typed in the search bar (`search ` is added when
+    /// it starts with neither `search` nor `|`).
     pub spl: String,
-    /// `earliest_time`.
+    /// Earliest time (`-24h`, `-7d@d`, an epoch, an ISO time; empty =
+    /// all time).
+    #[arg(long, default_value = "-24h", allow_hyphen_values = true)]
     pub earliest: String,
-    /// `latest_time`.
+    /// Latest time.
+    #[arg(long, default_value = "now", allow_hyphen_values = true)]
     pub latest: String,
-    /// Stop after this many results (0 = all).
+    /// Stop after this many results (0 = all of them, held in memory).
+    #[arg(long, default_value_t = 100)]
     pub max_rows: usize,
     /// Output format.
+    #[arg(long, short = 'f', value_enum, default_value_t = OutFormat::Csv)]
     pub format: OutFormat,
-    /// Pipe through the engine.
+    /// Pipe the results through the enrichment (as `| sysmonenrich`).
+    #[arg(long)]
     pub enrich: bool,
-    /// Engine options (`NAME=VALUE`), with `enrich`.
+    /// Enrichment options as in the search bar, e.g. `max_depth=10`
+    /// (with --enrich).
+    #[arg(long = "option", short = 'o', value_name = "NAME=VALUE")]
     pub options: Vec<String>,
-    /// Longest the search may run.
+    /// Longest the search may run, e.g. `90s`, `10m`.
+    #[arg(long, default_value = "10m", value_parser = super::parse_duration)]
     pub timeout: Duration,
 }
 
