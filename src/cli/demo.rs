@@ -23,7 +23,7 @@ use crate::config::settings::Settings;
 use crate::enrich::enricher::{Context, Enricher};
 use crate::lineage::Rules;
 use crate::protocol::multivalue::MV_PREFIX;
-use crate::protocol::records::{push_field, RowReader};
+use crate::protocol::records::{push_record, RowReader};
 use crate::reputation::{LocalList, MemoryStore, SearchOptions, Service};
 use crate::synth::{self, Generator, Incident, SynthEvent};
 use std::collections::{BTreeSet, HashMap};
@@ -153,13 +153,7 @@ fn engine() -> anyhow::Result<Enricher> {
 /// One CSV body of `events`, as the CLI reads exported files.
 fn body(events: &[SynthEvent]) -> Vec<u8> {
     let mut body = Vec::new();
-    for (i, c) in synth::COLUMNS.iter().enumerate() {
-        if i > 0 {
-            body.push(b',');
-        }
-        push_field(&mut body, c.as_bytes());
-    }
-    body.push(b'\n');
+    push_record(&mut body, synth::COLUMNS);
     for e in events {
         synth::csv_row(&mut body, e);
     }
@@ -425,10 +419,9 @@ impl Findings {
         writeln!(w, "{} enriched events in full\n", examples.len())?;
         if format != OutFormat::Table {
             let mut body = Vec::new();
-            let header: Vec<&[u8]> = names.iter().map(Vec::as_slice).collect();
-            write_row(&mut body, header.into_iter());
+            push_record(&mut body, names);
             for (_, rec) in examples {
-                write_row(&mut body, rec.iter());
+                push_record(&mut body, rec.iter());
             }
             let mut printer = Printer::new(format, &mut *w, usize::MAX);
             printer.body(&body)?;
@@ -465,16 +458,6 @@ fn more(w: &mut impl Write, total: usize) -> anyhow::Result<()> {
     }
     writeln!(w)?;
     Ok(())
-}
-
-fn write_row<'a>(out: &mut Vec<u8>, fields: impl Iterator<Item = &'a [u8]>) {
-    for (i, v) in fields.enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        push_field(out, v);
-    }
-    out.push(b'\n');
 }
 
 fn short_hash(h: &str) -> String {
