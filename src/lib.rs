@@ -37,12 +37,14 @@
 //!             sysmon       GUIDs, hashes, field names, `_raw` XML (pure)
 //!             logging      the log file, rotation, peak memory
 //!             digest       the stable 64-bit digest stored across builds (a leaf)
+//!             calendar     dates and day numbers, UTC (a leaf)
 //! ```
 //!
 //! The protocol loop is synchronous: splunkd waits for each reply, so there
 //! is nothing to overlap at that level. Work that waits on the network
 //! (reputation, backfill) is bounded by time budgets per chunk.
 
+pub mod calendar;
 pub mod circuit;
 pub mod cli;
 pub mod command;

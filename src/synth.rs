@@ -12,7 +12,7 @@
 //! arrive before their parents. Deterministic for a given seed.
 
 use crate::protocol::multivalue::MV_PREFIX;
-use crate::protocol::records::push_field;
+use crate::protocol::records::push_record;
 
 pub mod diverse;
 
@@ -591,13 +591,7 @@ pub fn splunkd_row(out: &mut Vec<u8>, e: &SynthEvent, chunked_idx: u64) {
 
 /// A plain RFC 4180 CSV row (for files the CLI reads).
 pub fn csv_row(out: &mut Vec<u8>, e: &SynthEvent) {
-    for (i, v) in e.values.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        push_field(out, v.as_bytes());
-    }
-    out.push(b'\n');
+    push_record(out, &e.values);
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 
 mod common;
 
+use common::creations;
 use common::datasets;
 use common::splunkd::{self, chunk, execute_chunk, run_raw, Options, RawOutcome, Step};
 use std::sync::Arc;
@@ -26,17 +27,6 @@ const TIMEOUT: Duration = Duration::from_secs(120);
 fn getinfo() -> Step {
     Step::GetInfo(QUIET.iter().map(|s| s.to_string()).collect())
 }
-
-/// Columns of the hand-made bodies, in splunkd's header style.
-const COLUMNS: [&str; 7] = [
-    "_time",
-    "EventCode",
-    "ProcessGuid",
-    "ParentProcessGuid",
-    "Image",
-    "CommandLine",
-    "Hashes",
-];
 
 /// splunkd's quoting for a raw cell: bare when empty or alphanumeric.
 fn cell(out: &mut Vec<u8>, value: &[u8]) {
@@ -57,7 +47,12 @@ fn cell(out: &mut Vec<u8>, value: &[u8]) {
 /// A body in splunkd's form (plain columns, `_chunked_idx`, then `__mv_`
 /// companions) with raw byte values, so non-UTF-8 can be sent.
 fn body(rows: &[[&[u8]; 7]]) -> Vec<u8> {
-    let mut names: Vec<String> = COLUMNS.iter().map(|s| s.to_string()).collect();
+    // Columns in splunkd's header style: a creation's, then its hashes.
+    let mut names: Vec<String> = creations::COLUMNS
+        .iter()
+        .chain(&["Hashes"])
+        .map(|s| s.to_string())
+        .collect();
     names.push("_chunked_idx".into());
     let mv: Vec<String> = names.iter().map(|n| format!("__mv_{n}")).collect();
     let mut out = Vec::new();

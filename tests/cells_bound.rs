@@ -17,6 +17,7 @@
 
 mod common;
 
+use common::creations::Creations;
 use common::datasets::{Table, Value};
 use common::splunkd::{self, assert_clean, cell, FinalChunk, Options, Outcome};
 use std::path::Path;
@@ -26,54 +27,13 @@ use std::sync::Arc;
 const CAP: usize = 4096;
 const MAX_DEPTH: usize = 64;
 
-fn guid(n: u64) -> String {
-    format!("{{747F3D96-0000-5D31-0000-{n:012X}}}")
-}
-
-const ZERO: &str = "{00000000-0000-0000-0000-000000000000}";
-
 /// Creations of one chain: process k (1..=n) started by k-1, process 1 by
 /// a parent Sysmon did not know (the all-zero GUID and `-`, as Sysmon
 /// writes it); newest (deepest) first, as splunkd sends them.
 fn chain(n: u64, image: impl Fn(u64) -> String, command_line: impl Fn(u64) -> String) -> Table {
-    let columns = [
-        "_time",
-        "EventCode",
-        "ProcessGuid",
-        "ParentProcessGuid",
-        "Image",
-        "CommandLine",
-        "ParentImage",
-        "ParentCommandLine",
-    ];
-    let rows = (1..=n)
-        .rev()
-        .map(|k| {
-            let (parent, pimg, pcmd) = if k == 1 {
-                (ZERO.to_string(), "-".to_string(), "-".to_string())
-            } else {
-                (guid(k - 1), image(k - 1), command_line(k - 1))
-            };
-            [
-                format!("{}", 1_700_000_000 + k),
-                "1".into(),
-                guid(k),
-                parent,
-                image(k),
-                command_line(k),
-                pimg,
-                pcmd,
-            ]
-            .into_iter()
-            .map(Value::one)
-            .collect()
-        })
-        .collect();
-    Table {
-        name: format!("chain of {n}"),
-        columns: columns.iter().map(|c| c.to_string()).collect(),
-        rows,
-    }
+    Creations::chain(n, image, command_line)
+        .unknown_parent_as("-")
+        .table()
 }
 
 /// Stand-in options: lineage only, no state database (the table's own

@@ -30,6 +30,7 @@
 
 mod common;
 
+use common::serial::serial;
 use common::services as common_http;
 
 use common::datasets::{Table, Value};
@@ -51,14 +52,6 @@ const STANDIN_SESSION_KEY: &str =
 const VT_KEY: &str = "7c3f9a1d5b8e2f4a6c0d9e8b7a6f5e4d3c2b1a0f9e8d7c6b5a4f3e2d1c0b9a8f";
 const ZERO_GUID: &str = "{00000000-0000-0000-0000-000000000000}";
 const MINUTE: Duration = Duration::from_secs(60);
-
-/// Tests take turns: one measures wall time, one runs three searches at
-/// once, and a debug build on a small machine should not share its cores.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 fn now_secs() -> i64 {
     SystemTime::now()

@@ -12,18 +12,11 @@
 mod common;
 
 use common::datasets::{self, Table};
+use common::serial::serial;
 use common::services::{FakeServer, Request, Response};
 use common::splunkd::{self, closed_port, Options, Outcome};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// The tests here time searches: one at a time, so that one's 100 MB
-/// bodies do not slow the other's runs.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 struct Site {
     home: tempfile::TempDir,

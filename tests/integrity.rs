@@ -27,7 +27,10 @@
 
 mod common;
 
+use common::creations::{chain_guid as guid, Creations};
 use common::datasets::{self, Table, Value};
+use common::home::{app_dir_with, Home};
+use common::serial::serial;
 use common::splunkd::{self, assert_clean, cell, FinalChunk, Options, Outcome, BINARY};
 use std::collections::HashMap;
 use std::io::Write;
@@ -36,108 +39,12 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Binary runs take turns (the timing tests must not share two cores with
-/// another search through a debug build).
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// A temporary `$SPLUNK_HOME` shared by several runs.
-struct Home(tempfile::TempDir);
-
-impl Home {
-    fn new() -> Home {
-        Home(
-            tempfile::Builder::new()
-                .prefix("integrity_home.")
-                .tempdir()
-                .expect("temp SPLUNK_HOME"),
-        )
-    }
-
-    fn path(&self) -> &Path {
-        self.0.path()
-    }
-
-    fn db(&self) -> PathBuf {
-        self.path().join("var/lib/sysmonenrich/state.db")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read(self.path().join("var/log/splunk/sysmonenrich.log"))
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
-    }
-
-    /// `sysmonenrich state ARGS --db <ours>`: (stdout, stderr, success).
-    fn state_cli(&self, args: &[&str]) -> (String, String, bool) {
-        let out = Command::new(BINARY)
-            .arg("state")
-            .args(args)
-            .arg("--db")
-            .arg(self.db())
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.path())
-            .stdin(Stdio::null())
-            .output()
-            .expect("run the state CLI");
-        (
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-            out.status.success(),
-        )
-    }
-
-    /// The value of one line of `state stats`.
-    fn stat(&self, name: &str) -> String {
-        let (out, err, ok) = self.state_cli(&["stats"]);
-        assert!(ok, "state stats failed: {err}");
-        out.lines()
-            .find(|l| l.starts_with(name))
-            .unwrap_or_else(|| panic!("no {name} line:\n{out}"))[name.len()..]
-            .trim()
-            .to_string()
-    }
-}
-
-/// An app folder with only `local/sysmonenrich.conf`.
-fn app_dir_with(local_conf: &str) -> tempfile::TempDir {
-    let dir = tempfile::Builder::new()
-        .prefix("integrity_app.")
-        .tempdir()
-        .expect("temp app dir");
-    std::fs::create_dir_all(dir.path().join("local")).expect("local/");
-    std::fs::write(dir.path().join("local/sysmonenrich.conf"), local_conf).expect("local conf");
-    dir
-}
-
 /// Stand-in options for `rows` per chunk against `home`, no backfill, no
 /// reputation (nothing here may reach a network).
 fn options(extra: &[&str], rows: usize, home: &Home, app: Option<&Path>) -> Options {
     let mut args = vec!["backfill=false", "reputation=false"];
     args.extend_from_slice(extra);
-    let mut o = Options::with_args(&args);
-    o.rows_per_chunk = rows;
-    if rows >= 50_000 {
-        o.header_only_unfinished = true;
-        o.final_chunk = FinalChunk::HeaderOnly;
-    } else {
-        o.final_chunk = FinalChunk::WithLastRows;
-    }
-    o.env.push((
-        "SPLUNK_HOME".into(),
-        home.path().to_string_lossy().into_owned(),
-    ));
-    if let Some(d) = app {
-        o.env.push((
-            "SYSMONENRICH_APP_DIR".into(),
-            d.to_string_lossy().into_owned(),
-        ));
-    }
-    o
+    home.options(&args, rows, app)
 }
 
 const LINEAGE: [&str; 5] = [
@@ -177,61 +84,13 @@ fn dataset(file: &str) -> Option<Table> {
     t
 }
 
-fn guid(n: u64) -> String {
-    format!("{{747F3D96-0000-5D31-0000-{n:012X}}}")
-}
-
-const ZERO: &str = "{00000000-0000-0000-0000-000000000000}";
-
 /// Creations of one chain: process k (1..=n) started by k-1, process 1 by
 /// no one; newest (deepest) first, as splunkd sends them.
 fn chain_table(n: u64, command_line: impl Fn(u64) -> String) -> Table {
-    let columns = [
-        "_time",
-        "EventCode",
-        "ProcessGuid",
-        "ParentProcessGuid",
-        "Image",
-        "CommandLine",
-        "ParentImage",
-        "ParentCommandLine",
-        "Computer",
-    ];
     let image = |k: u64| format!("C:\\Windows\\System32\\proc{k}.exe");
-    let rows = (1..=n)
-        .rev()
-        .map(|k| {
-            let parent = if k == 1 {
-                ZERO.to_string()
-            } else {
-                guid(k - 1)
-            };
-            let (pimg, pcmd) = if k == 1 {
-                (String::new(), String::new())
-            } else {
-                (image(k - 1), command_line(k - 1))
-            };
-            [
-                format!("{}", 1_700_000_000 + k),
-                "1".into(),
-                guid(k),
-                parent,
-                image(k),
-                command_line(k),
-                pimg,
-                pcmd,
-                "WIN-HOST01".into(),
-            ]
-            .into_iter()
-            .map(Value::one)
-            .collect()
-        })
-        .collect();
-    Table {
-        name: format!("chain of {n}"),
-        columns: columns.iter().map(|c| c.to_string()).collect(),
-        rows,
-    }
+    Creations::chain(n, image, command_line)
+        .computer("WIN-HOST01")
+        .table()
 }
 
 // ---------------------------------------------------------------------------
@@ -307,7 +166,7 @@ fn a_wrong_field_mapping_or_a_forged_creation_changes_no_later_lineage() {
         return;
     };
     let t = Arc::new(t);
-    let home = Home::new();
+    let home = Home::new("integrity_home.");
     // Warm the table, then the lineage every later search should keep
     // seeing (small chunks: parents come from the table).
     let warm = splunkd::run(t.clone(), &options(&[], 50_000, &home, None));
@@ -421,7 +280,7 @@ fn rows_that_disagree_with_their_raw_stay_out_of_the_table() {
         columns: t.columns.clone(),
         rows,
     });
-    let home = Home::new();
+    let home = Home::new("integrity_home.");
     let out = splunkd::run(t.clone(), &options(&["raw=true"], 50_000, &home, None));
     assert_clean("raw=true", &out);
     let stored: usize = home.stat("processes").parse().expect("a number");
@@ -449,7 +308,7 @@ fn a_chain_of_megabyte_command_lines_keeps_the_state_small() {
     }));
     let input: usize = t.rows.iter().flatten().map(|v| v.joined().len()).sum();
     assert!(input > 19 * mb, "{input}");
-    let home = Home::new();
+    let home = Home::new("integrity_home.");
     let out = splunkd::run(t.clone(), &options(&[], 50_000, &home, None));
     assert_clean("1 MB command lines", &out);
     assert_eq!(cell(&out, 0, "lineage_depth"), "10");
@@ -484,7 +343,7 @@ fn a_chain_of_megabyte_command_lines_keeps_the_state_small() {
 fn a_forty_level_chain_in_small_chunks_resolves_from_the_warm_table() {
     let _serial = serial();
     let t = Arc::new(chain_table(40, |k| format!("proc{k}.exe /run {k}")));
-    let home = Home::new();
+    let home = Home::new("integrity_home.");
     let warm = splunkd::run(t.clone(), &options(&[], 50_000, &home, None));
     assert_clean("warm-up", &warm);
     let out = splunkd::run(t.clone(), &options(&[], 5, &home, None));
@@ -514,8 +373,8 @@ fn a_forty_level_chain_in_small_chunks_resolves_from_the_warm_table() {
 #[test]
 fn a_locked_store_costs_one_busy_timeout_and_no_rows() {
     let _serial = serial();
-    let home = Home::new();
-    let app = app_dir_with("[state]\nbusy_timeout = 2s\n");
+    let home = Home::new("integrity_home.");
+    let app = app_dir_with("integrity_app.", "[state]\nbusy_timeout = 2s\n");
     let t = Arc::new(chain_table(300, |k| format!("proc{k}.exe")));
     // Create the database, then hold it as another process would.
     let first = splunkd::run(
@@ -555,7 +414,7 @@ fn a_locked_store_costs_one_busy_timeout_and_no_rows() {
 #[test]
 fn kill_9_while_writing_the_table_leaves_a_sound_database() {
     let _serial = serial();
-    let home = Home::new();
+    let home = Home::new("integrity_home.");
     let t = chain_table(8_000, |k| format!("proc{k}.exe /c {}", "x".repeat(200)));
     let columns: Vec<&str> = t.columns.iter().map(String::as_str).collect();
     // Killed once the table holds the first chunks, while the writer is
@@ -678,7 +537,7 @@ fn without_parent_fields_ancestors_come_from_their_own_events() {
     });
     assert_eq!(t.columns.len(), 7);
     for rows in [50_000, 2] {
-        let home = Home::new();
+        let home = Home::new("integrity_home.");
         let out = splunkd::run(t.clone(), &options(&[], rows, &home, None));
         assert_clean("no Parent* fields", &out);
         // The last row (process 1) has no ancestors with text; every row
@@ -708,8 +567,11 @@ fn without_parent_fields_ancestors_come_from_their_own_events() {
 fn a_search_trims_an_over_full_cache_and_pending_queue() {
     use sysmonenrich::state::{StateOptions, StateStore};
     let _serial = serial();
-    let home = Home::new();
-    let app = app_dir_with("[state]\ncache_max_rows = 20\npending_max_rows = 10\n");
+    let home = Home::new("integrity_home.");
+    let app = app_dir_with(
+        "integrity_app.",
+        "[state]\ncache_max_rows = 20\npending_max_rows = 10\n",
+    );
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

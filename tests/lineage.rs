@@ -28,7 +28,9 @@ mod common;
 
 use common::datasets::{self, Table, Value};
 use common::fake_splunkd::{self, FakeSplunkd, Mode};
-use common::splunkd::{self, FinalChunk, Options, Outcome};
+use common::home::{app_dir_with, Home};
+use common::serial::serial;
+use common::splunkd::{self, Options, Outcome};
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::path::Path;
@@ -42,14 +44,6 @@ const MAX_DEPTH: usize = 64;
 // ---------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------
-
-/// Tests that run the binary take turns: the ones that measure wall time
-/// must not share two cores with a 48k-row run through a debug build.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// Upper case, no braces: how GUIDs compare.
 fn norm(g: &str) -> String {
@@ -80,42 +74,6 @@ fn out_guids(out: &Outcome, row: usize) -> Vec<String> {
         .collect()
 }
 
-/// A temporary `$SPLUNK_HOME` that outlives single runs (state and log).
-struct Home(tempfile::TempDir);
-
-impl Home {
-    fn new() -> Home {
-        Home(
-            tempfile::Builder::new()
-                .prefix("lineage_home.")
-                .tempdir()
-                .expect("temp SPLUNK_HOME"),
-        )
-    }
-
-    fn path(&self) -> &Path {
-        self.0.path()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read(self.path().join("var/log/splunk/sysmonenrich.log"))
-            .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .unwrap_or_default()
-    }
-}
-
-/// An app folder with only `local/sysmonenrich.conf` (the binary lays it
-/// over its built-in defaults).
-fn app_dir_with(local_conf: &str) -> tempfile::TempDir {
-    let dir = tempfile::Builder::new()
-        .prefix("lineage_app.")
-        .tempdir()
-        .expect("temp app dir");
-    std::fs::create_dir_all(dir.path().join("local")).expect("local/");
-    std::fs::write(dir.path().join("local/sysmonenrich.conf"), local_conf).expect("local conf");
-    dir
-}
-
 /// Stand-in options: splunkd's chunk styles (8.2.1 at 50,000 rows, 6.3 at
 /// smaller sizes), our SPLUNK_HOME, optionally a splunkd URI and app dir.
 fn options(
@@ -125,25 +83,8 @@ fn options(
     uri: Option<String>,
     app_dir: Option<&Path>,
 ) -> Options {
-    let mut o = Options::with_args(args);
-    o.rows_per_chunk = rows;
-    if rows >= 50_000 {
-        o.header_only_unfinished = true;
-        o.final_chunk = FinalChunk::HeaderOnly;
-    } else {
-        o.final_chunk = FinalChunk::WithLastRows;
-    }
+    let mut o = home.options(args, rows, app_dir);
     o.splunkd_uri = uri;
-    o.env.push((
-        "SPLUNK_HOME".into(),
-        home.path().to_string_lossy().into_owned(),
-    ));
-    if let Some(d) = app_dir {
-        o.env.push((
-            "SYSMONENRICH_APP_DIR".into(),
-            d.to_string_lossy().into_owned(),
-        ));
-    }
     o
 }
 
@@ -769,7 +710,7 @@ fn datasets_with_backfill_match_the_ground_truth() {
     let mut failures = Vec::new();
     for d in &sets {
         for rows in [50_000, 1_000] {
-            let home = Home::new();
+            let home = Home::new("lineage_home.");
             let fake = FakeSplunkd::start(&d.table, Mode::Normal);
             let what = format!("{} at {rows} rows/chunk, backfill", d.name);
             let opts = options(&["reputation=false"], rows, &home, Some(fake.uri()), None);
@@ -830,7 +771,7 @@ fn datasets_without_backfill_then_from_the_warm_process_table() {
     let args = ["backfill=false", "reputation=false"];
     let mut failures = Vec::new();
     for d in &sets {
-        let home = Home::new();
+        let home = Home::new("lineage_home.");
         // b: one chunk (every data set fits in 50,000 rows), empty state.
         assert!(d.table.len() <= 50_000, "{} does not fit a chunk", d.name);
         let what = format!(
@@ -954,11 +895,11 @@ fn run_failure_case_with_warnings(
         "{} with splunkd {:?}, {rows_per_chunk} rows/chunk",
         sent.name, case.mode
     );
-    let home = Home::new();
-    let app = app_dir_with(&format!(
-        "[backfill]\ntime_budget = {}s\n",
-        budget.as_secs()
-    ));
+    let home = Home::new("lineage_home.");
+    let app = app_dir_with(
+        "lineage_app.",
+        &format!("[backfill]\ntime_budget = {}s\n", budget.as_secs()),
+    );
     let fake = FakeSplunkd::start(full, case.mode);
     if let Some(k) = case.key {
         fake.expect_key(k);
@@ -1103,7 +1044,7 @@ fn backfill_failures_cost_at_most_the_budget_and_never_leak_the_key() {
     }
     // The same split with a working splunkd: the cut rows are complete,
     // so the checks above really exercised missing ancestors.
-    let home = Home::new();
+    let home = Home::new("lineage_home.");
     let fake = FakeSplunkd::start(&full, Mode::Normal);
     let out = splunkd::run(
         sent.clone(),
@@ -1258,7 +1199,7 @@ fn rules_flag_real_and_generated_office_shells() {
     let rule = office_rule_name();
     // Generated (always): OUTLOOK.EXE > cmd.exe in the phishing tree.
     let gen = Arc::new(datasets::generated());
-    let home = Home::new();
+    let home = Home::new("lineage_home.");
     let out = splunkd::run(
         gen.clone(),
         &options(
@@ -1282,7 +1223,7 @@ fn rules_flag_real_and_generated_office_shells() {
     else {
         return;
     };
-    let home = Home::new();
+    let home = Home::new("lineage_home.");
     let out = splunkd::run(
         d.table.clone(),
         &options(
@@ -1325,7 +1266,7 @@ fn rules_flag_real_and_generated_office_shells() {
 
 fn generated_case(table: Arc<Table>) -> Vec<String> {
     let what = table.name.clone();
-    let home = Home::new();
+    let home = Home::new("lineage_home.");
     let fake = FakeSplunkd::start(&table, Mode::Normal);
     let out = splunkd::run(
         table.clone(),

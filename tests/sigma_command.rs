@@ -13,18 +13,14 @@
 
 mod common;
 
+use common::creations::{Creations, ParentColumns};
 use common::datasets::{self, Table, Value};
 use common::fake_splunkd::{FakeSplunkd, Mode};
+use common::serial::serial;
 use common::splunkd::{self, assert_clean, cell, FinalChunk, Options, Outcome};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// A temporary `$SPLUNK_HOME` and app folder with a local conf.
 struct Env {
@@ -462,29 +458,9 @@ fn ancestors_from_backfill_are_matched_and_remembered() {
 
 /// A table of process creations: (guid, parent guid, image, command line).
 fn creations(rows: &[(&str, &str, &str, &str)]) -> Table {
-    let columns = [
-        "_time",
-        "EventCode",
-        "ProcessGuid",
-        "ParentProcessGuid",
-        "Image",
-        "CommandLine",
-        "ParentImage",
-    ];
-    Table {
-        name: "creations".into(),
-        columns: columns.iter().map(|c| c.to_string()).collect(),
-        rows: rows
-            .iter()
-            .enumerate()
-            .map(|(i, (g, p, image, cl))| {
-                [&(1_600_000_000 + i).to_string(), "1", g, p, image, cl, ""]
-                    .iter()
-                    .map(|v| Value::one(*v))
-                    .collect()
-            })
-            .collect(),
-    }
+    Creations::listed("creations", rows)
+        .parent_columns(ParentColumns::BlankImage)
+        .table()
 }
 
 #[test]

@@ -19,6 +19,7 @@
 mod common;
 
 use common::datasets::{self, Table, Value};
+use common::serial::serial;
 use common::splunkd::{self, assert_clean, FinalChunk, Options, Outcome};
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
@@ -31,12 +32,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_sysmonenrich");
 const GOOD_ID: &str = "20000000-0000-0000-0000-00000000a001";
 const LOAD_BUDGET: Duration = Duration::from_secs(10);
 const RSS_BUDGET_KB: u64 = 1 << 20;
-
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 fn good_rule() -> String {
     format!(

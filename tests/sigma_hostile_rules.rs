@@ -12,12 +12,11 @@
 mod common;
 
 use common::datasets;
+use common::serial::serial;
 use common::splunkd::{self, assert_clean, FinalChunk, Options};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 const LOAD_LIMIT: Duration = Duration::from_secs(10);
 const RSS_LIMIT_KB: u64 = 1 << 20;
@@ -155,9 +154,26 @@ fn rule_dir(name: &str, content: &str) -> tempfile::TempDir {
     dir
 }
 
+/// An app folder whose conf says `conf` (the `[sigma]` stanza), and the
+/// options of a search (no reputation, no backfill) that runs with it,
+/// `rows_per_chunk` rows at a time.
+fn search_with_rules(conf: String, rows_per_chunk: usize) -> (tempfile::TempDir, Options) {
+    let app = tempfile::tempdir().expect("app");
+    std::fs::create_dir_all(app.path().join("local")).expect("local/");
+    std::fs::write(app.path().join("local/sysmonenrich.conf"), conf).expect("conf");
+    let mut o = Options::with_args(&["reputation=false", "backfill=false"]);
+    o.rows_per_chunk = rows_per_chunk;
+    o.final_chunk = FinalChunk::WithLastRows;
+    o.env.push((
+        "SYSMONENRICH_APP_DIR".into(),
+        app.path().to_string_lossy().into_owned(),
+    ));
+    (app, o)
+}
+
 #[test]
 fn sigma_check_skips_each_hostile_file_quickly_and_small() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = serial();
     for (name, content, reason) in hostile() {
         let dir = rule_dir(name, &content);
         let started = Instant::now();
@@ -195,7 +211,7 @@ fn sigma_check_skips_each_hostile_file_quickly_and_small() {
 
 #[test]
 fn the_command_skips_each_hostile_file_and_returns_every_row() {
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = serial();
     let Some(table) = datasets::sysmon_dataset("evtx_attack_samples.csv") else {
         return;
     };
@@ -235,20 +251,10 @@ fn the_command_skips_each_hostile_file_and_returns_every_row() {
     assert!(!whoami.is_empty(), "no whoami.exe creation in the data set");
     for (name, content, reason) in hostile() {
         let dir = rule_dir(name, &content);
-        let app = tempfile::tempdir().expect("app");
-        std::fs::create_dir_all(app.path().join("local")).expect("local/");
-        std::fs::write(
-            app.path().join("local/sysmonenrich.conf"),
+        let (_app, o) = search_with_rules(
             format!("[sigma]\nrules = {}\n", dir.path().display()),
-        )
-        .expect("conf");
-        let mut o = Options::with_args(&["reputation=false", "backfill=false"]);
-        o.rows_per_chunk = 1_000;
-        o.final_chunk = FinalChunk::WithLastRows;
-        o.env.push((
-            "SYSMONENRICH_APP_DIR".into(),
-            app.path().to_string_lossy().into_owned(),
-        ));
+            1_000,
+        );
         let started = Instant::now();
         let (out, peak_kb) = peak_child_rss(|| splunkd::run(table.clone(), &o));
         // The whole search, rows included: stricter than the load alone.
@@ -326,7 +332,7 @@ fn the_whole_set_budget_skips_and_names_the_rules_past_it() {
 #[test]
 fn memory_mb_from_the_conf_skips_the_rules_past_it_in_the_search() {
     use sysmonenrich::sigma::{Filter, RuleSet};
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = serial();
     let Some(table) = datasets::sysmon_dataset("evtx_attack_samples.csv") else {
         return;
     };
@@ -354,23 +360,13 @@ fn memory_mb_from_the_conf_skips_the_rules_past_it_in_the_search() {
         each + small.unwrap_or(0) <= budget_mb << 20 && 2 * each > budget_mb << 20,
         "each {each}, budget {budget_mb} MiB"
     );
-    let app = tempfile::tempdir().expect("app");
-    std::fs::create_dir_all(app.path().join("local")).expect("local/");
-    std::fs::write(
-        app.path().join("local/sysmonenrich.conf"),
+    let (app, o) = search_with_rules(
         format!(
             "[sigma]\nrules = {}\nmemory_mb = {budget_mb}\n",
             dir.path().display()
         ),
-    )
-    .expect("conf");
-    let mut o = Options::with_args(&["reputation=false", "backfill=false"]);
-    o.rows_per_chunk = 1_000;
-    o.final_chunk = FinalChunk::WithLastRows;
-    o.env.push((
-        "SYSMONENRICH_APP_DIR".into(),
-        app.path().to_string_lossy().into_owned(),
-    ));
+        1_000,
+    );
     let table = Arc::new(table);
     let out = splunkd::run(table.clone(), &o);
     assert_clean("memory_mb", &out);
@@ -392,4 +388,71 @@ fn memory_mb_from_the_conf_skips_the_rules_past_it_in_the_search() {
             .is_some_and(|v| v.joined().contains("20000000-0000-0000-0000-000000000001"))
     });
     assert!(fired, "good.yml, within the budget, still fires");
+    // `sigma check` reads the same budget: it skips what the search skips.
+    let check = std::process::Command::new(splunkd::BINARY)
+        .env_remove("SPLUNK_HOME")
+        .env("SYSMONENRICH_APP_DIR", app.path())
+        .args(["sigma", "check"])
+        .output()
+        .expect("run sigma check");
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert!(
+        stdout.contains("2 rules load, 1 skipped") && stdout.contains("a1.yml"),
+        "{stdout}"
+    );
+}
+
+/// The issue's last hostile class is not a file that is skipped but a
+/// valid rule that costs: an unindexed glob (a negation: evaluated on every
+/// creation) over 200 KB command lines. A matcher that retries at every
+/// offset costs about a second per event (issue 20); matching is linear in the value, so 40 such events cost what their
+/// bytes do, and every row comes back with the verdict the glob's
+/// definition gives.
+#[test]
+fn an_unindexed_glob_over_200_kb_events_costs_what_their_bytes_do() {
+    let _g = serial();
+    let mut table = datasets::generated();
+    let code = table.position("EventCode").expect("EventCode");
+    let cmd = table.position("CommandLine").expect("CommandLine");
+    let huge = "a".repeat(200 * 1024);
+    let mut changed = Vec::new();
+    for (r, row) in table.rows.iter_mut().enumerate() {
+        if row[code].joined() == "1" && changed.len() < 40 {
+            row[cmd] = datasets::Value::one(huge.clone());
+            changed.push(r);
+        }
+    }
+    assert_eq!(changed.len(), 40, "the generated set has 40 creations");
+    // Never matches an all-`a` value (no `b`), so `not filter` fires on
+    // every huge row, after the matcher has looked at the whole value. A
+    // matcher that retries the literal after the star at every offset
+    // compares up to 3,000 bytes per offset: 600 million per event.
+    let rule = with_detection(
+        900,
+        &format!(
+            "    filter:\n        CommandLine: '*{}b*'\n    condition: not filter\n",
+            "a".repeat(3_000)
+        ),
+    );
+    let dir = rule_dir("glob.yml", &rule);
+    let (_app, o) = search_with_rules(format!("[sigma]\nrules = {}\n", dir.path().display()), 50);
+    let table = Arc::new(table);
+    let started = Instant::now();
+    let out = splunkd::run(table.clone(), &o);
+    let took = started.elapsed();
+    assert_clean("glob", &out);
+    assert_eq!(out.merged.len(), table.len(), "every row back");
+    assert!(took < LOAD_LIMIT, "the search took {took:?}");
+    for &r in &changed {
+        let ids = out
+            .merged
+            .get(r, "sigma_ids")
+            .map(|v| v.joined().into_owned())
+            .unwrap_or_default();
+        assert!(
+            ids.contains("30000000-0000-0000-0000-000000000900"),
+            "row {r}: {ids:?}"
+        );
+    }
+    eprintln!("40 creations of 200 KB through an unindexed glob: {took:?}");
 }

@@ -13,16 +13,12 @@
 
 mod common;
 
+use common::creations::Creations;
 use common::datasets::{Table, Value};
+use common::serial::serial;
 use common::splunkd::{self, assert_clean, cell, FinalChunk, Options, Outcome};
 use std::path::Path;
 use std::sync::Arc;
-
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 const ROOT: &str = "{22222222-0000-0000-0000-000000000000}";
 const P: &str = "{22222222-0000-0000-0000-000000000001}";
@@ -107,28 +103,7 @@ impl Env {
 
 /// Process creations: (guid, parent guid, image, command line).
 fn creations(name: &str, rows: &[(&str, &str, &str, &str)]) -> Table {
-    let columns = [
-        "_time",
-        "EventCode",
-        "ProcessGuid",
-        "ParentProcessGuid",
-        "Image",
-        "CommandLine",
-    ];
-    Table {
-        name: name.into(),
-        columns: columns.iter().map(|c| c.to_string()).collect(),
-        rows: rows
-            .iter()
-            .enumerate()
-            .map(|(i, (g, p, image, cl))| {
-                [&(1_600_000_000 + i).to_string(), "1", g, p, image, cl]
-                    .iter()
-                    .map(|v| Value::one(*v))
-                    .collect()
-            })
-            .collect(),
-    }
+    Creations::listed(name, rows).table()
 }
 
 fn ids(out: &Outcome, row: usize) -> Vec<String> {

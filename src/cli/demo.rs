@@ -23,7 +23,7 @@ use crate::config::settings::Settings;
 use crate::enrich::enricher::{Context, Enricher};
 use crate::lineage::Rules;
 use crate::protocol::multivalue::MV_PREFIX;
-use crate::protocol::records::{push_field, RowReader};
+use crate::protocol::records::{push_record, RowReader};
 use crate::reputation::{LocalList, MemoryStore, SearchOptions, Service};
 use crate::synth::{self, Generator, Incident, SynthEvent};
 use std::collections::{BTreeSet, HashMap};
@@ -153,13 +153,7 @@ fn engine() -> anyhow::Result<Enricher> {
 /// One CSV body of `events`, as the CLI reads exported files.
 fn body(events: &[SynthEvent]) -> Vec<u8> {
     let mut body = Vec::new();
-    for (i, c) in synth::COLUMNS.iter().enumerate() {
-        if i > 0 {
-            body.push(b',');
-        }
-        push_field(&mut body, c.as_bytes());
-    }
-    body.push(b'\n');
+    push_record(&mut body, synth::COLUMNS);
     for e in events {
         synth::csv_row(&mut body, e);
     }
@@ -425,10 +419,9 @@ impl Findings {
         writeln!(w, "{} enriched events in full\n", examples.len())?;
         if format != OutFormat::Table {
             let mut body = Vec::new();
-            let header: Vec<&[u8]> = names.iter().map(Vec::as_slice).collect();
-            write_row(&mut body, header.into_iter());
+            push_record(&mut body, names);
             for (_, rec) in examples {
-                write_row(&mut body, rec.iter());
+                push_record(&mut body, rec.iter());
             }
             let mut printer = Printer::new(format, &mut *w, usize::MAX);
             printer.body(&body)?;
@@ -467,16 +460,6 @@ fn more(w: &mut impl Write, total: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_row<'a>(out: &mut Vec<u8>, fields: impl Iterator<Item = &'a [u8]>) {
-    for (i, v) in fields.enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        push_field(out, v);
-    }
-    out.push(b'\n');
-}
-
 fn short_hash(h: &str) -> String {
     if h.chars().count() > 16 {
         h.chars().take(16).collect::<String>() + "…"
@@ -491,24 +474,7 @@ fn utc(epoch: &str) -> String {
     let Ok(secs) = epoch.parse::<f64>() else {
         return epoch.to_string();
     };
-    let secs = secs as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        rem / 3_600,
-        rem % 3_600 / 60,
-        rem % 60
-    )
+    crate::calendar::utc_date_time(secs as i64, ' ')
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! Every reader yields batches as a CSV body in splunkd's shape, so the
 //! CLI drives exactly the engine the search command runs.
 
-use crate::protocol::records::push_field;
+use crate::protocol::records::push_record;
 use crate::sysmon::time::utc_to_epoch;
 use crate::sysmon::xml;
 use std::collections::BTreeMap;
@@ -84,7 +84,7 @@ pub fn csv_batches(
     let mut rdr = csv::ReaderBuilder::new().flexible(true).from_reader(input);
     let header = rdr.byte_headers()?.clone();
     let mut head = Vec::new();
-    write_record(&mut head, header.iter());
+    push_record(&mut head, header.iter());
     let mut body = head.clone();
     let mut n = 0;
     let mut rec = csv::ByteRecord::new();
@@ -99,7 +99,7 @@ pub fn csv_batches(
             );
         }
         let fields = (0..header.len()).map(|i| rec.get(i).unwrap_or(b""));
-        write_record(&mut body, fields);
+        push_record(&mut body, fields);
         n += 1;
         if n == rows {
             f(&body)?;
@@ -113,16 +113,6 @@ pub fn csv_batches(
     Ok(())
 }
 
-fn write_record<'a>(out: &mut Vec<u8>, fields: impl Iterator<Item = &'a [u8]>) {
-    for (i, v) in fields.enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        push_field(out, v);
-    }
-    out.push(b'\n');
-}
-
 /// Turns a batch of key→value events into a body with the union of keys.
 fn body_of(events: &[BTreeMap<String, String>], order: &mut Vec<String>) -> Body {
     for e in events {
@@ -133,9 +123,9 @@ fn body_of(events: &[BTreeMap<String, String>], order: &mut Vec<String>) -> Body
         }
     }
     let mut body = Vec::new();
-    write_record(&mut body, order.iter().map(|k| k.as_bytes()));
+    push_record(&mut body, order.iter().map(|k| k.as_bytes()));
     for e in events {
-        write_record(
+        push_record(
             &mut body,
             order
                 .iter()

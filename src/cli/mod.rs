@@ -6,7 +6,7 @@
 //!
 //! | subcommand | file | what |
 //! |---|---|---|
-//! | `enrich FILE…` | here, `input.rs`, `print.rs`, `progress.rs` | CSV / JSON lines / `.evtx` through the engine |
+//! | `enrich FILE…` | `enrich.rs`, `input.rs`, `print.rs`, `progress.rs` | CSV / JSON lines / `.evtx` through the engine |
 //! | `demo` | `demo.rs`, `table.rs` | synthetic events through the engine, findings first |
 //! | `search 'SPL'` | `search.rs`, `connect.rs` | export search on splunkd, optionally enriched |
 //! | `apps` | `apps.rs`, `connect.rs` | apps installed on splunkd |
@@ -26,6 +26,7 @@
 mod apps;
 mod connect;
 mod demo;
+mod enrich;
 mod input;
 mod keys;
 mod output;
@@ -39,9 +40,6 @@ mod table;
 mod tree;
 
 use crate::config::options::{self as args, Options};
-use crate::config::paths::Paths;
-use crate::enrich::enricher::Enricher;
-use crate::enrich::session::{self, Setup};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -124,32 +122,8 @@ sysmonenrich search 'index=sysmon EventCode=1' --max-rows 1000 --enrich -f table
 sysmonenrich search '`sysmonenrich_index` EventCode=1 Image=*\\\\powershell.exe' --earliest -7d --enrich -o max_depth=10 -f json\n  \
 sysmonenrich search '| tstats count where index=sysmon by host' -f table")]
     Search {
-        /// The search, as typed in the search bar (`search ` is added when
-        /// it starts with neither `search` nor `|`).
-        spl: String,
-        /// Earliest time (`-24h`, `-7d@d`, an epoch, an ISO time; empty =
-        /// all time).
-        #[arg(long, default_value = "-24h", allow_hyphen_values = true)]
-        earliest: String,
-        /// Latest time.
-        #[arg(long, default_value = "now", allow_hyphen_values = true)]
-        latest: String,
-        /// Stop after this many results (0 = all of them, held in memory).
-        #[arg(long, default_value_t = 100)]
-        max_rows: usize,
-        /// Output format.
-        #[arg(long, short = 'f', value_enum, default_value_t = OutFormat::Csv)]
-        format: OutFormat,
-        /// Pipe the results through the enrichment (as `| sysmonenrich`).
-        #[arg(long)]
-        enrich: bool,
-        /// Enrichment options as in the search bar, e.g. `max_depth=10`
-        /// (with --enrich).
-        #[arg(long = "option", short = 'o', value_name = "NAME=VALUE")]
-        options: Vec<String>,
-        /// Longest the search may run, e.g. `90s`, `10m`.
-        #[arg(long, default_value = "10m", value_parser = parse_duration)]
-        timeout: std::time::Duration,
+        #[command(flatten)]
+        args: search::SearchArgs,
         #[command(flatten)]
         connect: Connect,
     },
@@ -158,24 +132,8 @@ sysmonenrich search '| tstats count where index=sysmon by host' -f table")]
     #[command(after_help = "Example:\n  \
 sysmonenrich tree '{747F3D96-D6ED-5D31-0000-0010C88A2500}' sysmon.csv.gz more.evtx")]
     Tree {
-        /// The ProcessGuid (braces optional, any case).
-        guid: String,
-        /// Input files: CSV, JSON lines or .evtx (gzip allowed), read whole.
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-        /// Show whole command lines (default: cut at 120 characters).
-        #[arg(long)]
-        full: bool,
-        /// Levels of descendants to show (default: all).
-        #[arg(long)]
-        depth: Option<usize>,
-        /// A lineage_rules.conf to use instead of the app's or the built-in.
-        #[arg(long, value_name = "FILE")]
-        rules: Option<PathBuf>,
-        /// Sigma rule files or folders (repeatable) instead of the app's
-        /// `[sigma] rules`: each process shows the rules its creation matched.
-        #[arg(long, value_name = "PATH")]
-        sigma: Vec<PathBuf>,
+        #[command(flatten)]
+        args: tree::TreeArgs,
     },
     /// Statistics and clean-up of the state database (process table,
     /// reputation cache, pending queue, quota ledger).
@@ -190,7 +148,7 @@ sysmonenrich state --db /opt/splunk/var/lib/sysmonenrich/state.db check")]
         #[arg(long, value_name = "PATH", global = true)]
         db: Option<PathBuf>,
         #[command(subcommand)]
-        action: Option<StateCommand>,
+        action: Option<state::Action>,
     },
     /// Sigma rules: what a rule set loads, and installing a SigmaHQ release
     /// into the app.
@@ -265,35 +223,6 @@ enum KeysCommand {
     },
 }
 
-#[derive(Subcommand, Debug, Clone)]
-enum StateCommand {
-    /// Row counts, file size, pending lookups by reason, quota use
-    /// (the default).
-    Stats,
-    /// Empty a table: processes, cache, pending, quota or all.
-    Purge {
-        /// processes, cache, pending, quota or all.
-        #[arg(value_parser = parse_purge)]
-        what: crate::state::PurgeTarget,
-        /// Shrink the file afterwards (VACUUM; locks the database while it
-        /// copies).
-        #[arg(long)]
-        vacuum: bool,
-        /// processes only: remove what the search with this sid wrote.
-        #[arg(long)]
-        sid: Option<String>,
-        /// processes only: remove what this user's searches wrote.
-        #[arg(long)]
-        user: Option<String>,
-    },
-    /// Run the integrity check (reads the whole file).
-    Check,
-}
-
-fn parse_purge(s: &str) -> Result<crate::state::PurgeTarget, String> {
-    s.parse()
-}
-
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     args::duration(s)
 }
@@ -330,7 +259,7 @@ pub fn main(argv: Vec<OsString>) -> ExitCode {
             chunk,
             options,
             sigma,
-        } => enrich(&files, format, chunk, &options, &sigma),
+        } => enrich::enrich(&files, format, chunk, &options, &sigma),
         Command::Demo { rows, format, show } => demo::run(rows, format, show),
         Command::Keys { connect, action } => match action {
             KeysCommand::Set { provider, key_file } => {
@@ -348,64 +277,13 @@ pub fn main(argv: Vec<OsString>) -> ExitCode {
         Command::Apps { connect, format } => {
             connect.rest().and_then(|rest| apps::run(&rest, format))
         }
-        Command::Search {
-            spl,
-            earliest,
-            latest,
-            max_rows,
-            format,
-            enrich,
-            options,
-            timeout,
-            connect,
-        } => connect.rest().and_then(|rest| {
-            search::run(
-                &rest,
-                &search::SearchArgs {
-                    spl,
-                    earliest,
-                    latest,
-                    max_rows,
-                    format,
-                    enrich,
-                    options,
-                    timeout,
-                },
-            )
-        }),
-        Command::Tree {
-            guid,
-            files,
-            full,
-            depth,
-            rules,
-            sigma,
-        } => tree::run(&tree::TreeArgs {
-            guid,
-            files,
-            full,
-            depth,
-            rules,
-            sigma,
-        }),
-        Command::State { db, action } => state::run(
-            db.as_deref(),
-            match action.unwrap_or(StateCommand::Stats) {
-                StateCommand::Stats => state::Action::Stats,
-                StateCommand::Purge {
-                    what,
-                    vacuum,
-                    sid,
-                    user,
-                } => state::Action::Purge {
-                    what,
-                    vacuum,
-                    sid,
-                    user,
-                },
-                StateCommand::Check => state::Action::Check,
-            },
-        ),
+        Command::Search { args, connect } => {
+            connect.rest().and_then(|rest| search::run(&rest, &args))
+        }
+        Command::Tree { args } => tree::run(&args),
+        Command::State { db, action } => {
+            state::run(db.as_deref(), action.unwrap_or(state::Action::Stats))
+        }
         Command::Sigma { action } => match action {
             SigmaCommand::Check { dirs } => sigma::check(&dirs),
             SigmaCommand::Install { source, app_dir } => {
@@ -433,137 +311,4 @@ impl Connect {
 
 fn options(list: &[String]) -> anyhow::Result<Options> {
     args::parse(list, &Options::default()).map_err(|problems| anyhow::anyhow!(problems.join("\n")))
-}
-
-/// The engine and the printer of one enrichment run: bodies in, enriched
-/// rows on stdout, the summary on stderr. Shared by `enrich` (files) and
-/// `search --enrich` (splunkd results).
-struct EnrichRun {
-    enricher: Enricher,
-    printer: print::Printer<output::Stdout>,
-    out: Vec<u8>,
-}
-
-/// The per-search context the protocol command builds, for a run outside
-/// Splunk: settings from the app folder if there is one, the state database
-/// of `sysmonenrich state` (`$SPLUNK_HOME/...` or `~/.local/state/...`),
-/// API keys from `SYSMONENRICH_VIRUSTOTAL_KEY` / `SYSMONENRICH_MALWAREBAZAAR_KEY`.
-/// Backfill needs a splunkd session: `search --enrich` hands its client
-/// over (`backfill`), bounded by the same `[backfill]` settings as the
-/// command; `enrich` over files has none.
-fn engine(
-    options: &Options,
-    backfill: Option<crate::splunk::Client>,
-    sigma_rules: &[PathBuf],
-) -> Enricher {
-    let mut setup = Setup::load(Paths::for_person());
-    sigma::use_rules(&mut setup, sigma_rules);
-    for w in &setup.warnings {
-        eprintln!("sysmonenrich: warning: {w}");
-    }
-    // What the process table records as the writer of this run's rows
-    // (`state purge processes --sid cli` takes back what CLI runs wrote).
-    let si = crate::protocol::metadata::SearchInfo {
-        sid: "cli".into(),
-        username: std::env::var("USER").unwrap_or_default(),
-        ..Default::default()
-    };
-    let (mut context, warnings) = session::context(&setup, options, &si);
-    for w in warnings {
-        eprintln!("{w}");
-    }
-    if let (Some(client), true) = (backfill, options.lineage && options.backfill) {
-        let ledger = context
-            .state
-            .clone()
-            .map(|s| s as std::sync::Arc<dyn crate::circuit::CircuitLedger>);
-        let breaker = crate::circuit::Breaker::new("splunkd", ledger, crate::circuit::now_secs());
-        context.backfill = Some(crate::enrich::backfill::SplunkBackfill::new(
-            client,
-            setup.settings.backfill.clone(),
-            std::sync::Arc::new(breaker),
-        ));
-    }
-    Enricher::with_context(options.clone(), setup.settings, context)
-}
-
-impl EnrichRun {
-    /// A run over files; `sigma` replaces the app's Sigma rule paths.
-    fn new(options: Options, format: OutFormat, sigma: &[PathBuf]) -> EnrichRun {
-        EnrichRun::build(options, format, None, sigma)
-    }
-
-    /// A run whose lineage may search splunkd for missing ancestors.
-    fn with_backfill(
-        options: Options,
-        format: OutFormat,
-        backfill: Option<crate::splunk::Client>,
-    ) -> EnrichRun {
-        EnrichRun::build(options, format, backfill, &[])
-    }
-
-    fn build(
-        options: Options,
-        format: OutFormat,
-        backfill: Option<crate::splunk::Client>,
-        sigma: &[PathBuf],
-    ) -> EnrichRun {
-        EnrichRun {
-            enricher: engine(&options, backfill, sigma),
-            printer: print::Printer::new(format, output::stdout(), usize::MAX),
-            out: Vec::new(),
-        }
-    }
-
-    /// Enriches and prints one body; `origin` names it in errors.
-    fn body(&mut self, origin: &dyn std::fmt::Display, body: &[u8]) -> anyhow::Result<()> {
-        self.enricher
-            .process(body, &mut self.out)
-            .map_err(|e| anyhow::anyhow!("{origin}: {e}"))?;
-        self.printer.body(&self.out)
-    }
-
-    /// Flushes the output and prints the summary and warnings on stderr.
-    fn finish(mut self) -> anyhow::Result<()> {
-        self.printer.finish()?;
-        self.enricher.finish();
-        eprintln!("{}", self.enricher.summary());
-        if let Some((_, text)) = self.enricher.reputation_summary() {
-            eprintln!("{text}");
-        }
-        for w in self.enricher.take_warnings() {
-            eprintln!("{w}");
-        }
-        Ok(())
-    }
-}
-
-fn enrich(
-    files: &[PathBuf],
-    format: OutFormat,
-    chunk: usize,
-    opts: &[String],
-    sigma: &[PathBuf],
-) -> anyhow::Result<()> {
-    let mut run = EnrichRun::new(options(opts)?, format, sigma);
-    let progress = progress::Progress::for_files(files);
-    for file in files {
-        let origin = file.display();
-        let mut f = |body: &Vec<u8>| {
-            run.body(&origin, body)?;
-            progress.rows(run.enricher.stats().rows);
-            Ok(())
-        };
-        let open = || input::open_with(file, Some(&progress));
-        match input::Format::from_path(file) {
-            input::Format::Csv => input::csv_batches(open()?, chunk, &mut f)?,
-            input::Format::JsonLines => input::jsonl_batches(open()?, chunk, &mut f)?,
-            input::Format::Evtx => {
-                input::evtx_batches(file, chunk, &mut f)?;
-                progress.file_done(file);
-            }
-        }
-    }
-    progress.finish();
-    run.finish()
 }

@@ -3,7 +3,7 @@
 use super::table::{self, Column};
 use super::OutFormat;
 use crate::protocol::multivalue::{decode, MV_PREFIX};
-use crate::protocol::records::{push_field, RowReader};
+use crate::protocol::records::{push_record, RowReader};
 use std::io::Write;
 
 /// Columns of the table view: the fields that say what ran and what the
@@ -85,13 +85,7 @@ impl<W: Write> Printer<W> {
             match self.format {
                 OutFormat::Csv => {
                     self.line.clear();
-                    for (i, name) in target.iter().enumerate() {
-                        if i > 0 {
-                            self.line.push(b',');
-                        }
-                        push_field(&mut self.line, value(name));
-                    }
-                    self.line.push(b'\n');
+                    push_record(&mut self.line, target.iter().map(|name| value(name)));
                     self.out.write_all(&self.line)?;
                 }
                 OutFormat::Json => {
@@ -178,13 +172,7 @@ impl<W: Write> Printer<W> {
         match self.format {
             OutFormat::Csv => {
                 self.line.clear();
-                for (i, n) in names.iter().enumerate() {
-                    if i > 0 {
-                        self.line.push(b',');
-                    }
-                    push_field(&mut self.line, n);
-                }
-                self.line.push(b'\n');
+                push_record(&mut self.line, names);
                 self.out.write_all(&self.line)?;
             }
             OutFormat::Json => {}

@@ -7,10 +7,11 @@
 //! order of first appearance, multivalue fields as a `\n`-joined value plus
 //! an `__mv_` column), so `--enrich` runs exactly what the search bar runs.
 
+use super::enrich::EnrichRun;
 use super::table::{self, Column};
-use super::{EnrichRun, OutFormat};
+use super::OutFormat;
 use crate::protocol::multivalue::encode_into;
-use crate::protocol::records::push_field;
+use crate::protocol::records::push_record;
 use crate::splunk::Client as Rest;
 use serde_json::{Map, Value};
 use std::io::Write;
@@ -20,23 +21,33 @@ use std::time::Duration;
 const BATCH: usize = 50_000;
 
 /// What `search` was asked.
-#[derive(Debug, Clone)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct SearchArgs {
-    /// The SPL.
+    /// The search, as typed in the search bar (`search ` is added when
+    /// it starts with neither `search` nor `|`).
     pub spl: String,
-    /// `earliest_time`.
+    /// Earliest time (`-24h`, `-7d@d`, an epoch, an ISO time; empty =
+    /// all time).
+    #[arg(long, default_value = "-24h", allow_hyphen_values = true)]
     pub earliest: String,
-    /// `latest_time`.
+    /// Latest time.
+    #[arg(long, default_value = "now", allow_hyphen_values = true)]
     pub latest: String,
-    /// Stop after this many results (0 = all).
+    /// Stop after this many results (0 = all of them, held in memory).
+    #[arg(long, default_value_t = 100)]
     pub max_rows: usize,
     /// Output format.
+    #[arg(long, short = 'f', value_enum, default_value_t = OutFormat::Csv)]
     pub format: OutFormat,
-    /// Pipe through the engine.
+    /// Pipe the results through the enrichment (as `| sysmonenrich`).
+    #[arg(long)]
     pub enrich: bool,
-    /// Engine options (`NAME=VALUE`), with `enrich`.
+    /// Enrichment options as in the search bar, e.g. `max_depth=10`
+    /// (with --enrich).
+    #[arg(long = "option", short = 'o', value_name = "NAME=VALUE")]
     pub options: Vec<String>,
-    /// Longest the search may run.
+    /// Longest the search may run, e.g. `90s`, `10m`.
+    #[arg(long, default_value = "10m", value_parser = super::parse_duration)]
     pub timeout: Duration,
 }
 
@@ -164,40 +175,27 @@ pub fn body_of(rows: &[Map<String, Value>], order: &mut Vec<String>) -> Vec<u8> 
         })
         .collect();
     let mut body = Vec::new();
-    let mut first = true;
-    let mut sep = |body: &mut Vec<u8>| {
-        if !std::mem::take(&mut first) {
-            body.push(b',');
-        }
-    };
-    for (k, m) in order.iter().zip(&multi) {
-        sep(&mut body);
-        push_field(&mut body, k.as_bytes());
-        if *m {
-            sep(&mut body);
-            push_field(&mut body, format!("__mv_{k}").as_bytes());
-        }
-    }
-    body.push(b'\n');
-    let mut mv = Vec::new();
+    let header = order.iter().zip(&multi).flat_map(|(k, m)| {
+        let mv = m.then(|| format!("__mv_{k}"));
+        std::iter::once(k.clone()).chain(mv)
+    });
+    push_record(&mut body, header);
+    let mut fields = Vec::new();
     for r in rows {
-        for (i, (k, m)) in order.iter().zip(&multi).enumerate() {
-            if i > 0 {
-                body.push(b',');
-            }
+        fields.clear();
+        for (k, m) in order.iter().zip(&multi) {
             let (plain, values) = r.get(k).map(cell).unwrap_or_default();
-            push_field(&mut body, plain.as_bytes());
+            fields.push(plain.into_bytes());
             if *m {
-                body.push(b',');
-                mv.clear();
+                let mut mv = Vec::new();
                 // A single value leaves `__mv_` empty (SCPV2 §6).
                 if let Some(values) = values.filter(|v| v.len() > 1) {
                     encode_into(&values, &mut mv);
                 }
-                push_field(&mut body, &mv);
+                fields.push(mv);
             }
         }
-        body.push(b'\n');
+        push_record(&mut body, &fields);
     }
     body
 }

@@ -95,6 +95,21 @@ pub fn rules_for_run(given: &[PathBuf]) -> Option<std::sync::Arc<RuleSet>> {
     rules
 }
 
+/// Every rule, whatever its level or status (a check shows them all), but
+/// under the app's `[sigma] memory_mb`, so that `check` and `install` skip
+/// exactly what a search would skip for memory.
+fn app_filter() -> Filter {
+    let setup = crate::enrich::session::Setup::load(paths::Paths::for_person());
+    Filter {
+        memory_mb: setup
+            .settings
+            .sigma
+            .memory_mb
+            .unwrap_or(crate::sigma::DEFAULT_SET_MEMORY_MB),
+        ..Filter::default()
+    }
+}
+
 /// `sigma check [DIR...]`: prints the load report; an error when no rule
 /// loads (so scripts can test the exit code).
 pub fn check(dirs: &[PathBuf]) -> anyhow::Result<()> {
@@ -103,7 +118,7 @@ pub fn check(dirs: &[PathBuf]) -> anyhow::Result<()> {
     } else {
         dirs.to_vec()
     };
-    let report = RuleSet::load(&dirs, &Filter::default());
+    let report = RuleSet::load(&dirs, &app_filter());
     let mut out = super::output::stdout();
     write!(out, "{}", describe(&dirs, &report))?;
     out.flush()?;
@@ -330,7 +345,7 @@ pub fn install(source: &Path, app: Option<&Path>) -> anyhow::Result<()> {
     std::fs::rename(&staging.0, &set)
         .with_context(|| format!("cannot move the new rules to {}", set.display()))?;
     staging.0 = set.clone();
-    let report = RuleSet::load(std::slice::from_ref(&set), &Filter::default());
+    let report = RuleSet::load(std::slice::from_ref(&set), &app_filter());
     if report.rules.is_empty() {
         for r in &refused {
             eprintln!("not copied: {}: {}", r.path.display(), r.reason);

@@ -20,24 +20,34 @@ use crate::state::{PurgeTarget, StateOptions, StateStore};
 use std::io::Write;
 use std::path::Path;
 
-/// What to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What `state` does.
+#[derive(clap::Subcommand, Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Print statistics.
+    /// Row counts, file size, pending lookups by reason, quota use
+    /// (the default).
     Stats,
-    /// Empty tables, then optionally shrink the file.
+    /// Empty a table: processes, cache, pending, quota or all.
     Purge {
-        /// Which.
+        /// processes, cache, pending, quota or all.
+        #[arg(value_parser = parse_purge)]
         what: PurgeTarget,
-        /// Run `VACUUM` afterwards.
+        /// Shrink the file afterwards (VACUUM; locks the database while it
+        /// copies).
+        #[arg(long)]
         vacuum: bool,
-        /// Only the processes this search wrote (`processes` only).
+        /// processes only: remove what the search with this sid wrote.
+        #[arg(long)]
         sid: Option<String>,
-        /// Only the processes this user's searches wrote.
+        /// processes only: remove what this user's searches wrote.
+        #[arg(long)]
         user: Option<String>,
     },
-    /// Integrity check.
+    /// Run the integrity check (reads the whole file).
     Check,
+}
+
+fn parse_purge(s: &str) -> Result<PurgeTarget, String> {
+    s.parse()
 }
 
 /// Runs `state`.

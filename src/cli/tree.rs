@@ -33,19 +33,25 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// What `tree` was asked.
-#[derive(Debug, Clone)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct TreeArgs {
-    /// The process (braces optional, any case).
+    /// The ProcessGuid (braces optional, any case).
     pub guid: String,
-    /// Input files.
+    /// Input files: CSV, JSON lines or .evtx (gzip allowed), read whole.
+    #[arg(required = true)]
     pub files: Vec<PathBuf>,
-    /// Show whole command lines.
+    /// Show whole command lines (default: cut at 120 characters).
+    #[arg(long)]
     pub full: bool,
-    /// Levels of descendants to show (`None` = all).
+    /// Levels of descendants to show (default: all).
+    #[arg(long)]
     pub depth: Option<usize>,
-    /// A `lineage_rules.conf` to use instead of the app's or the built-in.
+    /// A lineage_rules.conf to use instead of the app's or the built-in.
+    #[arg(long, value_name = "FILE")]
     pub rules: Option<PathBuf>,
-    /// Sigma rule files or folders instead of the app's `[sigma] rules`.
+    /// Sigma rule files or folders (repeatable) instead of the app's
+    /// `[sigma] rules`: each process shows the rules its creation matched.
+    #[arg(long, value_name = "PATH")]
     pub sigma: Vec<PathBuf>,
 }
 

@@ -21,10 +21,11 @@
 use super::backfill::SplunkBackfill;
 use super::chunk::{Chunk, RowStart};
 use super::layout::Layout;
+use super::noting::Noting;
 use super::output;
 use super::persist::ProcessWriter;
 use super::reply::{Lineage, Reply};
-use super::sigma::{Noting, SigmaRun};
+use super::sigma::SigmaRun;
 use super::state_source::StateSource;
 use super::stats::Stats;
 use crate::config::options::Options;
@@ -36,7 +37,7 @@ use crate::protocol::pieces::Pieces;
 use crate::protocol::records::{BodyError, RowReader};
 use crate::reputation::{LookupKey, Service, Verdict};
 use crate::state::{StateStore, Writer};
-use crate::sysmon::{FieldNames, FileHashes, ProcessGuid};
+use crate::sysmon::{FieldNames, FileHashes};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -319,21 +320,31 @@ impl Enricher {
         if let Some(b) = self.backfill.as_mut() {
             b.start_chunk();
         }
-        let mut recorder = Recorder {
-            inner: self.backfill.as_mut(),
-            found: Vec::new(),
-        };
+        // What splunkd found goes into the process table; what the state
+        // database found is looked up for its Sigma matches (only when
+        // Sigma runs).
+        let mut found: Vec<ProcessInfo> = Vec::new();
         let mut state_found = Vec::new();
-        let mut state_source = self.state.as_deref().map(|s| Noting {
-            inner: StateSource(s),
-            found: self.sigma.is_some().then_some(&mut state_found),
+        let note_state = self.sigma.is_some();
+        let mut state = self.state.as_deref().map(StateSource);
+        let mut state_source = state.as_mut().map(|inner| Noting {
+            inner,
+            note: |got: &[ProcessInfo]| {
+                if note_state {
+                    state_found.extend(got.iter().map(|p| p.guid));
+                }
+            },
+        });
+        let mut splunk_source = self.backfill.as_mut().map(|inner| Noting {
+            inner,
+            note: |got: &[ProcessInfo]| found.extend(got.iter().cloned()),
         });
         let mut sources: Vec<&mut dyn AncestorSource> = Vec::new();
         if let Some(s) = state_source.as_mut() {
             sources.push(s);
         }
-        if recorder.inner.is_some() {
-            sources.push(&mut recorder);
+        if let Some(s) = splunk_source.as_mut() {
+            sources.push(s);
         }
         let mut new_warnings = Vec::new();
         if !sources.is_empty() {
@@ -350,7 +361,6 @@ impl Enricher {
             }
         }
         drop(sources);
-        let found = std::mem::take(&mut recorder.found);
         if let Some(engine) = self.engine.as_mut() {
             self.chunk.creations.fill_parent_text(engine, &found);
         }
@@ -517,30 +527,6 @@ fn index_creations(engine: &mut Engine, chunk: &mut Chunk) -> Vec<Anchor> {
         }
     }
     anchors
-}
-
-/// Wraps the splunkd source to keep what it found, for the process table.
-struct Recorder<'a> {
-    inner: Option<&'a mut SplunkBackfill>,
-    found: Vec<ProcessInfo>,
-}
-
-impl AncestorSource for Recorder<'_> {
-    fn kind(&self) -> SourceKind {
-        SourceKind::Splunk
-    }
-
-    fn fetch(
-        &mut self,
-        guids: &[ProcessGuid],
-    ) -> Result<Vec<ProcessInfo>, crate::lineage::SourceError> {
-        let Some(inner) = self.inner.as_mut() else {
-            return Ok(Vec::new());
-        };
-        let got = inner.fetch(guids)?;
-        self.found.extend(got.iter().cloned());
-        Ok(got)
-    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ pub mod enricher;
 mod layout;
 pub mod lineage_composer;
 mod lineage_writer;
+mod noting;
 pub mod output;
 pub mod persist;
 pub mod rep_store;

@@ -126,10 +126,7 @@ pub fn connect(
     warnings: &mut Vec<String>,
 ) -> Connected {
     let with_splunkd = !si.splunkd_uri.is_empty() && !si.session_key.is_empty();
-    let ledger = state
-        .clone()
-        .map(|s| s as Arc<dyn crate::circuit::CircuitLedger>);
-    let splunkd = Arc::new(Breaker::new("splunkd", ledger, crate::circuit::now_secs()));
+    let splunkd = splunkd_circuit(state.as_ref());
     if with_splunkd && (options.reputation || (options.lineage && options.backfill)) {
         if let Some(text) = splunkd.take_skip_warning() {
             // Known unreachable: no API keys from it, no cluster size, no
@@ -155,9 +152,9 @@ pub fn connect(
         };
         match Client::new(&target) {
             Ok(client) => {
-                connected.backfill = Some(SplunkBackfill::new(
+                connected.backfill = Some(backfill(
                     client.with_session_key(&si.session_key),
-                    config.settings.backfill.clone(),
+                    &config.settings,
                     splunkd,
                 ))
             }
@@ -165,6 +162,22 @@ pub fn connect(
         }
     }
     connected
+}
+
+/// The run's one `splunkd` circuit, its state kept in the state database
+/// (when it opened) so that the next search knows splunkd is down without
+/// waiting on it again.
+pub fn splunkd_circuit(state: Option<&Arc<StateStore>>) -> Arc<Breaker> {
+    let ledger = state.map(|s| Arc::clone(s) as Arc<dyn crate::circuit::CircuitLedger>);
+    Arc::new(Breaker::new("splunkd", ledger, crate::circuit::now_secs()))
+}
+
+/// Backfill of missing ancestors through a ready splunkd client, bounded by
+/// the `[backfill]` settings: the one set-up the command (after getinfo)
+/// and `search --enrich` (with the client it searched with) share, so both
+/// are bounded and skip a down splunkd alike.
+pub fn backfill(client: Client, settings: &Settings, splunkd: Arc<Breaker>) -> SplunkBackfill {
+    SplunkBackfill::new(client, settings.backfill.clone(), splunkd)
 }
 
 /// Logs and keeps the WARN of a splunkd call that opened the circuit.

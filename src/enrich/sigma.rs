@@ -19,7 +19,7 @@
 
 use super::columns::{self, NO_SIGMA};
 use super::sigma_pool::Pool;
-use crate::lineage::{AncestorSource, Engine, ProcessInfo, SourceError, SourceKind};
+use crate::lineage::{Engine, ProcessInfo};
 use crate::protocol::multivalue::{push_joined_cell, push_mv_cell};
 use crate::protocol::records::{Header, RowReader};
 use crate::sigma::{Fields, Level, RuleId, RuleSet, Scratch};
@@ -452,26 +452,6 @@ impl SigmaRun {
     /// them only where it trusts the creation.
     pub(super) fn take_unsaved(&mut self, into: &mut Vec<(u32, Vec<u64>)>) {
         into.append(&mut self.unsaved);
-    }
-}
-
-/// An ancestor source that notes which GUIDs it found.
-pub(super) struct Noting<'a, S> {
-    pub(super) inner: S,
-    pub(super) found: Option<&'a mut Vec<ProcessGuid>>,
-}
-
-impl<S: AncestorSource> AncestorSource for Noting<'_, S> {
-    fn kind(&self) -> SourceKind {
-        self.inner.kind()
-    }
-
-    fn fetch(&mut self, guids: &[ProcessGuid]) -> Result<Vec<ProcessInfo>, SourceError> {
-        let got = self.inner.fetch(guids)?;
-        if let Some(f) = self.found.as_deref_mut() {
-            f.extend(got.iter().map(|p| p.guid));
-        }
-        Ok(got)
     }
 }
 

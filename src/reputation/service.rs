@@ -112,103 +112,15 @@ impl ServiceBuilder {
             local,
             circuits,
         } = self;
-        let mut names: Vec<String> = Vec::new();
-        for p in &search.providers {
-            let p = p.trim().to_ascii_lowercase();
-            if p != "local" && settings.provider(&p).is_none() {
-                return Err(ServiceError::UnknownProvider(p));
-            }
-            if !names.contains(&p) {
-                names.push(p);
-            }
-        }
+        let names = provider_names(&search, &settings)?;
         let mut warnings = Vec::new();
-        let use_local = names.iter().any(|n| n == "local");
-        let local = match (use_local, local, &settings.local_list) {
-            (false, _, _) => None,
-            (true, Some(list), _) => Some(list),
-            (true, None, Some(path)) => match LocalList::from_path(path) {
-                Ok(list) => Some(list),
-                Err(e) => {
-                    let text = format!("local reputation list not used: {e}");
-                    log::warn!("{text}");
-                    warnings.push(text);
-                    None
-                }
-            },
-            (true, None, None) => None,
-        };
-        if let Some(list) = &local {
-            if !list.problems().is_empty() {
-                warnings.push(format!(
-                    "local reputation list: {} bad rows skipped (see sysmonenrich.log)",
-                    list.problems().len()
-                ));
-            }
-        }
-        let mut slots = Vec::new();
-        // One client per distinct configuration: loopback targets bypass
-        // proxies, plain http needs no CA store, everything else shares one
-        // client (and one pool).
-        let mut clients: HashMap<(bool, bool), reqwest::Client> = HashMap::new();
-        for name in names.iter().filter(|n| *n != "local") {
-            let (Some(provider), Some(ps)) = (remote(name, &settings), settings.provider(name))
-            else {
-                return Err(ServiceError::UnknownProvider(name.clone()));
-            };
-            check_base_url(provider.name(), &ps.base_url)?;
-            let loopback = is_loopback(&ps.base_url);
-            let breaker = Breaker::new(provider.name(), circuits.clone(), clock.now_secs());
-            let plain = ps.base_url.starts_with("http:");
-            let client = match clients.get(&(loopback, plain)) {
-                _ if breaker.is_open() => None,
-                Some(c) => Some(c.clone()),
-                None => {
-                    let c = provider_client(&settings, &ps.base_url, None)?;
-                    clients.insert((loopback, plain), c.clone());
-                    Some(c)
-                }
-            };
-            // Issue 12: a key never crosses the network in clear.
-            let key_allowed = !provider.needs_key()
-                || loopback
-                || reqwest::Url::parse(&ps.base_url).is_ok_and(|u| u.scheme() == "https");
-            if !key_allowed {
-                let text = format!(
-                    "{name}: base_url is plain http to a remote host; its API key is not sent there, so its lookups are skipped (use https)"
-                );
-                log::warn!("{text}");
-                warnings.push(text);
-            }
-            slots.push(Slot {
-                provider,
-                client,
-                limit: ProviderLimit::new(ps),
-                key: Mutex::new(None),
-                key_allowed,
-                refused: Mutex::new(None),
-                breaker,
-                failures: Default::default(),
-            });
-        }
+        let local = local_list(&names, local, &settings, &mut warnings);
+        let slots = provider_slots(&names, &settings, circuits, &*clock, &mut warnings)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(ServiceError::Runtime)?;
-        let mut scrubber = Scrubber::default();
-        if let Some(password) = settings
-            .proxy
-            .as_deref()
-            .and_then(|p| reqwest::Url::parse(p).ok())
-            .and_then(|u| u.password().map(str::to_string))
-        {
-            scrubber.add(&password);
-        }
-        if settings.proxy.as_deref().is_some_and(proxy_has_password) {
-            let text = "sysmonenrich.conf [proxy] url holds a password: it is not used (a .conf file is no place for one); store it in splunkd's credential store, realm sysmonenrich, user proxy".to_string();
-            log::warn!("{text}");
-            warnings.push(text);
-        }
+        let scrubber = proxy_scrubber(&settings, &mut warnings);
         let started_at = clock.now_secs();
         let inner = Inner {
             backoff: Backoff {
@@ -241,6 +153,136 @@ impl ServiceBuilder {
         service.set_keys(keys);
         Ok(service)
     }
+}
+
+/// The search's providers, lower-cased, each once, in the order asked; an
+/// unknown name fails the search before anything starts.
+fn provider_names(
+    search: &SearchOptions,
+    settings: &Settings,
+) -> Result<Vec<String>, ServiceError> {
+    let mut names: Vec<String> = Vec::new();
+    for p in &search.providers {
+        let p = p.trim().to_ascii_lowercase();
+        if p != "local" && settings.provider(&p).is_none() {
+            return Err(ServiceError::UnknownProvider(p));
+        }
+        if !names.contains(&p) {
+            names.push(p);
+        }
+    }
+    Ok(names)
+}
+
+/// The local list when the search asks for `local`: the one handed in, or
+/// the one `settings.local_list` names. A list that will not load, or has
+/// bad rows, costs a warning, not the search.
+fn local_list(
+    names: &[String],
+    given: Option<LocalList>,
+    settings: &Settings,
+    warnings: &mut Vec<String>,
+) -> Option<LocalList> {
+    let use_local = names.iter().any(|n| n == "local");
+    let local = match (use_local, given, &settings.local_list) {
+        (false, _, _) => None,
+        (true, Some(list), _) => Some(list),
+        (true, None, Some(path)) => match LocalList::from_path(path) {
+            Ok(list) => Some(list),
+            Err(e) => {
+                let text = format!("local reputation list not used: {e}");
+                log::warn!("{text}");
+                warnings.push(text);
+                None
+            }
+        },
+        (true, None, None) => None,
+    };
+    if let Some(list) = &local {
+        if !list.problems().is_empty() {
+            warnings.push(format!(
+                "local reputation list: {} bad rows skipped (see sysmonenrich.log)",
+                list.problems().len()
+            ));
+        }
+    }
+    local
+}
+
+/// One slot per remote provider: its circuit, its HTTP client (none while
+/// the circuit is open), its limits, and whether its key may be sent.
+fn provider_slots(
+    names: &[String],
+    settings: &Settings,
+    circuits: Option<Arc<dyn CircuitLedger>>,
+    clock: &dyn Clock,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<Slot>, ServiceError> {
+    let mut slots = Vec::new();
+    // One client per distinct configuration: loopback targets bypass
+    // proxies, plain http needs no CA store, everything else shares one
+    // client (and one pool).
+    let mut clients: HashMap<(bool, bool), reqwest::Client> = HashMap::new();
+    for name in names.iter().filter(|n| *n != "local") {
+        let (Some(provider), Some(ps)) = (remote(name, settings), settings.provider(name)) else {
+            return Err(ServiceError::UnknownProvider(name.clone()));
+        };
+        check_base_url(provider.name(), &ps.base_url)?;
+        let loopback = is_loopback(&ps.base_url);
+        let breaker = Breaker::new(provider.name(), circuits.clone(), clock.now_secs());
+        let plain = ps.base_url.starts_with("http:");
+        let client = match clients.get(&(loopback, plain)) {
+            _ if breaker.is_open() => None,
+            Some(c) => Some(c.clone()),
+            None => {
+                let c = provider_client(settings, &ps.base_url, None)?;
+                clients.insert((loopback, plain), c.clone());
+                Some(c)
+            }
+        };
+        // Issue 12: a key never crosses the network in clear.
+        let key_allowed = !provider.needs_key()
+            || loopback
+            || reqwest::Url::parse(&ps.base_url).is_ok_and(|u| u.scheme() == "https");
+        if !key_allowed {
+            let text = format!(
+                "{name}: base_url is plain http to a remote host; its API key is not sent there, so its lookups are skipped (use https)"
+            );
+            log::warn!("{text}");
+            warnings.push(text);
+        }
+        slots.push(Slot {
+            provider,
+            client,
+            limit: ProviderLimit::new(ps),
+            key: Mutex::new(None),
+            key_allowed,
+            refused: Mutex::new(None),
+            breaker,
+            failures: Default::default(),
+        });
+    }
+    Ok(slots)
+}
+
+/// What must never reach a log from the proxy URL (its password), and a
+/// warning when the conf holds one at all.
+fn proxy_scrubber(settings: &Settings, warnings: &mut Vec<String>) -> Scrubber {
+    let mut scrubber = Scrubber::default();
+    if let Some(password) = settings
+        .proxy
+        .as_deref()
+        .and_then(|p| reqwest::Url::parse(p).ok())
+        .and_then(|u| u.password().map(str::to_string))
+    {
+        scrubber.add(&password);
+    }
+    if settings.proxy.as_deref().is_some_and(proxy_has_password) {
+        let text = "sysmonenrich.conf [proxy] url holds a password: it is not used (a .conf file is no place for one); store it in splunkd's credential store, realm sysmonenrich, user proxy".to_string();
+        log::warn!("{text}");
+        warnings.push(text);
+    }
+    scrubber
 }
 
 /// Hash reputation for one search. Not for use inside an async context:

@@ -10,6 +10,8 @@
 //! timestamp, and the test does not match (as in Splunk, where a field
 //! without a time has no hour).
 
+use crate::calendar::{civil_from_days, days_from_civil};
+
 /// Which part of the timestamp.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Part {
@@ -47,7 +49,7 @@ pub fn part(text: &str, which: Part) -> Option<i64> {
     let secs = epoch_seconds(text.trim())?;
     let days = secs.div_euclid(86_400);
     let in_day = secs.rem_euclid(86_400);
-    let (y, m, d) = civil(days);
+    let (y, m, d) = civil_from_days(days);
     Some(match which {
         Part::Minute => in_day / 60 % 60,
         Part::Hour => in_day / 3_600,
@@ -109,38 +111,13 @@ fn epoch_seconds(t: &str) -> Option<i64> {
     Some(days_from_civil(y, mo, d) * 86_400 + h * 3_600 + mi * 60 + s - offset)
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
-/// algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The date of a day number (inverse of [`days_from_civil`]).
-fn civil(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
 /// ISO 8601 week number of day `days`: weeks start
 /// on Monday, week 1 holds the year's first Thursday.
 fn iso_week(days: i64) -> i64 {
     // 1970-01-01 was a Thursday: Monday = 0.
     let weekday = (days + 3).rem_euclid(7);
     let thursday = days - weekday + 3;
-    let (ty, _, _) = civil(thursday);
+    let (ty, _, _) = civil_from_days(thursday);
     (thursday - days_from_civil(ty, 1, 1)) / 7 + 1
 }
 

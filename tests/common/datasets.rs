@@ -897,28 +897,10 @@ pub fn generated() -> Table {
     table
 }
 
-/// `YYYY-MM-DD hh:mm:ss.mmm` (UTC) for epoch milliseconds, without a date
-/// crate: days-to-civil from Howard Hinnant's algorithm.
+/// `YYYY-MM-DD hh:mm:ss.mmm` (UTC) for epoch milliseconds.
 fn format_utc(ms: u64) -> String {
-    let secs = ms / 1000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{:03}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms % 1000
-    )
+    let date_time = sysmonenrich::calendar::utc_date_time((ms / 1000) as i64, ' ');
+    format!("{date_time}.{:03}", ms % 1000)
 }
 
 /// `../shared/sigma`, or `None` (skip) when absent; absent under `CI` fails.

@@ -289,25 +289,8 @@ pub fn render_time(epoch: &str) -> String {
         return epoch.to_string();
     };
     let ms = (t * 1000.0).round() as i64;
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}+00:00",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms.rem_euclid(1000)
-    )
+    let date_time = sysmonenrich::calendar::utc_date_time(ms.div_euclid(1000), 'T');
+    format!("{date_time}.{:03}+00:00", ms.rem_euclid(1000))
 }
 
 fn json_value(field: &str, v: &Value) -> serde_json::Value {

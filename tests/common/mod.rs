@@ -6,13 +6,20 @@
 //! - [`datasets`]: the shared Sysmon data sets (skipped with a printed reason
 //!   when `../shared` is absent, failed when `CI` is set) and a self-made
 //!   generator so that some end-to-end tests always run.
+//! - [`creations`]: tables of process creations, listed or one chain.
+//! - [`home`]: a temporary `$SPLUNK_HOME` (state, log, `state` CLI) and app
+//!   folder with a local conf.
+//! - [`serial`]: the process-wide lock tests take to run the binary alone.
 //!
 //! Every test crate includes this module with `mod common;` and uses a
 //! different subset of it, so unused-item warnings here would be noise.
 #![allow(dead_code)]
 
+pub mod creations;
 pub mod datasets;
 pub mod fake_splunkd;
+pub mod home;
 pub mod http;
+pub mod serial;
 pub mod services;
 pub mod splunkd;
