@@ -186,18 +186,7 @@ impl Generator {
             image: "System",
             command_line: String::new(),
         };
-        let chain = [
-            (
-                "C:\\Windows\\System32\\smss.exe",
-                "\\SystemRoot\\System32\\smss.exe",
-            ),
-            ("C:\\Windows\\System32\\winlogon.exe", "winlogon.exe"),
-            (
-                "C:\\Windows\\System32\\userinit.exe",
-                "C:\\Windows\\system32\\userinit.exe",
-            ),
-            ("C:\\Windows\\explorer.exe", "C:\\Windows\\Explorer.EXE"),
-        ];
+        let chain = BOOT_CHAIN;
         let mut live: Vec<Proc> = Vec::new();
         let mut parent = root;
         for (image, cmd) in chain {
@@ -593,6 +582,21 @@ pub fn splunkd_row(out: &mut Vec<u8>, e: &SynthEvent, chunked_idx: u64) {
 pub fn csv_row(out: &mut Vec<u8>, e: &SynthEvent) {
     push_record(out, &e.values);
 }
+
+/// The processes between `System` and a user's desktop (image, command
+/// line), as every generated host starts them.
+pub(crate) const BOOT_CHAIN: [(&str, &str); 4] = [
+    (
+        "C:\\Windows\\System32\\smss.exe",
+        "\\SystemRoot\\System32\\smss.exe",
+    ),
+    ("C:\\Windows\\System32\\winlogon.exe", "winlogon.exe"),
+    (
+        "C:\\Windows\\System32\\userinit.exe",
+        "C:\\Windows\\system32\\userinit.exe",
+    ),
+    ("C:\\Windows\\explorer.exe", "C:\\Windows\\Explorer.EXE"),
+];
 
 #[cfg(test)]
 mod tests {

@@ -287,18 +287,7 @@ impl Generator {
             depth: 0,
         };
         let mut live = Vec::new();
-        for (image, cmd) in [
-            (
-                "C:\\Windows\\System32\\smss.exe",
-                "\\SystemRoot\\System32\\smss.exe",
-            ),
-            ("C:\\Windows\\System32\\winlogon.exe", "winlogon.exe"),
-            (
-                "C:\\Windows\\System32\\userinit.exe",
-                "C:\\Windows\\system32\\userinit.exe",
-            ),
-            ("C:\\Windows\\explorer.exe", "C:\\Windows\\Explorer.EXE"),
-        ] {
+        for (image, cmd) in super::BOOT_CHAIN {
             let program = Program {
                 image: image.into(),
                 command_line: cmd.into(),
