@@ -6,11 +6,17 @@
 #   ./package.sh --native        plain `cargo build --release` instead (the binary
 #                                then needs the build machine's glibc or newer)
 #   ./package.sh --binary PATH   package PATH as the binary; no build at all
+#   ./package.sh --no-windows    leave the Windows build out (a quick local
+#                                package; the release package has both)
+#   ./package.sh --windows-binary PATH
+#                                package PATH as the Windows build; no build
 #
 # Environment (same effect as the options):
 #   SYSMONENRICH_NATIVE=1        as --native
 #   SYSMONENRICH_BINARY=PATH     as --binary PATH (e.g. a stand-in executable to
 #                                test the packaging while the code does not build)
+#   SYSMONENRICH_NO_WINDOWS=1    as --no-windows
+#   SYSMONENRICH_WINDOWS_BINARY=PATH   as --windows-binary PATH
 # Other knobs:
 #   SYSMONENRICH_TOOLS_DIR       where the ziglang/cargo-zigbuild venv lives
 #                                (default ~/.cache/sysmonenrich-tools); reused by
@@ -32,6 +38,7 @@
 #   splunk_app/*                 -> sysmonenrich/ (metadata/, lookups/, static/,
 #                                   appserver/, README.md, README/ specs)
 #   the binary                   -> sysmonenrich/linux_x86_64/bin/sysmonenrich
+#   the Windows build            -> sysmonenrich/windows_x86_64/bin/sysmonenrich.exe
 #   (generated)                  -> sysmonenrich/app.manifest
 # The folder is assembled in build/sysmonenrich/ and packed, with owner and
 # group 0, dirs 0755, files 0644, the binary 0755, into
@@ -39,7 +46,11 @@
 #
 # Needs: bash, GNU tar, gzip, coreutils, awk; cargo unless --binary; python3
 # (with venv + pip, installed by apt-get when missing) for cargo-zigbuild.
-# Network: PyPI (first zig build only) and crates.io (cargo), nothing else.
+# The Windows build needs Debian's rustc-web, cargo-web and rust-web-src (a
+# rustc whose standard library can be rebuilt for the target) and
+# gcc-mingw-w64-x86-64 (the linker); installed by apt-get when missing.
+# Network: PyPI (first zig build only), crates.io (cargo) and Debian's
+# package mirrors (first Windows build only), nothing else.
 
 set -euo pipefail
 
@@ -49,12 +60,20 @@ RUST_TARGET=x86_64-unknown-linux-gnu
 ZIGLANG_VERSION=${ZIGLANG_VERSION:-0.17.1}
 CARGO_ZIGBUILD_VERSION=${CARGO_ZIGBUILD_VERSION:-0.24.1}
 RUST_VERSION=${RUST_VERSION:-1.95.0}
+# Windows: the `-win7-` target (std's older system calls: it runs on every
+# Windows Splunk supports, and under Wine 8, which lacks the
+# bcryptprimitives.dll that x86_64-pc-windows-gnu's std needs).
+WIN_TARGET=x86_64-win7-windows-gnu
+WIN_RUSTC=${WIN_RUSTC:-/usr/bin/rustc}
+WIN_CARGO=${WIN_CARGO:-/usr/bin/cargo}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cd "$ROOT"
 
 NATIVE=${SYSMONENRICH_NATIVE:-0}
 BINARY=${SYSMONENRICH_BINARY:-}
+NO_WINDOWS=${SYSMONENRICH_NO_WINDOWS:-0}
+WIN_BINARY=${SYSMONENRICH_WINDOWS_BINARY:-}
 TOOLS_DIR=${SYSMONENRICH_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/sysmonenrich-tools}
 
 log() { printf 'package.sh: %s\n' "$*" >&2; }
@@ -67,12 +86,16 @@ while [ $# -gt 0 ]; do
         --native) NATIVE=1 ;;
         --binary) [ $# -ge 2 ] || die "--binary needs a path"; BINARY=$2; shift ;;
         --binary=*) BINARY=${1#--binary=} ;;
+        --no-windows) NO_WINDOWS=1 ;;
+        --windows-binary) [ $# -ge 2 ] || die "--windows-binary needs a path"; WIN_BINARY=$2; shift ;;
+        --windows-binary=*) WIN_BINARY=${1#--windows-binary=} ;;
         -h | --help) usage; exit 0 ;;
         *) die "unknown argument: $1 (see --help)" ;;
     esac
     shift
 done
 case "$NATIVE" in 1 | true | yes) NATIVE=1 ;; *) NATIVE=0 ;; esac
+case "$NO_WINDOWS" in 1 | true | yes) NO_WINDOWS=1 ;; *) NO_WINDOWS=0 ;; esac
 
 # ---- versions ---------------------------------------------------------------
 
@@ -175,13 +198,45 @@ else
     [ -x "$BIN" ] || die "build finished but $BIN is missing"
 fi
 
+# ---- the Windows build ------------------------------------------------------
+
+ensure_windows_tools() {
+    local missing=()
+    [ -x "$WIN_RUSTC" ] || missing+=(rustc-web)
+    [ -x "$WIN_CARGO" ] || missing+=(cargo-web)
+    [ -d "$("$WIN_RUSTC" --print sysroot 2>/dev/null)/lib/rustlib/src/rust/library" ] || missing+=(rust-web-src)
+    need x86_64-w64-mingw32-gcc || missing+=(gcc-mingw-w64-x86-64)
+    if [ ${#missing[@]} -gt 0 ]; then
+        apt_install "${missing[@]}"
+    fi
+}
+
+WIN_BIN=
+if [ -n "$WIN_BINARY" ]; then
+    [ -f "$WIN_BINARY" ] || die "SYSMONENRICH_WINDOWS_BINARY '$WIN_BINARY' is not a file"
+    log "using prebuilt Windows binary $WIN_BINARY (no build)"
+    WIN_BIN=$WIN_BINARY
+elif [ "$NO_WINDOWS" = 1 ]; then
+    log "no Windows build (--no-windows): the package is for Linux search heads only"
+else
+    ensure_windows_tools
+    # Debian's rustc with its standard library rebuilt for the target
+    # (`-Zbuild-std`, allowed on a stable compiler by RUSTC_BOOTSTRAP); the
+    # linker is named in .cargo/config.toml.
+    log "Windows: $("$WIN_RUSTC" --version), cargo build --release -Zbuild-std --target $WIN_TARGET"
+    RUSTC=$WIN_RUSTC RUSTC_BOOTSTRAP=1 "$WIN_CARGO" build --release --locked \
+        -Zbuild-std=std,panic_abort --target "$WIN_TARGET" --bin "$APP"
+    WIN_BIN=$TARGET_DIR/$WIN_TARGET/release/$APP.exe
+    [ -f "$WIN_BIN" ] || die "Windows build finished but $WIN_BIN is missing"
+fi
+
 # ---- assemble build/sysmonenrich/ ------------------------------------------
 
 if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
     SOURCE_DATE_EPOCH=$(git -C "$ROOT" log -1 --format=%ct 2>/dev/null || date +%s)
 fi
 
-for d in default bin linux_x86_64 local app.manifest; do
+for d in default bin linux_x86_64 windows_x86_64 local app.manifest; do
     [ ! -e "splunk_app/$d" ] || die "splunk_app/$d must not exist: it would clash with what package.sh puts there"
 done
 [ -f default/commands.conf ] || die "default/commands.conf not found"
@@ -195,6 +250,10 @@ if [ -d bin ]; then cp -R bin "$STAGE/bin"; fi
 cp -R splunk_app/. "$STAGE/"
 mkdir -p "$STAGE/linux_x86_64/bin"
 cp "$BIN" "$STAGE/linux_x86_64/bin/$APP"
+if [ -n "$WIN_BIN" ]; then
+    mkdir -p "$STAGE/windows_x86_64/bin"
+    cp "$WIN_BIN" "$STAGE/windows_x86_64/bin/$APP.exe"
+fi
 # The Binary File Declaration names the commit the binary was built from.
 commit=$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || echo unknown)
 if [ -n "$BINARY" ]; then
@@ -283,6 +342,7 @@ EOF
 find "$STAGE" -type d -exec chmod 0755 {} +
 find "$STAGE" -type f -exec chmod 0644 {} +
 chmod 0755 "$STAGE/linux_x86_64/bin/$APP"
+[ -z "$WIN_BIN" ] || chmod 0755 "$STAGE/windows_x86_64/bin/$APP.exe"
 if [ -d bin ]; then
     (cd bin && find . -type f -perm -u+x -print) | while IFS= read -r f; do
         chmod 0755 "$STAGE/bin/$f"

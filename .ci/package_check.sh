@@ -7,6 +7,9 @@
 #   tar-modes     owner/group 0, folders 0755, files 0644, the binary 0755,
 #                 nothing group- or world-writable
 #   elf           linux_x86_64/bin/sysmonenrich is an x86-64 ELF executable
+#   pe            windows_x86_64/bin/sysmonenrich.exe is a PE32+ x86-64 console
+#                 program (skipped with PACKAGE_CHECK_NO_WINDOWS=1, for a
+#                 package built with --no-windows)
 #   glibc         the newest GLIBC_x.y symbol version it needs is <= 2.17
 #   run           unpacked into a temporary $SPLUNK_HOME/etc/apps/, the binary,
 #                 with SPLUNK_HOME set, answers a getinfo chunk and an execute
@@ -87,15 +90,20 @@ echo "package_check.sh: $(basename "$PKG")"
 
 # ---- tarball --------------------------------------------------------------------
 
-tar_report=$(python3 - "$PKG" "$APP" <<'PY'
+WINDOWS=1
+[ "${PACKAGE_CHECK_NO_WINDOWS:-0}" = 1 ] && WINDOWS=0
+tar_report=$(python3 - "$PKG" "$APP" "$WINDOWS" <<'PY'
 import stat
 import sys
 import tarfile
 
-path, app = sys.argv[1:]
+path, app, windows = sys.argv[1:]
 binary = f"{app}/linux_x86_64/bin/{app}"
+exe = f"{app}/windows_x86_64/bin/{app}.exe"
 required = [f"{app}/default/app.conf", f"{app}/default/commands.conf",
             f"{app}/metadata/default.meta", f"{app}/app.manifest", binary]
+if windows == "1":
+    required.append(exe)
 layout, modes = [], []
 names = set()
 with tarfile.open(path, "r:gz") as tar:
@@ -118,7 +126,7 @@ with tarfile.open(path, "r:gz") as tar:
             modes.append(f"group/world-writable {mode:04o}: {m.name}")
         if m.isdir():
             want = (0o755,)
-        elif name == binary:
+        elif name in (binary, exe):
             want = (0o755,)
         elif parts[1:2] == ["bin"]:
             want = (0o644, 0o755)
@@ -176,6 +184,22 @@ else
     newer=$(objdump -T "$BIN" | sed -n 's/.*(\{0,1\}GLIBC_\([0-9][0-9.]*\))\{0,1\}[[:space:]]\{1,\}\([^[:space:]]*\).*/\1 \2/p' |
         sort -V | tail -n 3 | awk '{printf "%s%s@GLIBC_%s", sep, $2, $1; sep = ", "}')
     result glibc 1 "needs GLIBC_$glibc > $GLIBC_MAX (e.g. $newer) - build with ./package.sh, not --native"
+fi
+
+EXE=$SPLUNK_HOME/etc/apps/$APP/windows_x86_64/bin/$APP.exe
+if [ "$WINDOWS" = 1 ]; then
+    command -v file >/dev/null 2>&1 || {
+        echo "package_check.sh: apt-get install file" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q file >/dev/null 2>&1 || {
+            DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null &&
+                DEBIAN_FRONTEND=noninteractive apt-get install -y -q file >/dev/null
+        }
+    }
+    kind=$(file -b "$EXE" 2>/dev/null || echo "missing")
+    case "$kind" in
+        "PE32+ executable (console) x86-64"*) result pe 0 "$kind" ;;
+        *) result pe 1 "windows_x86_64/bin/$APP.exe: $kind" ;;
+    esac
 fi
 
 # ---- a protocol exchange ---------------------------------------------------------

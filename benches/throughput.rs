@@ -651,7 +651,7 @@ fn main() {
             peak = peak.max(m.peak_kb);
             out_bytes = m.out_bytes;
             assert!(
-                digest.map_or(true, |d| d == m.digest),
+                digest.is_none_or(|d| d == m.digest),
                 "{name}: two runs wrote different output"
             );
             digest = Some(m.digest);

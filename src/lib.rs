@@ -36,6 +36,7 @@
 //!             protocol     chunks, metadata, CSV bodies, `writev` replies (no Sysmon)
 //!             sysmon       GUIDs, hashes, field names, `_raw` XML (pure)
 //!             logging      the log file, rotation, peak memory
+//!             platform     where Linux and Windows differ (a leaf)
 //!             digest       the stable 64-bit digest stored across builds (a leaf)
 //!             calendar     dates and day numbers, UTC (a leaf)
 //! ```
@@ -54,6 +55,7 @@ pub mod enrich;
 pub mod http;
 pub mod lineage;
 pub mod logging;
+pub mod platform;
 pub mod protocol;
 pub mod reputation;
 pub mod sigma;

@@ -150,16 +150,16 @@ fn timestamp() -> String {
 /// This process's peak resident memory in KiB (`VmHWM`), for the
 /// end-of-search log line: memory is a promise we make, so we report it.
 pub fn peak_rss_kb() -> Option<u64> {
-    let status = fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    crate::platform::peak_rss_kb()
 }
 
 /// The log file under a Splunk home.
 pub fn splunk_log_path(splunk_home: &Path) -> PathBuf {
-    splunk_home.join("var/log/splunk/sysmonenrich.log")
+    splunk_home
+        .join("var")
+        .join("log")
+        .join("splunk")
+        .join("sysmonenrich.log")
 }
 
 /// Installs the global logger: a rotating file under `SPLUNK_HOME` when

@@ -72,7 +72,7 @@ fn body(rows: &[[&[u8]; 7]]) -> Vec<u8> {
         }
         out.push(b',');
         cell(&mut out, idx.to_string().as_bytes());
-        out.extend(std::iter::repeat(b',').take(mv.len()));
+        out.extend(std::iter::repeat_n(b',', mv.len()));
         out.push(b'\n');
     }
     out

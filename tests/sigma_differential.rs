@@ -158,7 +158,7 @@ fn agrees_with_sigma_rust_on_every_row() {
             for id in &ours {
                 let codes = rules.rule(*id).event_codes();
                 assert!(
-                    codes.map_or(true, |c| code.is_some_and(|x| c.contains(&x))),
+                    codes.is_none_or(|c| code.is_some_and(|x| c.contains(&x))),
                     "{file} row {row}: EventCode {code:?} matched out-of-scope {}",
                     rules.rule(*id).path.display()
                 );
@@ -171,7 +171,7 @@ fn agrees_with_sigma_rust_on_every_row() {
                 };
                 if !rule
                     .event_codes()
-                    .map_or(true, |c| code.is_some_and(|x| c.contains(&x)))
+                    .is_none_or(|c| code.is_some_and(|x| c.contains(&x)))
                 {
                     continue;
                 }

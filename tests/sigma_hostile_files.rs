@@ -631,7 +631,7 @@ fn installs_racing_searches_and_checks_never_show_a_mixture() {
         std::thread::spawn(move || {
             let mut n = 0usize;
             while !stop.load(Ordering::Relaxed) {
-                let src = if n % 2 == 0 { &b } else { &a };
+                let src = if n.is_multiple_of(2) { &b } else { &a };
                 let run = install(src, &app);
                 assert!(run.ok, "install {n}: {}\n{}", run.stdout, run.stderr);
                 n += 1;

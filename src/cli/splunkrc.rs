@@ -92,10 +92,7 @@ impl Default for SplunkRc {
 
 /// `~/.splunkrc` (`%USERPROFILE%\.splunkrc` on Windows).
 pub fn default_path() -> Option<PathBuf> {
-    std::env::var_os("HOME")
-        .or_else(|| std::env::var_os("USERPROFILE"))
-        .filter(|h| !h.is_empty())
-        .map(|h| PathBuf::from(h).join(".splunkrc"))
+    crate::platform::user_home().map(|h| h.join(".splunkrc"))
 }
 
 impl SplunkRc {
@@ -248,25 +245,10 @@ fn starts_with_word(text: &str, word: &str) -> bool {
         && text.as_bytes()[word.len()] == b' '
 }
 
-/// A warning when others may read a file that holds a secret (as ssh
-/// does for private keys, but only a warning: CI runners often have odd
-/// modes).
-#[cfg(unix)]
+/// A warning when others may read a file that holds a secret (see
+/// [`crate::platform::secret_file_warning`]).
 fn permissions_warning(path: &Path) -> Option<String> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(path).ok()?.permissions().mode();
-    (mode & 0o077 != 0).then(|| {
-        format!(
-            "{} holds a password or token and is readable by other users (mode {:o}); run chmod 600 on it",
-            path.display(),
-            mode & 0o777
-        )
-    })
-}
-
-#[cfg(not(unix))]
-fn permissions_warning(_path: &Path) -> Option<String> {
-    None
+    crate::platform::secret_file_warning(path)
 }
 
 #[cfg(test)]

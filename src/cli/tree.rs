@@ -372,7 +372,7 @@ fn draw(
             continue;
         }
         below.push((g, d));
-        if args.depth.map_or(true, |max| d < max) {
+        if args.depth.is_none_or(|max| d < max) {
             if let Some(c) = children.get(&g) {
                 stack.extend(c.iter().rev().map(|&k| (k, d + 1)));
             }

@@ -12,9 +12,6 @@ use std::path::{Path, PathBuf};
 /// The state database under `$SPLUNK_HOME`.
 pub const STATE_DB_IN_SPLUNK_HOME: &str = "var/lib/sysmonenrich/state.db";
 
-/// The state database under a person's `$HOME` (CLI runs outside Splunk).
-pub const STATE_DB_IN_USER_HOME: &str = ".local/state/sysmonenrich/state.db";
-
 /// The places one run uses.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Paths {
@@ -39,9 +36,7 @@ impl Paths {
     /// The places of a person's CLI run: a search's, plus `$HOME`.
     pub fn for_person() -> Paths {
         Paths {
-            user_home: std::env::var_os("HOME")
-                .filter(|h| !h.is_empty())
-                .map(PathBuf::from),
+            user_home: crate::platform::user_home(),
             ..Paths::for_search()
         }
     }
@@ -54,11 +49,17 @@ impl Paths {
             return Some(p.to_path_buf());
         }
         if let Some(home) = &self.splunk_home {
-            return Some(home.join(STATE_DB_IN_SPLUNK_HOME));
+            return Some(
+                home.join(
+                    Path::new(STATE_DB_IN_SPLUNK_HOME)
+                        .components()
+                        .collect::<PathBuf>(),
+                ),
+            );
         }
         self.user_home
-            .as_ref()
-            .map(|h| h.join(STATE_DB_IN_USER_HOME))
+            .as_deref()
+            .map(crate::platform::user_state_db)
     }
 }
 

@@ -135,7 +135,7 @@ impl ProcessWriter {
                         continue;
                     }
                     batches += 1;
-                    if batches % PRUNE_EVERY == 0 {
+                    if batches.is_multiple_of(PRUNE_EVERY) {
                         let keep = job.settings.process_retention.as_secs() as i64;
                         let max = job.settings.process_max_rows;
                         if let Err(e) = state.prune_processes(seen_at, keep, max) {

@@ -18,23 +18,10 @@ use std::ops::Range;
 /// the buffer copy every window again).
 pub const REPLY_BUFFER: usize = 64 << 10;
 
-/// Where replies go: stdout as a plain file. `Stdout` is line-buffered and
-/// scans what it writes for newlines; a duplicate of descriptor 1 takes
-/// `writev` straight to the pipe. Nothing else may write to stdout while
-/// the protocol runs (logs go to their file).
-#[cfg(unix)]
+/// Where replies go (see [`crate::platform::reply_output`]). Nothing else
+/// may write to stdout while the protocol runs (logs go to their file).
 pub fn reply_output() -> Box<dyn std::io::Write> {
-    use std::os::fd::AsFd;
-    match std::io::stdout().as_fd().try_clone_to_owned() {
-        Ok(fd) => Box::new(std::fs::File::from(fd)),
-        Err(_) => Box::new(std::io::stdout()),
-    }
-}
-
-/// Where replies go (elsewhere than Unix: plain stdout).
-#[cfg(not(unix))]
-pub fn reply_output() -> Box<dyn std::io::Write> {
-    Box::new(std::io::stdout())
+    crate::platform::reply_output()
 }
 
 /// `IoSlice`s handed to one `write_vectored` call: Linux's `IOV_MAX`.

@@ -237,7 +237,7 @@ impl Index {
         for code in logsource::all_codes() {
             by_code.insert(code, buckets.len());
             buckets.push(build_bucket(rules, &needs, |r| {
-                r.scope.codes.map_or(true, |c| c.contains(&code))
+                r.scope.codes.is_none_or(|c| c.contains(&code))
             }));
         }
         let other = buckets.len();

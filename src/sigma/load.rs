@@ -69,7 +69,7 @@ impl Default for Filter {
 
 impl Filter {
     fn keeps(&self, r: &Rule) -> bool {
-        self.min_level.map_or(true, |m| m <= r.level)
+        self.min_level.is_none_or(|m| m <= r.level)
             && (self.status.is_empty()
                 || self
                     .status
@@ -456,7 +456,7 @@ impl RuleSet {
         let in_scope = rule
             .scope
             .codes
-            .map_or(true, |codes| code.is_some_and(|c| codes.contains(&c)));
+            .is_none_or(|codes| code.is_some_and(|c| codes.contains(&c)));
         in_scope && ctx.rule(rule)
     }
 

@@ -8,18 +8,17 @@
 //! local/sigma/.install.lock      one install at a time
 //! ```
 //!
-//! A reader resolves the pointer once per load and holds a shared `flock`
-//! on the set's folder while it reads; an install removes an old set only
-//! when it gets the exclusive lock, and renames it away first, so a reader
+//! A reader resolves the pointer once per load and holds the set's folder
+//! while it reads (`platform::hold_folder`: a shared `flock` on Linux, a
+//! handle that forbids moving it on Windows); an install removes an old
+//! set only when nobody holds it, and moves it away first, so a reader
 //! never reads a set that is being deleted (it re-reads the pointer
-//! instead). The locks die with their process: a killed search or install
+//! instead). The holds die with their process: a killed search or install
 //! holds nothing. Why locks and not "keep the N newest": a slow search on a
 //! loaded search head can outlive any N installs.
 
-use rustix::fs::FlockOperation;
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 /// The pointer file's name.
@@ -87,7 +86,7 @@ pub fn resolve(dir: &Path) -> Result<Option<Resolved>, String> {
     for _ in 0..RETRIES {
         let name = read_pointer(dir)?;
         let set = dir.join(SETS).join(&name);
-        let lock = match File::open(&set) {
+        let lock = match crate::platform::hold_folder(&set) {
             Ok(f) => f,
             // Removed after a newer install moved the pointer on, unless
             // the pointer still names it: then it is broken.
@@ -101,20 +100,13 @@ pub fn resolve(dir: &Path) -> Result<Option<Resolved>, String> {
             }
             Err(e) => return Err(format!("cannot open rule set {name}: {e}")),
         };
-        rustix::fs::flock(&lock, FlockOperation::LockShared)
-            .map_err(|e| format!("cannot lock rule set {name}: {e}"))?;
         // An install may have renamed it away between the open and the
-        // lock: then this handle is a folder on its way out.
-        let held = lock.metadata().map(|m| (m.dev(), m.ino()));
-        let named = std::fs::metadata(&set).map(|m| (m.dev(), m.ino()));
-        match (held, named) {
-            (Ok(a), Ok(b)) if a == b => {
-                return Ok(Some(Resolved {
-                    dir: set,
-                    _lock: lock,
-                }))
-            }
-            _ => continue,
+        // hold: then this handle is a folder on its way out.
+        if crate::platform::still_named(&lock, &set) {
+            return Ok(Some(Resolved {
+                dir: set,
+                _lock: lock,
+            }));
         }
     }
     Err(format!(
@@ -125,11 +117,7 @@ pub fn resolve(dir: &Path) -> Result<Option<Resolved>, String> {
 /// Takes `file`'s exclusive `flock` if nobody holds it; `false` if
 /// somebody does.
 pub fn try_lock_exclusive(file: &File) -> std::io::Result<bool> {
-    match rustix::fs::flock(file, FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => Ok(true),
-        Err(e) if e == rustix::io::Errno::WOULDBLOCK => Ok(false),
-        Err(e) => Err(e.into()),
-    }
+    crate::platform::try_lock_exclusive(file)
 }
 
 /// Removes `sets/<name>` if no reader holds it: locked exclusively, renamed
@@ -137,12 +125,10 @@ pub fn try_lock_exclusive(file: &File) -> std::io::Result<bool> {
 /// (a later install removes it).
 pub fn remove_if_unused(dir: &Path, name: &str) -> std::io::Result<bool> {
     let set = dir.join(SETS).join(name);
-    let lock = File::open(&set)?;
-    if !try_lock_exclusive(&lock)? {
+    let away = dir.join(SETS).join(format!("{OLD_PREFIX}{name}"));
+    if !crate::platform::move_unless_held(&set, &away)? {
         return Ok(false);
     }
-    let away = dir.join(SETS).join(format!("{OLD_PREFIX}{name}"));
-    std::fs::rename(&set, &away)?;
     std::fs::remove_dir_all(&away)?;
     Ok(true)
 }

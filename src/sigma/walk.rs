@@ -10,10 +10,10 @@
 //! entries, files and bytes. Everything left out is a [`Refusal`] naming
 //! the path and why.
 
+use crate::platform::{file_id, open_checked, same_file, FileId};
 use std::collections::HashSet;
-use std::fs::{File, Metadata};
+use std::fs::Metadata;
 use std::io::Read;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 /// Which symbolic links the walk follows.
@@ -89,8 +89,8 @@ struct Walk<'a, W, F> {
     found: F,
     /// Canonical root, for [`Links::Inside`].
     root: PathBuf,
-    dirs: HashSet<(u64, u64)>,
-    files: HashSet<(u64, u64)>,
+    dirs: HashSet<FileId>,
+    files: HashSet<FileId>,
     entries: usize,
     read_files: usize,
     read_bytes: u64,
@@ -127,7 +127,7 @@ pub fn walk(
         Ok((meta, canonical)) => {
             w.root = canonical;
             if meta.is_dir() {
-                w.dirs.insert(id(&meta));
+                w.dirs.insert(file_id(root, &meta));
                 w.dir(root, Path::new(""), 0);
             } else {
                 // A file named on its own is wanted whatever its name.
@@ -139,24 +139,9 @@ pub fn walk(
     w.refused
 }
 
-fn id(m: &Metadata) -> (u64, u64) {
-    (m.dev(), m.ino())
-}
-
 /// A file type as a person names it.
 fn kind_name(m: &Metadata) -> &'static str {
-    let t = m.file_type();
-    if t.is_fifo() {
-        "a FIFO"
-    } else if t.is_socket() {
-        "a socket"
-    } else if t.is_char_device() {
-        "a character device"
-    } else if t.is_block_device() {
-        "a block device"
-    } else {
-        "not a regular file"
-    }
+    crate::platform::special_kind(m)
 }
 
 impl<W: Fn(&Path) -> bool, F: FnMut(Found)> Walk<'_, W, F> {
@@ -240,7 +225,7 @@ impl<W: Fn(&Path) -> bool, F: FnMut(Found)> Walk<'_, W, F> {
             lmeta
         };
         if meta.is_dir() {
-            if !self.dirs.insert(id(&meta)) {
+            if !self.dirs.insert(file_id(path, &meta)) {
                 self.refuse(
                     path,
                     Kind::Dir,
@@ -318,7 +303,7 @@ impl<W: Fn(&Path) -> bool, F: FnMut(Found)> Walk<'_, W, F> {
                 format!("file larger than {} KiB", self.limits.max_file / 1024),
             );
         }
-        if !self.files.insert(id(meta)) {
+        if !self.files.insert(file_id(path, meta)) {
             return self.refuse(
                 path,
                 Kind::File,
@@ -362,14 +347,9 @@ impl<W: Fn(&Path) -> bool, F: FnMut(Found)> Walk<'_, W, F> {
 /// since the check cannot block), checked again on the handle, read to at
 /// most `max + 1` bytes (a file growing while read is still bounded).
 fn read_regular(path: &Path, checked: &Metadata, max: u64) -> Result<Vec<u8>, String> {
-    use rustix::fs::{Mode, OFlags};
-    let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
-    let file = File::from(
-        rustix::fs::open(path, flags, Mode::empty())
-            .map_err(|e| format!("cannot read: {}", std::io::Error::from(e)))?,
-    );
+    let file = open_checked(path).map_err(|e| format!("cannot read: {e}"))?;
     let meta = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
-    if !meta.is_file() || id(&meta) != id(checked) {
+    if !same_file(&meta, checked) {
         return Err("file replaced while being read: not read".into());
     }
     let mut bytes = Vec::with_capacity(meta.len().min(max) as usize);

@@ -32,7 +32,7 @@ use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -143,6 +143,10 @@ pub struct Options {
     /// reply that starts before the request is complete (SCPV2 §1: never
     /// write before the whole request was read).
     pub hold_back: Option<Duration>,
+    /// The program to run; `None` = this build's binary ([`BINARY`]). A
+    /// script that starts the Windows build under Wine is one (the
+    /// Windows stage of `.ci/run`, `tests/windows.rs`).
+    pub binary: Option<PathBuf>,
 }
 
 impl Default for Options {
@@ -163,6 +167,7 @@ impl Default for Options {
             exit_timeout: Duration::from_secs(60),
             keep_replies: false,
             hold_back: None,
+            binary: None,
         }
     }
 }
@@ -656,7 +661,18 @@ struct Proc {
 
 const SID: &str = "1700000000.42";
 
-fn spawn(env: &[(String, String)]) -> (Proc, ChildStdin, ChildStdout) {
+/// The program the stand-in runs when a test names none: `SYSMONENRICH_TEST_BIN`
+/// (a release build, or a script that starts the Windows build under Wine:
+/// the Windows stage of `.ci/run` runs the protocol tests so), else this
+/// build's binary.
+pub fn default_binary() -> PathBuf {
+    std::env::var_os("SYSMONENRICH_TEST_BIN")
+        .filter(|b| !b.is_empty())
+        .map_or_else(|| PathBuf::from(BINARY), PathBuf::from)
+}
+
+fn spawn(env: &[(String, String)], binary: Option<&Path>) -> (Proc, ChildStdin, ChildStdout) {
+    let binary = binary.map_or_else(default_binary, Path::to_path_buf);
     let home = tempfile::Builder::new()
         .prefix("splunk_home.")
         .tempdir()
@@ -667,7 +683,7 @@ fn spawn(env: &[(String, String)]) -> (Proc, ChildStdin, ChildStdout) {
     let stderr = File::create(&stderr_path).expect("stderr file");
     let port = closed_port();
     let dead_http = format!("http://127.0.0.1:{port}");
-    let mut cmd = Command::new(BINARY);
+    let mut cmd = Command::new(&binary);
     // A clean environment: what splunkd provides, plus proxies that lead
     // nowhere, so no code path can reach the internet from a test.
     cmd.env_clear()
@@ -698,7 +714,7 @@ fn spawn(env: &[(String, String)]) -> (Proc, ChildStdin, ChildStdout) {
         .stdout(Stdio::piped())
         .stderr(Stdio::from(stderr))
         .spawn()
-        .unwrap_or_else(|e| panic!("start {BINARY}: {e}"));
+        .unwrap_or_else(|e| panic!("start {}: {e}", binary.display()));
     let stdin = child.stdin.take().expect("stdin");
     let stdout = child.stdout.take().expect("stdout");
     let proc = Proc {
@@ -1007,7 +1023,7 @@ enum Course {
 
 impl Session {
     fn start(opts: &Options) -> Session {
-        let (proc, stdin, stdout) = spawn(&opts.env);
+        let (proc, stdin, stdout) = spawn(&opts.env, opts.binary.as_deref());
         let started = Arc::new(AtomicUsize::new(0));
         let problems = Arc::new(Mutex::new(Vec::new()));
         let (wtx, wrx) = mpsc::channel();
@@ -1776,7 +1792,18 @@ type Shared = Arc<(Mutex<(Vec<u8>, bool)>, Condvar)>;
 /// Runs a raw conversation: the steps are executed in order on a writer
 /// thread while stdout is collected; the whole run is bounded by `timeout`.
 pub fn run_raw(steps: Vec<Step>, env: &[(String, String)], timeout: Duration) -> RawOutcome {
-    let (mut proc, stdin, mut stdout) = spawn(env);
+    run_raw_on(None, steps, env, timeout)
+}
+
+/// [`run_raw`] with another program than this build's binary (see
+/// [`Options::binary`]).
+pub fn run_raw_on(
+    binary: Option<&Path>,
+    steps: Vec<Step>,
+    env: &[(String, String)],
+    timeout: Duration,
+) -> RawOutcome {
+    let (mut proc, stdin, mut stdout) = spawn(env, binary);
     let deadline = Instant::now() + timeout;
     let shared: Shared = Arc::new((Mutex::new((Vec::new(), false)), Condvar::new()));
     let reader = {

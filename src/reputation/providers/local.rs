@@ -190,7 +190,7 @@ fn split(line: &str) -> Option<csv::StringRecord> {
     let mut record = csv::StringRecord::new();
     match rdr.read_record(&mut record) {
         // The reader accepts an unclosed quote up to the end of input.
-        Ok(true) if line.matches('"').count() % 2 == 0 => Some(record),
+        Ok(true) if line.matches('"').count().is_multiple_of(2) => Some(record),
         _ => None,
     }
 }
