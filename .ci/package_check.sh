@@ -95,6 +95,8 @@ import tarfile
 path, app = sys.argv[1:]
 binary = f"{app}/linux_x86_64/bin/{app}"
 required = [f"{app}/default/app.conf", f"{app}/default/commands.conf",
+            f"{app}/default/collections.conf", f"{app}/default/transforms.conf",
+            f"{app}/default/data/ui/views/sysmonenrich_overview.xml",
             f"{app}/metadata/default.meta", f"{app}/app.manifest", binary]
 layout, modes = [], []
 names = set()
