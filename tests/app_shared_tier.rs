@@ -261,7 +261,6 @@ fn dashboard_reads_the_shared_reputation_cache() {
             "rep_label",
             "rep_detections",
             "rep_engines",
-            "rep_link",
             "checked",
             "expires",
         ] {
