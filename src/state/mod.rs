@@ -87,6 +87,7 @@ pub use pending::PendingEntry;
 pub use processes::{cap_text, ProcessRow, StoredProcess};
 pub use provenance::{contradictions, Conflict, Writer};
 pub use quota::QuotaDecision;
+pub use sigma::MAX_STORED as MAX_SIGMA_STORED;
 
 /// `Result` with [`StateError`].
 pub type Result<T, E = StateError> = std::result::Result<T, E>;
