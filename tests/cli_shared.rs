@@ -451,3 +451,129 @@ fn purge_by_sid_also_deletes_the_documents_of_that_search() {
         .collect();
     assert_eq!(left, ["good"]);
 }
+
+#[test]
+fn answers_go_both_ways_unexpired_and_newest_only() {
+    let kv = FakeKvStore::empty();
+    let t = now();
+    let hex = |i: u32| format!("{i:064x}");
+    let found = r#"{"status":"found","verdict":"malicious","detections":41,"engines":70,"label":"trojan.x"}"#;
+    let a = Home::new("cli_shared_answers_a.");
+    {
+        let store = StateStore::open(&a.db(), &StateOptions::default()).unwrap();
+        store
+            .cache_put(
+                "virustotal",
+                &format!("sha256:{}", hex(1)),
+                found,
+                t - 60,
+                3_600,
+            )
+            .unwrap();
+        // Expired: neither pushed nor pulled.
+        store
+            .cache_put(
+                "virustotal",
+                &format!("sha256:{}", hex(2)),
+                found,
+                t - 7_200,
+                3_600,
+            )
+            .unwrap();
+        store
+            .cache_put(
+                "hashlookup",
+                &format!("sha256:{}", hex(3)),
+                r#"{"status":"not_found"}"#,
+                t - 60,
+                86_400,
+            )
+            .unwrap();
+    }
+    splunkrc(a.path(), &kv.uri());
+    let (out, _) = ok(&state(&a, &["push"]));
+    assert!(
+        out.contains(
+            "pushed 2 answers to sysmonenrich_reputation (0 already there or newer, 0 left out)"
+        ),
+        "{out}"
+    );
+    let docs = kv.docs(REPUTATION);
+    let doc = docs
+        .iter()
+        .find(|d| d["_key"] == format!("virustotal:sha256:{}", hex(1)))
+        .expect("the virustotal answer");
+    // What `| lookup sysmonenrich_reputation hash OUTPUT rep_verdict` reads.
+    assert_eq!(doc["hash"], hex(1));
+    assert_eq!(doc["rep_verdict"], "malicious");
+
+    // B holds a newer answer for the hashlookup hash: it stays.
+    let b = Home::new("cli_shared_answers_b.");
+    let newer = r#"{"status":"found","verdict":"known_good"}"#;
+    {
+        let store = StateStore::open(&b.db(), &StateOptions::default()).unwrap();
+        store
+            .cache_put(
+                "hashlookup",
+                &format!("sha256:{}", hex(3)),
+                newer,
+                t,
+                86_400,
+            )
+            .unwrap();
+    }
+    splunkrc(b.path(), &kv.uri());
+    let (out, _) = ok(&state(&b, &["pull"]));
+    assert!(
+        out.contains(
+            "pulled 1 answer from sysmonenrich_reputation (1 already here or newer, 0 refused)"
+        ),
+        "{out}"
+    );
+    let store = StateStore::open(&b.db(), &StateOptions::default()).unwrap();
+    let got = store
+        .cache_get("virustotal", &format!("sha256:{}", hex(1)), t)
+        .unwrap()
+        .expect("pulled");
+    assert_eq!(
+        (got.json.as_str(), got.checked_at, got.expires_at),
+        (found, t - 60, t - 60 + 3_600)
+    );
+    assert_eq!(
+        store
+            .cache_get("hashlookup", &format!("sha256:{}", hex(3)), t)
+            .unwrap()
+            .unwrap()
+            .json,
+        newer
+    );
+    assert!(store
+        .cache_get("virustotal", &format!("sha256:{}", hex(2)), t - 7_200)
+        .unwrap()
+        .is_none());
+}
+
+#[test]
+fn pull_pages_through_documents_larger_than_one_reply() {
+    // 300 processes with 30 KB command lines: about 18 MB of documents,
+    // more than the 8 MB the client reads of one reply.
+    let kv = FakeKvStore::empty();
+    let long = "x".repeat(30_000);
+    let docs: Vec<serde_json::Value> = (0..300u128)
+        .map(|i| {
+            SharedProcess {
+                process: process(0x1000 + i, 0x10, &long),
+                writer: writer("s"),
+                sigma: vec![],
+            }
+            .to_doc()
+        })
+        .collect();
+    kv.insert(PROCESSES, docs);
+    let home = Home::new("cli_shared_big.");
+    splunkrc(home.path(), &kv.uri());
+    let (out, _) = ok(&state(&home, &["pull"]));
+    assert!(out.contains("pulled 300 processes from"), "{out}");
+    let store = StateStore::open(&home.db(), &StateOptions::default()).unwrap();
+    assert_eq!(store.stats().unwrap().processes, 300);
+}

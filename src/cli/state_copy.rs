@@ -52,6 +52,30 @@ pub struct Tally {
     pub refused: u64,
 }
 
+/// A page of `collection` after `after`, asking for `limit` documents and
+/// halving it while the reply is unreadable: splunkd's reply is read up to
+/// 8 MB, and a page of documents with long command lines can be more than
+/// that (a cut reply is not JSON). Returns the documents and whether the
+/// page was full (more may follow).
+fn read_page(
+    kv: &KvStore,
+    collection: &str,
+    query: &Value,
+    after: Option<&str>,
+    limit: &mut usize,
+) -> Result<(Vec<Value>, bool), SplunkError> {
+    loop {
+        match state_shared::page(kv, collection, query, after, *limit, None) {
+            Ok(docs) => {
+                let full = docs.len() >= *limit;
+                return Ok((docs, full));
+            }
+            Err(SplunkError::Unreadable { .. }) if *limit > 1 => *limit /= 2,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 fn failed(base: &str) -> impl Fn(SplunkError) -> anyhow::Error + '_ {
     move |e| anyhow::anyhow!("shared tier (KV store on {base}): {e}")
 }
@@ -253,10 +277,10 @@ fn pull_processes(
     let mut t = Tally::default();
     let mut after: Option<String> = None;
     let mut writer_ids: HashMap<Writer, i64> = HashMap::new();
+    let mut limit = PAGE;
     loop {
-        let docs = state_shared::page(kv, PROCESSES, &json!({}), after.as_deref(), PAGE, None)
+        let (docs, full) = read_page(kv, PROCESSES, &json!({}), after.as_deref(), &mut limit)
             .map_err(failed(base))?;
-        let full = docs.len() == PAGE;
         let next = docs.last().and_then(key_of).map(str::to_string);
         let mut shared = Vec::with_capacity(docs.len());
         for doc in &docs {
@@ -372,10 +396,10 @@ fn pull_answers(
     let mut t = Tally::default();
     let mut after: Option<String> = None;
     let unexpired = json!({ "expires": { "$gt": now } });
+    let mut limit = PAGE;
     loop {
-        let docs = state_shared::page(kv, REPUTATION, &unexpired, after.as_deref(), PAGE, None)
+        let (docs, full) = read_page(kv, REPUTATION, &unexpired, after.as_deref(), &mut limit)
             .map_err(failed(base))?;
-        let full = docs.len() == PAGE;
         let next = docs.last().and_then(key_of).map(str::to_string);
         let mut by_provider: HashMap<String, Vec<SharedAnswer>> = HashMap::new();
         for doc in &docs {
