@@ -273,3 +273,62 @@ fn dashboard_reads_the_shared_reputation_cache() {
         }
     }
 }
+
+/// The fields the shared tier writes, from the code that writes them.
+fn written_fields(doc: serde_json::Value) -> BTreeSet<String> {
+    doc.as_object()
+        .expect("a document is an object")
+        .keys()
+        .filter(|k| *k != "_key")
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn collections_declare_exactly_the_fields_the_shared_tier_writes() {
+    use sysmonenrich::enrich::shared::docs::{SharedAnswer, SharedProcess, PROCESSES, REPUTATION};
+    use sysmonenrich::state::{StoredProcess, Writer};
+    assert_eq!(COLLECTIONS, [REPUTATION, PROCESSES]);
+    let c = conf("default/collections.conf");
+    // An answer with every optional field the document can carry.
+    let answer = SharedAnswer {
+        provider: "virustotal".into(),
+        key: format!("sha256:{}", "ab".repeat(32)),
+        json: r#"{"status":"found","verdict":"malicious","detections":41,"engines":70,"label":"trojan.x"}"#
+            .into(),
+        checked: 1_700_000_000,
+        expires: 1_700_086_400,
+    };
+    assert_eq!(
+        written_fields(answer.to_doc()),
+        declared_fields(&c, REPUTATION),
+        "collections.conf [{REPUTATION}] vs SharedAnswer::to_doc"
+    );
+    let process = SharedProcess {
+        process: StoredProcess {
+            guid: 0x42,
+            parent_guid: Some(0x41),
+            image: "a".into(),
+            command_line: "b".into(),
+            parent_image: "c".into(),
+            parent_command_line: "d".into(),
+            host: "h".into(),
+            time: 1.5,
+            md5: Some("0".repeat(32)),
+            sha1: Some("0".repeat(40)),
+            sha256: Some("0".repeat(64)),
+            imphash: Some("0".repeat(32)),
+            seen_at: 1,
+        },
+        writer: Writer {
+            sid: "s".into(),
+            user: "u".into(),
+        },
+        sigma: vec![1],
+    };
+    assert_eq!(
+        written_fields(process.to_doc()),
+        declared_fields(&c, PROCESSES),
+        "collections.conf [{PROCESSES}] vs SharedProcess::to_doc"
+    );
+}
