@@ -110,7 +110,7 @@ fn run_to(
         )?;
         if action == Action::Stats {
             let shared = state_shared::reach(reach.splunkrc, reach.insecure)?;
-            state_shared::stats(out, shared, now_secs())?;
+            state_shared::stats(out, shared, settings.state.shared, now_secs())?;
         }
         return Ok(());
     }
@@ -127,7 +127,7 @@ fn run_to(
             // The local figures are out before splunkd is asked.
             out.flush()?;
             let shared = state_shared::reach(reach.splunkrc, reach.insecure)?;
-            state_shared::stats(out, shared, now_secs())
+            state_shared::stats(out, shared, settings.state.shared, now_secs())
         }
         Action::Push => {
             let (kv, base) = state_shared::require(reach.splunkrc, reach.insecure)?;

@@ -19,7 +19,10 @@
 
 use super::connect;
 use super::splunkrc::{self, SplunkRc};
+use crate::config::settings::SharedMode;
 use crate::enrich::shared::docs::{PROCESSES, REPUTATION};
+use crate::enrich::shared::setup::{decide, Decision};
+use crate::enrich::shared::tier::purge_processes_by;
 use crate::splunk::kvstore::{KvStore, APP_NAMESPACE};
 use crate::splunk::{segment, Method, SplunkError};
 use serde_json::{json, Value};
@@ -163,7 +166,7 @@ pub fn count(kv: &KvStore, collection: &str, query: &Value) -> Result<u64, Splun
 }
 
 /// The shared tier's lines of `state stats`.
-pub fn stats(out: &mut impl Write, reach: Reach, now: i64) -> anyhow::Result<()> {
+pub fn stats(out: &mut impl Write, reach: Reach, mode: SharedMode, now: i64) -> anyhow::Result<()> {
     let (kv, base) = match reach {
         Reach::NotConfigured(p) => {
             writeln!(
@@ -183,14 +186,22 @@ pub fn stats(out: &mut impl Write, reach: Reach, now: i64) -> anyhow::Result<()>
     } else {
         "not a cluster member"
     };
+    // What the searches of this search head (its app conf) make of it.
+    let used = match decide(mode, &status) {
+        Decision::Use => "searches here use it".to_string(),
+        Decision::Skip(why) => format!("searches here do not: {why}"),
+    };
     if !status.ready() {
         writeln!(
             out,
-            "shared tier    {base}: KV store {state} ({role}); searches use the local tier until it is ready"
+            "shared tier    {base}: KV store {state} ({role}); {used}"
         )?;
         return Ok(());
     }
-    writeln!(out, "shared tier    {base}: KV store ready ({role})")?;
+    writeln!(
+        out,
+        "shared tier    {base}: KV store ready ({role}); {used}"
+    )?;
     let answers = count(&kv, REPUTATION, &json!({})).map_err(failed)?;
     let valid = count(&kv, REPUTATION, &json!({ "expires": { "$gt": now } })).map_err(failed)?;
     writeln!(
@@ -205,17 +216,6 @@ pub fn stats(out: &mut impl Write, reach: Reach, now: i64) -> anyhow::Result<()>
         if processes == 1 { "" } else { "es" }
     )?;
     Ok(())
-}
-
-/// The query for the documents `state purge processes --sid/--user`
-/// deletes (both given: both must match, as locally).
-pub fn writer_query(sid: Option<&str>, user: Option<&str>) -> Option<Value> {
-    match (sid, user) {
-        (Some(s), Some(u)) => Some(json!({ "$and": [{ "writer_sid": s }, { "writer_user": u }] })),
-        (Some(s), None) => Some(json!({ "writer_sid": s })),
-        (None, Some(u)) => Some(json!({ "writer_user": u })),
-        (None, None) => None,
-    }
 }
 
 /// Deletes the process documents written by `sid`/`user`; prints how many.
@@ -237,15 +237,9 @@ pub fn purge_by(
         }
         Reach::Connected(kv, base) => (kv, base),
     };
-    let Some(query) = writer_query(sid, user) else {
-        return Ok(());
-    };
-    let failed = |e: SplunkError| anyhow::anyhow!("shared tier (KV store on {base}): {e}");
     ensure_ready(&kv, &base)?;
-    let n = count(&kv, PROCESSES, &query).map_err(failed)?;
-    if n > 0 {
-        kv.delete(PROCESSES, &query).map_err(failed)?;
-    }
+    let n = purge_processes_by(&kv, sid, user)
+        .map_err(|e| anyhow::anyhow!("shared tier (KV store on {base}): {e}"))?;
     writeln!(
         out,
         "purged {n} process{} written by {who} from the KV store collection {PROCESSES} on {base}",
@@ -259,27 +253,5 @@ fn plural(n: u64) -> &'static str {
         ""
     } else {
         "s"
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn writer_queries_match_the_local_purge() {
-        assert_eq!(writer_query(None, None), None);
-        assert_eq!(
-            writer_query(Some("s1"), None),
-            Some(json!({"writer_sid": "s1"}))
-        );
-        assert_eq!(
-            writer_query(None, Some("bob")),
-            Some(json!({"writer_user": "bob"}))
-        );
-        assert_eq!(
-            writer_query(Some("s1"), Some("bob")),
-            Some(json!({"$and": [{"writer_sid": "s1"}, {"writer_user": "bob"}]}))
-        );
     }
 }
