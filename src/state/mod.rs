@@ -86,10 +86,10 @@ pub use cache::{CachePut, CachedEntry};
 pub use digest::of_parts as process_digest;
 pub use error::{StateError, StateErrorKind};
 pub use pending::PendingEntry;
-pub use scan::{CachedAnswer, ProcessPage};
 pub use processes::{cap_text, ProcessRow, StoredProcess};
 pub use provenance::{contradictions, Conflict, Writer};
 pub use quota::QuotaDecision;
+pub use scan::{CachedAnswer, ProcessPage};
 pub use sigma::MAX_STORED as MAX_SIGMA_STORED;
 
 /// `Result` with [`StateError`].
