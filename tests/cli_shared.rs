@@ -140,7 +140,9 @@ fn push_then_pull_gives_the_same_chains(table: &Table) {
     let a = Home::new("cli_shared_a.");
     search(&a, app.path(), &creations);
     splunkrc(a.path(), &kv.uri());
+    let started = std::time::Instant::now();
     let (out, _) = ok(&state(&a, &["push"]));
+    let push_took = started.elapsed();
     let local = StateStore::open(&a.db(), &StateOptions::default())
         .unwrap()
         .stats()
@@ -164,7 +166,9 @@ fn push_then_pull_gives_the_same_chains(table: &Table) {
 
     let b = Home::new("cli_shared_b.");
     splunkrc(b.path(), &kv.uri());
+    let started = std::time::Instant::now();
     let (out, _) = ok(&state(&b, &["pull"]));
+    let pull_took = started.elapsed();
     assert!(
         out.contains(&format!("pulled {local} process")) && out.contains("0 refused"),
         "{}: {out}",
@@ -176,9 +180,11 @@ fn push_then_pull_gives_the_same_chains(table: &Table) {
     let c = Home::new("cli_shared_c.");
     let on_c = chains(&search(&c, app.path(), &others));
     eprintln!(
-        "{}: {} creations pushed; {} other rows; ancestors found: A {}, B (pulled) {}, C (not pulled) {}",
+        "{}: {} creations pushed in {:.2} s, pulled in {:.2} s; {} other rows; ancestors found: A {}, B (pulled) {}, C (not pulled) {}",
         table.name,
         local,
+        push_took.as_secs_f64(),
+        pull_took.as_secs_f64(),
         on_a.len(),
         depth_sum(&on_a),
         depth_sum(&on_b),
@@ -491,7 +497,9 @@ fn answers_go_both_ways_unexpired_and_newest_only() {
             .unwrap();
     }
     splunkrc(a.path(), &kv.uri());
+    let started = std::time::Instant::now();
     let (out, _) = ok(&state(&a, &["push"]));
+    let push_took = started.elapsed();
     assert!(
         out.contains(
             "pushed 2 answers to sysmonenrich_reputation (0 already there or newer, 0 left out)"
