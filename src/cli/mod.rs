@@ -138,7 +138,8 @@ sysmonenrich tree '{747F3D96-D6ED-5D31-0000-0010C88A2500}' sysmon.csv.gz more.ev
         args: tree::TreeArgs,
     },
     /// Statistics and clean-up of the state database (process table,
-    /// reputation cache, pending queue, quota ledger).
+    /// reputation cache, pending queue, quota ledger) and of the shared
+    /// tier (the app's KV store collections); copying between the two.
     #[command(after_help = "Examples:\n  \
 sysmonenrich state\n  \
 sysmonenrich state purge cache\n  \
