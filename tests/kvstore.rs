@@ -175,3 +175,93 @@ fn the_fake_refuses_more_than_splunkds_batch_limit() {
     assert!(String::from_utf8_lossy(&r.body).contains("max_documents_per_batch_save"));
     assert!(fake.docs("c").is_empty());
 }
+
+mod tier {
+    use super::*;
+    use sysmonenrich::circuit::Breaker;
+    use sysmonenrich::enrich::shared::docs::{SharedProcess, PROCESSES};
+    use sysmonenrich::enrich::shared::tier::{SharedTier, MAX_QUEUED_DOCS};
+    use sysmonenrich::state::{StoredProcess, Writer};
+
+    fn process(guid: u128, image: &str, sid: &str) -> SharedProcess {
+        SharedProcess {
+            process: StoredProcess {
+                guid,
+                parent_guid: Some(1),
+                image: image.into(),
+                command_line: format!("{image} /x"),
+                parent_image: r"C:\Windows\explorer.exe".into(),
+                parent_command_line: String::new(),
+                host: "WS01".into(),
+                time: 1.5,
+                md5: None,
+                sha1: None,
+                sha256: None,
+                imphash: None,
+                seen_at: 1_700_000_000,
+            },
+            writer: Writer {
+                sid: sid.into(),
+                user: "u".into(),
+            },
+            sigma: vec![],
+        }
+    }
+
+    fn tier(fake: &FakeKvStore) -> Arc<SharedTier> {
+        SharedTier::start(
+            kv(fake),
+            kv(fake),
+            Duration::from_secs(10),
+            Arc::new(Breaker::new("kvstore", None, 0)),
+        )
+    }
+
+    /// `batch_save` replaces by `_key`; the tier must not let a member
+    /// rewrite a creation another member stored (the local table's
+    /// first-write-wins rule), and need not rewrite an identical one.
+    #[test]
+    fn the_first_writer_of_a_process_wins() {
+        let fake = FakeKvStore::empty();
+        let first = process(7, r"C:\a.exe", "first");
+        fake.insert(PROCESSES, vec![first.to_doc()]);
+        let t = tier(&fake);
+        let forged = process(7, r"C:\evil.exe", "second");
+        let same = process(7, r"C:\a.exe", "second");
+        let new = process(8, r"C:\b.exe", "second");
+        t.send(
+            PROCESSES,
+            vec![forged.to_doc(), same.to_doc(), new.to_doc()],
+        );
+        t.finish();
+        let docs = fake.docs(PROCESSES);
+        assert_eq!(docs.len(), 2);
+        let stored7 = SharedProcess::from_doc(&docs[0]).unwrap();
+        assert_eq!(stored7.writer.sid, "first");
+        assert_eq!(stored7.process.image, r"C:\a.exe");
+        assert_eq!(SharedProcess::from_doc(&docs[1]).unwrap(), new);
+        let saves: Vec<_> = fake
+            .data_requests(PROCESSES)
+            .into_iter()
+            .filter(|r| r.method == "POST")
+            .collect();
+        assert_eq!(saves.len(), 1);
+        let body: Vec<Value> = serde_json::from_slice(&saves[0].body).unwrap();
+        assert_eq!(body.len(), 1, "only the new process is written");
+    }
+
+    #[test]
+    fn documents_beyond_the_queue_are_dropped_not_waited_for() {
+        let fake = FakeKvStore::empty();
+        fake.set_mode(KvMode::Hang);
+        let t = tier(&fake);
+        let docs: Vec<Value> = (0..MAX_QUEUED_DOCS as u128 + 1)
+            .map(|g| process(g + 10, "x", "s").to_doc())
+            .collect();
+        let started = Instant::now();
+        t.send(PROCESSES, docs);
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert_eq!(t.counts().2, MAX_QUEUED_DOCS as u64 + 1);
+        assert!(fake.requests().is_empty());
+    }
+}

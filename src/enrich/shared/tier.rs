@@ -19,6 +19,11 @@
 //!   ([`MAX_QUEUED_DOCS`]); what does not fit is counted and dropped for
 //!   the shared tier only (the local tier and the rows never wait on it),
 //!   and the count is logged at the end.
+//! - Trust: the writer sends only creations the local table has just
+//!   accepted under its trust rules, and only those the KV store does not
+//!   hold yet: one read first, and a creation that contradicts the stored
+//!   one is a conflict, logged and not written (first write wins, as in
+//!   the local table; `batch_save` alone would replace).
 
 use super::docs::{SharedAnswer, SharedProcess, PROCESSES, REPUTATION};
 use crate::circuit::Breaker;
@@ -79,7 +84,11 @@ struct Inner {
     saved: AtomicU64,
     found: AtomicU64,
     refused: AtomicU64,
+    conflicts: AtomicU64,
 }
+
+/// Conflict lines one search logs at most (the rest are counted).
+const MAX_CONFLICT_LINES: u64 = 5;
 
 impl Inner {
     fn usable(&self) -> bool {
@@ -129,6 +138,58 @@ impl Inner {
                 None
             }
         }
+    }
+
+    /// Drops from `docs` the processes the KV store already holds: the
+    /// same creation needs no write, and a different one is a conflict
+    /// (logged, not written): as in the local table, the first writer
+    /// wins, so one member cannot rewrite what the others read. Without
+    /// an answer nothing is written (the circuit then skips the write
+    /// anyway).
+    fn first_write_wins(&self, kv: &KvStore, docs: &mut Vec<Value>) {
+        let keys: Vec<String> = docs
+            .iter()
+            .filter_map(|d| d.get("_key").and_then(Value::as_str).map(str::to_string))
+            .collect();
+        let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let mut stored: HashMap<String, Value> = HashMap::new();
+        for q in or_groups("_key", &refs, MAX_QUERY_URL) {
+            match self.call(false, || kv.query(PROCESSES, &q, 0, 0)) {
+                Some(found) => {
+                    for d in found {
+                        if let Some(k) = d.get("_key").and_then(Value::as_str) {
+                            stored.insert(k.to_string(), d);
+                        }
+                    }
+                }
+                None => {
+                    self.dropped.fetch_add(docs.len() as u64, Ordering::Relaxed);
+                    docs.clear();
+                    return;
+                }
+            }
+        }
+        docs.retain(|d| {
+            let key = d.get("_key").and_then(Value::as_str).unwrap_or("");
+            let Some(old) = stored.get(key) else {
+                return true;
+            };
+            if old.get("digest") != d.get("digest") {
+                let n = self.conflicts.fetch_add(1, Ordering::Relaxed);
+                if n < MAX_CONFLICT_LINES {
+                    log::warn!(
+                        "shared tier: conflict: sid={} brought a creation of {key} that \
+                         contradicts the KV store's (written by sid={} user={}); not written",
+                        d.get("writer_sid").and_then(Value::as_str).unwrap_or("?"),
+                        old.get("writer_sid").and_then(Value::as_str).unwrap_or("?"),
+                        old.get("writer_user")
+                            .and_then(Value::as_str)
+                            .unwrap_or("?"),
+                    );
+                }
+            }
+            false
+        });
     }
 
     fn warn(&self, text: String) {
@@ -182,6 +243,7 @@ impl SharedTier {
             saved: AtomicU64::new(0),
             found: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            conflicts: AtomicU64::new(0),
         });
         let left = {
             let b = budget.clone();
@@ -195,9 +257,16 @@ impl SharedTier {
         let spawned = std::thread::Builder::new()
             .name("kvstore-writer".into())
             .spawn(move || {
-                for (collection, docs) in rx {
+                for (collection, mut docs) in rx {
                     let n = docs.len();
-                    let saved = thread_inner.call(true, || writer.batch_save(collection, &docs));
+                    if collection == PROCESSES {
+                        thread_inner.first_write_wins(&writer, &mut docs);
+                    }
+                    let saved = if docs.is_empty() {
+                        Some(0)
+                    } else {
+                        thread_inner.call(true, || writer.batch_save(collection, &docs))
+                    };
                     thread_inner.queued.fetch_sub(n, Ordering::Relaxed);
                     match saved {
                         Some(k) => thread_inner.saved.fetch_add(k as u64, Ordering::Relaxed),
@@ -393,6 +462,13 @@ impl SharedTier {
                     .dropped
                     .fetch_add(waiting as u64, Ordering::Relaxed);
             }
+        }
+        let conflicts = self.inner.conflicts.load(Ordering::Relaxed);
+        if conflicts > MAX_CONFLICT_LINES {
+            log::warn!(
+                "shared tier: {conflicts} process creations contradicted the KV store and were \
+                 not written"
+            );
         }
         let dropped = self.inner.dropped.load(Ordering::Relaxed);
         if dropped > 0 {
