@@ -101,6 +101,8 @@ path, app, windows = sys.argv[1:]
 binary = f"{app}/linux_x86_64/bin/{app}"
 exe = f"{app}/windows_x86_64/bin/{app}.exe"
 required = [f"{app}/default/app.conf", f"{app}/default/commands.conf",
+            f"{app}/default/collections.conf", f"{app}/default/transforms.conf",
+            f"{app}/default/data/ui/views/sysmonenrich_overview.xml",
             f"{app}/metadata/default.meta", f"{app}/app.manifest", binary]
 if windows == "1":
     required.append(exe)

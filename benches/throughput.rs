@@ -46,6 +46,13 @@
 //! - `sigma-cold`: `sigma` with that memory off
 //!   (`SYSMONENRICH_SIGMA_MEMO=0`): every event evaluated in full, the
 //!   cost on a stream where nothing repeats.
+//! - `shared` / `shared-off`: `lineage` with `[state] shared = auto`
+//!   against a fake splunkd on 127.0.0.1 that reports a ready KV store
+//!   and a cluster member (a tiny keep-alive server in this bench), and
+//!   the same search with `shared = off` against it. Process table warm
+//!   likewise (the warming run, which writes every creation to the KV
+//!   store, is timed and reported too). The ratio is issue 19's bar
+//!   (≥ 80 %).
 //! - `lineage-diverse`, `sigma-diverse` (any variant with `-diverse`):
 //!   the same search on the diverse stream of `synth::diverse` (a day of
 //!   a fleet: fresh random GUIDs, command lines, paths, ports, hashes and
@@ -181,10 +188,16 @@ fn write_stream(path: &Path, rows: usize, chunk: usize, diverse: bool) -> u64 {
 }
 
 fn getinfo(args: &[&str]) -> Vec<u8> {
+    getinfo_at(args, "https://127.0.0.1:1")
+}
+
+/// [`getinfo`] naming `splunkd_uri`.
+fn getinfo_at(args: &[&str], splunkd_uri: &str) -> Vec<u8> {
     let args_json: Vec<String> = args.iter().map(|a| format!("\"{a}\"")).collect();
     let meta = format!(
-        "{{\"action\":\"getinfo\",\"preview\":false,\"streaming_command_will_restart\":false,\"searchinfo\":{{\"args\":[{a}],\"raw_args\":[{a}],\"dispatch_dir\":\"/tmp\",\"sid\":\"bench\",\"app\":\"search\",\"owner\":\"admin\",\"username\":\"admin\",\"session_key\":\"none\",\"splunkd_uri\":\"https://127.0.0.1:1\",\"splunk_version\":\"9.1.0\",\"search\":\"search%20%7C%20sysmonenrich\",\"command\":\"sysmonenrich\",\"maxresultrows\":50000,\"earliest_time\":\"0\",\"latest_time\":\"0\"}}}}",
-        a = args_json.join(",")
+        "{{\"action\":\"getinfo\",\"preview\":false,\"streaming_command_will_restart\":false,\"searchinfo\":{{\"args\":[{a}],\"raw_args\":[{a}],\"dispatch_dir\":\"/tmp\",\"sid\":\"bench\",\"app\":\"search\",\"owner\":\"admin\",\"username\":\"admin\",\"session_key\":\"none\",\"splunkd_uri\":\"{uri}\",\"splunk_version\":\"9.1.0\",\"search\":\"search%20%7C%20sysmonenrich\",\"command\":\"sysmonenrich\",\"maxresultrows\":50000,\"earliest_time\":\"0\",\"latest_time\":\"0\"}}}}",
+        a = args_json.join(","),
+        uri = splunkd_uri
     );
     let mut out = Vec::new();
     write_chunk(&mut out, meta.as_bytes(), b"").expect("getinfo");
@@ -478,6 +491,131 @@ fn sigma_app(dir: &Path) -> Option<PathBuf> {
     Some(app)
 }
 
+/// An app folder with `[state] shared = auto` (the fake splunkd says this
+/// is a cluster member with a ready KV store) or `off`.
+fn shared_app(dir: &Path, on: bool) -> PathBuf {
+    let app = dir.join(if on { "app-shared" } else { "app-shared-off" });
+    std::fs::create_dir_all(app.join("local")).expect("app dir");
+    std::fs::write(
+        app.join("local/sysmonenrich.conf"),
+        format!("[state]\nshared = {}\n", if on { "auto" } else { "off" }),
+    )
+    .expect("write local/sysmonenrich.conf");
+    app
+}
+
+/// A fake splunkd with the KV store on 127.0.0.1 for the `shared`
+/// variants: `server/info` (KV store ready, a cluster member), reads by
+/// `_key` (`$or` of equalities, what the command sends), `batch_save`
+/// upserts, deletes accepted. Keep-alive, so the command's connection
+/// pool is measured as it would run against splunkd.
+struct FakeKv {
+    url: String,
+    docs: Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
+}
+
+impl FakeKv {
+    fn start() -> FakeKv {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let url = format!("http://{}", listener.local_addr().expect("local addr"));
+        let docs: Arc<std::sync::Mutex<std::collections::HashMap<String, String>>> = Arc::default();
+        let store = docs.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let store = store.clone();
+                std::thread::spawn(move || serve_kv(stream, &store));
+            }
+        });
+        FakeKv { url, docs }
+    }
+
+    fn docs(&self) -> usize {
+        self.docs.lock().map_or(0, |d| d.len())
+    }
+}
+
+fn serve_kv(
+    mut stream: TcpStream,
+    docs: &std::sync::Mutex<std::collections::HashMap<String, String>>,
+) {
+    let mut buf: Vec<u8> = Vec::new();
+    let mut chunk = [0u8; 65536];
+    loop {
+        let end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+        buf.drain(..end);
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
+            })
+            .unwrap_or(0);
+        while buf.len() < length {
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let body: Vec<u8> = buf.drain(..length).collect();
+        let mut words = head.split_whitespace();
+        let method = words.next().unwrap_or("");
+        let target = words.next().unwrap_or("");
+        let path = target.split('?').next().unwrap_or("");
+        let reply = if path == "/services/server/info" {
+            r#"{"entry":[{"name":"server-info","content":{"kvStoreStatus":"ready","server_roles":["search_head","kv_store","shc_member"]}}]}"#.to_string()
+        } else if path == "/services/shcluster/member/members" {
+            r#"{"entry":[{"name":"a"},{"name":"b"},{"name":"c"}]}"#.to_string()
+        } else if method == "POST" && path.ends_with("/batch_save") {
+            let list: Vec<serde_json::Value> = serde_json::from_slice(&body).unwrap_or_default();
+            let mut keys = Vec::new();
+            let mut d = docs.lock().expect("docs");
+            for doc in list {
+                if let Some(k) = doc.get("_key").and_then(|k| k.as_str()) {
+                    keys.push(serde_json::Value::String(k.to_string()));
+                    d.insert(k.to_string(), doc.to_string());
+                }
+            }
+            serde_json::Value::Array(keys).to_string()
+        } else if method == "GET" {
+            let query = target
+                .split_once("query=")
+                .map(|(_, q)| q.split('&').next().unwrap_or(""))
+                .unwrap_or("");
+            let query = percent_encoding::percent_decode_str(query).decode_utf8_lossy();
+            let q: serde_json::Value = serde_json::from_str(&query).unwrap_or_default();
+            let d = docs.lock().expect("docs");
+            let found: Vec<&str> = q["$or"]
+                .as_array()
+                .map(|l| {
+                    l.iter()
+                        .filter_map(|e| d.get(e["_key"].as_str()?).map(String::as_str))
+                        .collect()
+                })
+                .unwrap_or_default();
+            format!("[{}]", found.join(","))
+        } else {
+            String::new()
+        };
+        let response = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{reply}",
+            reply.len()
+        );
+        if stream.write_all(response.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
 fn cached_app(dir: &Path, url: &str) -> PathBuf {
     let app = dir.join("app-cached");
     std::fs::create_dir_all(app.join("local")).expect("app dir");
@@ -558,6 +696,7 @@ fn main() {
     let mut notes: Vec<String> = Vec::new();
     // Started only when the `cached` variant runs.
     let mut hashlookup: Option<(FakeHashlookup, PathBuf)> = None;
+    let mut kv: Option<FakeKv> = None;
     // (name in the table, variant, binary): each command variant once with
     // this build and, with `--baseline`, once more with the other build.
     let mut plan: Vec<(String, &str, &Path)> = Vec::new();
@@ -583,8 +722,15 @@ fn main() {
             "lineage" | "sigma" | "sigma-cold" => vec!["reputation=false", "backfill=false"],
             "full" => vec!["backfill=false", "providers=local"],
             "cached" => vec!["lineage=false", "providers=hashlookup"],
+            "shared" | "shared-off" => vec!["reputation=false", "backfill=false"],
             other => panic!("unknown variant {other}"),
         };
+        if variant.starts_with("shared") && kv.is_none() {
+            kv = Some(FakeKv::start());
+        }
+        let shared_app = variant
+            .starts_with("shared")
+            .then(|| shared_app(dir.path(), variant == "shared"));
         if variant == "cached" && hashlookup.is_none() {
             let fake = FakeHashlookup::start();
             let app = cached_app(dir.path(), &fake.url);
@@ -622,13 +768,40 @@ fn main() {
                 if variant == "sigma-cold" {
                     c.env("SYSMONENRICH_SIGMA_MEMO", "0");
                 }
+                if let Some(app) = &shared_app {
+                    c.env("SYSMONENRICH_APP_DIR", app);
+                }
                 c
             }
         };
-        let gi = getinfo(&command_args);
-        if ["lineage", "full", "cached", "sigma", "sigma-cold"].contains(&variant) {
+        let gi = match &kv {
+            Some(kv) if variant.starts_with("shared") => getinfo_at(&command_args, &kv.url),
+            _ => getinfo(&command_args),
+        };
+        if [
+            "lineage",
+            "full",
+            "cached",
+            "sigma",
+            "sigma-cold",
+            "shared",
+            "shared-off",
+        ]
+        .contains(&variant)
+        {
             // Warm the persistent state (process table, caches) once.
+            let t = Instant::now();
             run_once(make(), stream, &gi, &home);
+            if variant.starts_with("shared") {
+                let note = format!(
+                    "{name}: the warming run (empty local table) took {:.2}s; the fake KV store \
+                     holds {} documents after it",
+                    t.elapsed().as_secs_f64(),
+                    kv.as_ref().map_or(0, |k| k.docs())
+                );
+                eprintln!("{note}");
+                notes.push(note);
+            }
         }
         let requests_before = hashlookup.as_ref().map_or(0, |(f, _)| f.count());
         let mut secs = Vec::new();

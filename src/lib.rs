@@ -18,11 +18,14 @@
 //!             enrich       the engine: Enricher, lineage cells, output, the per-search
 //!                          Setup/context; the ancestor sources that are not
 //!                          lineage's own (state, splunkd backfill with Sigma on
-//!                          what it finds) and the adapters of state to reputation
+//!                          what it finds) and the adapters of state to reputation;
+//!                          `enrich::shared`: the KV store tier a search head
+//!                          cluster shares (documents, reads, writes)
 //!             config       settings (`default/` + `local/` .conf), search options, paths
 //!             reputation   providers, cache, quotas, keys (value types from state)
 //!             splunk       the one splunkd REST client: login, export, storage/passwords,
-//!                          server info (a pure client: no lineage, no engine)
+//!                          server info, KV store collections (a pure client: no
+//!                          lineage, no engine)
 //!             state        SQLite store (process table, cache, queue, quota ledger,
 //!                          circuit records)
 //!             circuit      breakers for unreachable providers and splunkd

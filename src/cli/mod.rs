@@ -12,7 +12,7 @@
 //! | `apps` | `apps.rs`, `connect.rs` | apps installed on splunkd |
 //! | `keys set/list/delete` | `keys.rs`, `connect.rs` | provider API keys in splunkd's credential store |
 //! | `tree GUID FILE…` | `tree.rs` | a process tree a person can read |
-//! | `state [stats/purge/check]` | `state.rs` | the state database |
+//! | `state [stats/purge/check/push/pull]` | `state.rs`, `state_shared.rs`, `state_copy.rs` | the state database and the shared tier (KV store) |
 //! | `sigma check/install` | `sigma.rs` | what a Sigma rule set loads; install a SigmaHQ release |
 //!
 //! Commands that talk to splunkd read `.splunkrc` (`splunkrc.rs`) and
@@ -36,6 +36,8 @@ pub mod search;
 mod sigma;
 pub mod splunkrc;
 pub mod state;
+mod state_copy;
+mod state_shared;
 mod table;
 mod tree;
 
@@ -136,17 +138,26 @@ sysmonenrich tree '{747F3D96-D6ED-5D31-0000-0010C88A2500}' sysmon.csv.gz more.ev
         args: tree::TreeArgs,
     },
     /// Statistics and clean-up of the state database (process table,
-    /// reputation cache, pending queue, quota ledger).
+    /// reputation cache, pending queue, quota ledger) and of the shared
+    /// tier (the app's KV store collections); copying between the two.
     #[command(after_help = "Examples:\n  \
 sysmonenrich state\n  \
 sysmonenrich state purge cache\n  \
-sysmonenrich state --db /opt/splunk/var/lib/sysmonenrich/state.db check")]
+sysmonenrich state --db /opt/splunk/var/lib/sysmonenrich/state.db check\n  \
+sysmonenrich state push                 (seed the KV store from this search head)\n  \
+sysmonenrich state pull --splunkrc ~/shc.splunkrc")]
     State {
         /// The database (default: `[state] path` of the app's conf, else
         /// $SPLUNK_HOME/var/lib/sysmonenrich/state.db, else
         /// ~/.local/state/sysmonenrich/state.db).
         #[arg(long, value_name = "PATH", global = true)]
         db: Option<PathBuf>,
+        /// splunkd, for the shared tier (the app's KV store collections):
+        /// `stats` and `purge processes --sid/--user` use it when a
+        /// .splunkrc is named or ~/.splunkrc exists; `push` and `pull`
+        /// need it.
+        #[command(flatten)]
+        connect: Connect,
         #[command(subcommand)]
         action: Option<state::Action>,
     },
@@ -281,9 +292,18 @@ pub fn main(argv: Vec<OsString>) -> ExitCode {
             connect.rest().and_then(|rest| search::run(&rest, &args))
         }
         Command::Tree { args } => tree::run(&args),
-        Command::State { db, action } => {
-            state::run(db.as_deref(), action.unwrap_or(state::Action::Stats))
-        }
+        Command::State {
+            db,
+            connect,
+            action,
+        } => state::run(
+            db.as_deref(),
+            state::Reach {
+                splunkrc: connect.splunkrc.as_deref(),
+                insecure: connect.insecure,
+            },
+            action.unwrap_or(state::Action::Stats),
+        ),
         Command::Sigma { action } => match action {
             SigmaCommand::Check { dirs } => sigma::check(&dirs),
             SigmaCommand::Install { source, app_dir } => {

@@ -7,13 +7,20 @@
 //! sysmonenrich state purge processes --sid SID | --user USER
 //!                                       what one search / user wrote
 //! sysmonenrich state check              PRAGMA quick_check
+//! sysmonenrich state push               local tier → the KV store (state_copy.rs)
+//! sysmonenrich state pull               the KV store → local tier
 //! ```
+//!
+//! `stats` and `purge processes --sid/--user` also cover the shared tier
+//! (the app's KV store collections) when a `.splunkrc` is named or
+//! `~/.splunkrc` exists (`state_shared.rs`).
 //!
 //! The database is the one searches use: `--db PATH`, else `[state] path`
 //! of the app's `sysmonenrich.conf`, else
 //! `$SPLUNK_HOME/var/lib/sysmonenrich/state.db`, else
 //! `~/.local/state/sysmonenrich/state.db` (see [`Paths::state_db`]).
 
+use super::{state_copy, state_shared};
 use crate::config::paths::Paths;
 use crate::config::settings::Settings;
 use crate::state::{PurgeTarget, StateOptions, StateStore};
@@ -44,6 +51,24 @@ pub enum Action {
     },
     /// Run the integrity check (reads the whole file).
     Check,
+    /// Copy the process table and the unexpired cached answers to the
+    /// KV store (for a search head joining a cluster): a process already
+    /// there is never overwritten, an answer only by a newer one.
+    Push,
+    /// Copy the KV store's processes and unexpired answers into the
+    /// database (for a new cluster member), with the checks a search
+    /// makes: a document whose fields do not give its digest is refused,
+    /// a creation that contradicts a stored one is a counted conflict.
+    Pull,
+}
+
+/// How `state` reaches splunkd for the shared tier.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Reach<'a> {
+    /// `--splunkrc`: else `~/.splunkrc` when it exists.
+    pub splunkrc: Option<&'a Path>,
+    /// `--insecure`.
+    pub insecure: bool,
 }
 
 fn parse_purge(s: &str) -> Result<PurgeTarget, String> {
@@ -51,15 +76,20 @@ fn parse_purge(s: &str) -> Result<PurgeTarget, String> {
 }
 
 /// Runs `state`.
-pub fn run(db: Option<&Path>, action: Action) -> anyhow::Result<()> {
+pub fn run(db: Option<&Path>, reach: Reach<'_>, action: Action) -> anyhow::Result<()> {
     let mut out = super::output::stdout();
-    let done = run_to(&mut out, db, action);
+    let done = run_to(&mut out, db, reach, action);
     let flushed = out.flush();
     done?;
     Ok(flushed?)
 }
 
-fn run_to(out: &mut impl Write, db: Option<&Path>, action: Action) -> anyhow::Result<()> {
+fn run_to(
+    out: &mut impl Write,
+    db: Option<&Path>,
+    reach: Reach<'_>,
+    action: Action,
+) -> anyhow::Result<()> {
     let paths = Paths::for_person();
     let (settings, loaded) = Settings::load(paths.app_dir.as_deref());
     for w in &loaded.warnings {
@@ -71,13 +101,17 @@ fn run_to(out: &mut impl Write, db: Option<&Path>, action: Action) -> anyhow::Re
             .state_db(settings.state.path.as_deref())
             .ok_or_else(|| anyhow::anyhow!("no SPLUNK_HOME and no HOME: pass --db PATH"))?,
     };
-    if !path.exists() {
+    if !path.exists() && action != Action::Pull {
         // Opening would create it; looking must not.
         writeln!(
             out,
             "no state database at {} yet: searches create it when they first need it",
             path.display()
         )?;
+        if action == Action::Stats {
+            let shared = state_shared::reach(reach.splunkrc, reach.insecure)?;
+            state_shared::stats(out, shared, settings.state.shared, now_secs())?;
+        }
         return Ok(());
     }
     let store = StateStore::open(
@@ -88,7 +122,28 @@ fn run_to(out: &mut impl Write, db: Option<&Path>, action: Action) -> anyhow::Re
     )
     .map_err(|e| anyhow::anyhow!("{e}{}", advice(&e)))?;
     match action {
-        Action::Stats => stats(out, &store, &settings),
+        Action::Stats => {
+            stats(out, &store, &settings)?;
+            // The local figures are out before splunkd is asked.
+            out.flush()?;
+            let shared = state_shared::reach(reach.splunkrc, reach.insecure)?;
+            state_shared::stats(out, shared, settings.state.shared, now_secs())
+        }
+        Action::Push => {
+            let (kv, base) = state_shared::require(reach.splunkrc, reach.insecure)?;
+            state_copy::push(out, &store, &kv, &base, now_secs())
+        }
+        Action::Pull => {
+            let (kv, base) = state_shared::require(reach.splunkrc, reach.insecure)?;
+            state_copy::pull(
+                out,
+                &store,
+                &kv,
+                &base,
+                now_secs(),
+                settings.state.command_line_max_bytes,
+            )
+        }
         Action::Purge {
             what,
             vacuum,
@@ -101,8 +156,8 @@ fn run_to(out: &mut impl Write, db: Option<&Path>, action: Action) -> anyhow::Re
                 }
                 let n = store.purge_processes_by(sid.as_deref(), user.as_deref())?;
                 let who = [
-                    sid.map(|s| format!("sid {s}")),
-                    user.map(|u| format!("user {u}")),
+                    sid.as_ref().map(|s| format!("sid {s}")),
+                    user.as_ref().map(|u| format!("user {u}")),
                 ]
                 .into_iter()
                 .flatten()
@@ -114,7 +169,9 @@ fn run_to(out: &mut impl Write, db: Option<&Path>, action: Action) -> anyhow::Re
                     if n == 1 { "" } else { "es" },
                     path.display()
                 )?;
-                return Ok(());
+                out.flush()?;
+                let shared = state_shared::reach(reach.splunkrc, reach.insecure)?;
+                return state_shared::purge_by(out, shared, sid.as_deref(), user.as_deref(), &who);
             }
             if matches!(what, PurgeTarget::Quota | PurgeTarget::All) {
                 eprintln!(
@@ -145,6 +202,12 @@ fn run_to(out: &mut impl Write, db: Option<&Path>, action: Action) -> anyhow::Re
             Ok(())
         }
     }
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// What a person can do about a store error.

@@ -79,10 +79,14 @@ pub fn serve<R: BufRead, W: Write>(input: R, output: W, config: &Setup) -> Outco
     // splunkd waits for the first chunk's reply now, not for getinfo's.
     let connected = session::connect(config, &options, &searchinfo, state.clone(), &mut warnings);
     enricher.attach(connected.reputation, connected.backfill);
+    enricher.attach_shared(connected.shared.clone());
     let outcome = execute_loop(&mut channel, &mut enricher, &searchinfo, warnings);
     enricher.finish();
     if let Some(state) = state.filter(|_| enricher.maintenance_due()) {
         session::maintain(&state, &config.settings);
+        if let Some(tier) = &connected.shared {
+            crate::enrich::shared::setup::maintain(tier, &state, &config.settings);
+        }
     }
     outcome
 }

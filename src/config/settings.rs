@@ -66,6 +66,24 @@ pub struct StateSettings {
     pub cache_max_rows: u64,
     /// At most this many hashes wait in the pending queue (0 = no cap).
     pub pending_max_rows: u64,
+    /// Whether the KV store tier is used (`[state] shared`).
+    pub shared: SharedMode,
+    /// Longest all KV store calls of one search may take together.
+    pub shared_budget: Duration,
+}
+
+/// `[state] shared`: when a search also reads and writes the KV store
+/// collections a search head cluster shares (issue 19).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SharedMode {
+    /// When splunkd reports the KV store ready and the search head is a
+    /// cluster member: the one case where members would otherwise differ.
+    #[default]
+    Auto,
+    /// Whenever the KV store is ready, a single search head included.
+    KvStore,
+    /// Never: the local tier only.
+    Off,
 }
 
 /// Lineage engine settings.
@@ -234,6 +252,16 @@ impl Settings {
             },
             cache_max_rows: r.u64("state", "cache_max_rows", 500_000),
             pending_max_rows: r.u64("state", "pending_max_rows", 50_000),
+            shared: match r.string("state", "shared").as_deref().map(str::trim) {
+                None | Some("") | Some("auto") => SharedMode::Auto,
+                Some("kvstore") => SharedMode::KvStore,
+                Some("off") => SharedMode::Off,
+                Some(_) => {
+                    r.warn("state", "shared", "not auto, kvstore or off");
+                    SharedMode::Auto
+                }
+            },
+            shared_budget: r.duration("state", "shared_budget", Duration::from_secs(2)),
         };
         let lineage = LineageConf {
             memory_processes: r.u64("lineage", "memory_processes", 200_000).max(1000) as usize,

@@ -25,8 +25,9 @@ use super::noting::Noting;
 use super::output;
 use super::persist::ProcessWriter;
 use super::reply::{Lineage, Reply};
+use super::shared::source::TieredSource;
+use super::shared::SharedTier;
 use super::sigma::SigmaRun;
-use super::state_source::StateSource;
 use super::stats::Stats;
 use crate::config::options::Options;
 use crate::config::settings::Settings;
@@ -89,6 +90,8 @@ pub struct Enricher {
     reply: Reply,
     /// Sigma, when it runs.
     sigma: Option<SigmaRun>,
+    /// The KV store tier a search head cluster shares, when in use.
+    shared: Option<Arc<SharedTier>>,
 }
 
 impl Enricher {
@@ -121,6 +124,7 @@ impl Enricher {
             b.evaluate_sigma(Arc::clone(s.rules()));
         }
         Enricher {
+            shared: None,
             sigma,
             names,
             layout: None,
@@ -188,6 +192,13 @@ impl Enricher {
         if let (Some(b), Some(s)) = (self.backfill.as_mut(), self.sigma.as_ref()) {
             b.evaluate_sigma(Arc::clone(s.rules()));
         }
+    }
+
+    /// Adds the shared tier (`[state] shared`), built with what calls
+    /// splunkd: ancestors the local table misses are read from it, and
+    /// what this search stores goes to it too.
+    pub fn attach_shared(&mut self, shared: Option<Arc<SharedTier>>) {
+        self.shared = shared;
     }
 
     /// Counters so far.
@@ -268,6 +279,12 @@ impl Enricher {
         }
         self.write(body);
         self.persist();
+        if let Some(t) = &self.shared {
+            // This chunk's answers, in one batch; the tier logged its
+            // warnings itself.
+            t.flush();
+            self.warnings.extend(t.take_warnings());
+        }
         self.stats.rows += self.chunk.rows.len() as u64;
         if let Some(e) = &self.engine {
             self.stats.table_entries = e.len() as u64;
@@ -326,7 +343,11 @@ impl Enricher {
         let mut found: Vec<ProcessInfo> = Vec::new();
         let mut state_found = Vec::new();
         let note_state = self.sigma.is_some();
-        let mut state = self.state.as_deref().map(StateSource);
+        let shared = self.shared.as_deref();
+        let mut state = self
+            .state
+            .as_deref()
+            .map(|local| TieredSource { local, shared });
         let mut state_source = state.as_mut().map(|inner| Noting {
             inner,
             note: |got: &[ProcessInfo]| {
@@ -453,9 +474,9 @@ impl Enricher {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
         let settings = self.settings.state.clone();
-        let writer = self
-            .writer
-            .get_or_insert_with(|| ProcessWriter::start(state, settings, self.origin.clone()));
+        let writer = self.writer.get_or_insert_with(|| {
+            ProcessWriter::start(state, settings, self.origin.clone(), self.shared.clone())
+        });
         let fresh = writer.recycle().unwrap_or_default();
         let mut batch = std::mem::replace(&mut self.chunk.creations, fresh);
         batch.extend(&found);
@@ -468,10 +489,14 @@ impl Enricher {
         }
     }
 
-    /// Waits for background work (the process table writer) to finish.
+    /// Waits for background work (the process table writer, then the
+    /// shared tier's writes, within its budget) to finish.
     pub fn finish(&mut self) {
         if let Some(w) = self.writer.as_mut() {
             w.finish();
+        }
+        if let Some(t) = &self.shared {
+            t.finish();
         }
         if let Some(s) = &self.sigma {
             let (hits, misses) = s.remembered();

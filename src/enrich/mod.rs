@@ -17,6 +17,7 @@ pub mod rep_store;
 mod reply;
 pub mod retention;
 pub mod session;
+pub mod shared;
 pub mod sigma;
 mod sigma_pool;
 pub mod state_source;

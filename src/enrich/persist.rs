@@ -35,14 +35,17 @@
 //! by that much per chunk.
 
 use super::creations::Creations;
+use super::shared::docs::{SharedProcess, PROCESSES};
+use super::shared::SharedTier;
 use super::state_source::to_row;
 use crate::config::settings::StateSettings;
 use crate::lineage::ProcessRef;
+use crate::state::StoredProcess;
 use crate::state::{
     cap_text, contradictions, process_digest, Conflict, ProcessRow, StateStore, Writer,
 };
 use crate::sysmon::ProcessGuid;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
@@ -82,11 +85,20 @@ struct Job {
     writer: Option<i64>,
     /// GUIDs whose conflict this search has logged.
     logged: HashSet<u128>,
+    /// The KV store tier: what the table newly stores goes there too.
+    shared: Option<Arc<SharedTier>>,
 }
 
 impl ProcessWriter {
     /// Starts the writer for `state`; `origin` is the search writing.
-    pub fn start(state: Arc<StateStore>, settings: StateSettings, origin: Writer) -> ProcessWriter {
+    /// With `shared`, what the table newly stores is handed to the
+    /// shared tier too (as documents, never waiting on it).
+    pub fn start(
+        state: Arc<StateStore>,
+        settings: StateSettings,
+        origin: Writer,
+        shared: Option<Arc<SharedTier>>,
+    ) -> ProcessWriter {
         let (tx, rx) = sync_channel::<Batch>(QUEUE);
         // Room for every batch in flight, so the writer never blocks here.
         let (back, spent) = sync_channel::<Creations>(QUEUE + 2);
@@ -112,6 +124,7 @@ impl ProcessWriter {
             origin,
             writer: None,
             logged: HashSet::new(),
+            shared,
         };
         let handle = std::thread::Builder::new()
             .name("process-table".into())
@@ -226,23 +239,23 @@ impl Job {
         let guids: Vec<u128> = eligible().map(|p| p.guid.as_u128()).collect();
         let known = state.known_processes(&guids, seen_at)?;
         let mut suspects: Vec<u128> = Vec::new();
-        state.put_process_rows_by(
-            eligible()
-                .filter(|p| match known.get(&p.guid.as_u128()) {
-                    None => true,
-                    // Written before digests existed: not compared.
-                    Some(None) => false,
-                    Some(Some(d)) => {
-                        if digest(p, cap) != *d {
-                            suspects.push(p.guid.as_u128());
-                        }
-                        false
+        let fresh: Vec<ProcessRow<'_>> = eligible()
+            .filter(|p| match known.get(&p.guid.as_u128()) {
+                None => true,
+                // Written before digests existed: not compared.
+                Some(None) => false,
+                Some(Some(d)) => {
+                    if digest(p, cap) != *d {
+                        suspects.push(p.guid.as_u128());
                     }
-                })
-                .map(|p| capped(to_row(&p, seen_at), cap)),
-            Some(writer),
-        )?;
+                    false
+                }
+            })
+            .map(|p| capped(to_row(&p, seen_at), cap))
+            .collect();
+        state.put_process_rows_by(fresh.iter().cloned(), Some(writer))?;
         self.store_sigma(state, batch)?;
+        self.share(batch, &fresh);
         if suspects.is_empty() {
             return Ok(());
         }
@@ -274,6 +287,49 @@ impl Job {
         }
         self.log(&conflicts);
         Ok(())
+    }
+
+    /// Hands the creations the table has just stored, with their Sigma
+    /// matches, to the shared tier: the same trust rules decided them.
+    fn share(&self, batch: &Creations, fresh: &[ProcessRow<'_>]) {
+        let Some(shared) = &self.shared else {
+            return;
+        };
+        if fresh.is_empty() {
+            return;
+        }
+        let mut sigma: HashMap<u128, &[u64]> = HashMap::new();
+        for (i, fps) in &batch.sigma {
+            if let Some(p) = batch.get_trusted(*i as usize) {
+                sigma.insert(p.guid.as_u128(), fps.as_slice());
+            }
+        }
+        let docs = fresh
+            .iter()
+            .map(|r| {
+                SharedProcess {
+                    process: StoredProcess {
+                        guid: r.guid,
+                        parent_guid: r.parent_guid.filter(|g| *g != 0),
+                        image: r.image.to_string(),
+                        command_line: r.command_line.to_string(),
+                        parent_image: r.parent_image.to_string(),
+                        parent_command_line: r.parent_command_line.to_string(),
+                        host: r.host.to_string(),
+                        time: r.time,
+                        md5: r.md5.as_deref().map(str::to_string),
+                        sha1: r.sha1.as_deref().map(str::to_string),
+                        sha256: r.sha256.as_deref().map(str::to_string),
+                        imphash: r.imphash.as_deref().map(str::to_string),
+                        seen_at: r.seen_at,
+                    },
+                    writer: self.origin.clone(),
+                    sigma: sigma.get(&r.guid).map_or_else(Vec::new, |f| f.to_vec()),
+                }
+                .to_doc()
+            })
+            .collect();
+        shared.send(PROCESSES, docs);
     }
 
     /// Records the Sigma matches of the batch's creations, each with the

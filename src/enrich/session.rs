@@ -6,6 +6,8 @@
 use super::backfill::SplunkBackfill;
 use super::enricher::Context;
 use super::rep_store::SharedState;
+use super::shared::rep::TieredStore;
+use super::shared::SharedTier;
 use crate::circuit::Breaker;
 use crate::config::conf::ConfFile;
 use crate::config::options::Options;
@@ -109,6 +111,8 @@ pub struct Connected {
     pub reputation: Option<Service>,
     /// Backfill of missing ancestors through splunkd's export.
     pub backfill: Option<SplunkBackfill>,
+    /// The KV store tier a search head cluster shares (`[state] shared`).
+    pub shared: Option<Arc<SharedTier>>,
 }
 
 /// Builds what calls splunkd (the command does it after the getinfo
@@ -137,8 +141,25 @@ pub fn connect(
         }
     }
     let mut connected = Connected::default();
+    if options.reputation || options.lineage {
+        connected.shared = super::shared::setup::shared_tier(
+            &config.settings,
+            si,
+            state.as_ref(),
+            &splunkd,
+            warnings,
+        );
+    }
     if options.reputation {
-        connected.reputation = reputation(config, options, si, state, &splunkd, warnings);
+        connected.reputation = reputation_with(
+            config,
+            options,
+            si,
+            state,
+            &splunkd,
+            warnings,
+            connected.shared.clone(),
+        );
     }
     if options.lineage && options.backfill && with_splunkd && !splunkd.is_open() {
         let target = Target {
@@ -207,9 +228,26 @@ pub fn reputation(
     splunkd: &Breaker,
     warnings: &mut Vec<String>,
 ) -> Option<Service> {
-    let store: Arc<dyn ReputationStore> = match state.clone() {
-        Some(s) => Arc::new(SharedState(s)),
-        None => {
+    reputation_with(config, options, si, state, splunkd, warnings, None)
+}
+
+/// [`reputation`] with the cache's shared tier behind the local one.
+pub fn reputation_with(
+    config: &Setup,
+    options: &Options,
+    si: &SearchInfo,
+    state: Option<Arc<StateStore>>,
+    splunkd: &Breaker,
+    warnings: &mut Vec<String>,
+    shared: Option<Arc<SharedTier>>,
+) -> Option<Service> {
+    let store: Arc<dyn ReputationStore> = match (state.clone(), shared) {
+        (Some(s), Some(shared)) => Arc::new(TieredStore {
+            local: SharedState(s),
+            shared,
+        }),
+        (Some(s), None) => Arc::new(SharedState(s)),
+        (None, _) => {
             if options.providers.iter().any(|p| p != "local") {
                 warnings.push(
                     "sysmonenrich: no state store: reputation answers are not cached and quotas are counted for this search only"

@@ -116,6 +116,17 @@ pub fn count_on<T>(
     }
 }
 
+/// The methods of [`Client::call`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// `GET`.
+    Get,
+    /// `POST`.
+    Post,
+    /// `DELETE`.
+    Delete,
+}
+
 /// An HTTP answer, read whole.
 #[derive(Debug)]
 pub struct Reply {
@@ -322,6 +333,40 @@ impl Client {
             base: self.base.clone(),
             expected: expected.into(),
         })
+    }
+
+    /// A call with its own deadline: `method` (`GET`, `POST`, `DELETE`)
+    /// on `path` (path and query, starting with `/`), with a JSON body
+    /// when given. For callers that spend a budget of their own (the KV
+    /// store's per-search budget) rather than the client's call timeout.
+    pub fn call(
+        &self,
+        method: Method,
+        path: &str,
+        json: Option<Vec<u8>>,
+        what: &str,
+        timeout: Duration,
+    ) -> Result<Reply, SplunkError> {
+        if timeout.is_zero() {
+            return Err(self.timeout(what, timeout));
+        }
+        let url = format!("{}{path}", self.base);
+        let mut req = match method {
+            Method::Get => self.http.get(url),
+            Method::Post => self.http.post(url),
+            Method::Delete => self.http.delete(url),
+        };
+        if let Some(body) = json {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body);
+        }
+        self.send(self.authorized(req), what, timeout)
+    }
+
+    /// The client's timeout for an ordinary call.
+    pub fn call_timeout(&self) -> Duration {
+        self.call_timeout
     }
 
     fn authorized(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {

@@ -6,6 +6,7 @@
 
 use super::client::Client;
 use super::error::SplunkError;
+use super::kvstore::KvStatus;
 use super::Listing;
 use serde::Deserialize;
 
@@ -36,12 +37,60 @@ pub fn search_heads(client: &Client) -> Result<u32, SplunkError> {
     if !server_roles(client)?.iter().any(|r| r == "shc_member") {
         return Ok(1);
     }
+    members(client)
+}
+
+fn members(client: &Client) -> Result<u32, SplunkError> {
     let members: Listing<serde_json::Value> = client.get_json(
         "/services/shcluster/member/members?output_mode=json&count=0",
         "listing the search head cluster members",
         "the shcluster/member/members JSON listing expected",
     )?;
     Ok((members.entry.len() as u32).max(1))
+}
+
+/// The cached server info's name in the state database's facts.
+const INFO_FACT: &str = "server_info";
+/// How long the server info is trusted: roles change rarely, but a KV
+/// store that was starting should be used soon after it is ready.
+const INFO_TTL: i64 = 600;
+
+/// The KV store status and roles (`GET /services/server/info`), cached in
+/// the state database for ten minutes, so a search asks splunkd at most
+/// once for both the quota share and the shared tier. A failure is not
+/// cached here (the caller's own fact or splunkd's circuit remember it);
+/// it counts against splunkd's circuit: returned with the answer is the
+/// WARN text when this call opened it.
+pub fn server_info_cached(
+    target: &super::Target,
+    session_key: &crate::protocol::metadata::Secret,
+    state: Option<&crate::state::StateStore>,
+    splunkd: &crate::circuit::Breaker,
+) -> (Result<KvStatus, SplunkError>, Option<String>) {
+    let now = crate::circuit::now_secs();
+    let cached = state
+        .and_then(|s| s.fact(INFO_FACT, now).ok().flatten())
+        .and_then(|v| serde_json::from_str::<(Option<String>, Vec<String>)>(&v).ok());
+    if let Some((kv_store_status, server_roles)) = cached {
+        return (
+            Ok(KvStatus {
+                kv_store_status,
+                server_roles,
+            }),
+            None,
+        );
+    }
+    let asked = Client::new(target)
+        .and_then(|c| super::kvstore::KvStore::new(c.with_session_key(session_key)).status());
+    let opened = super::client::count_on(splunkd, &asked);
+    if let (Ok(info), Some(s)) = (&asked, state) {
+        let value =
+            serde_json::to_string(&(&info.kv_store_status, &info.server_roles)).unwrap_or_default();
+        if let Err(e) = s.fact_put(INFO_FACT, &value, now + INFO_TTL) {
+            log::debug!("cannot cache the server info: {e}");
+        }
+    }
+    (asked, opened)
 }
 
 /// The name of the cached count in the state database's facts.
@@ -72,8 +121,15 @@ pub fn search_heads_cached(
     if let Some(n) = cached {
         return (n, None);
     }
-    let asked = Client::new(target).and_then(|c| search_heads(&c.with_session_key(session_key)));
-    let opened = super::client::count_on(splunkd, &asked);
+    // The roles come from the server info the shared tier reads too (one
+    // request, cached for both).
+    let (info, mut opened) = server_info_cached(target, session_key, state, splunkd);
+    let asked = match info {
+        Ok(info) if !info.shc_member() => Ok(1),
+        Ok(_) => Client::new(target).and_then(|c| members(&c.with_session_key(session_key))),
+        Err(e) => Err(e),
+    };
+    opened = opened.or_else(|| super::client::count_on(splunkd, &asked));
     let (n, ttl) = match asked {
         Ok(n) => (n, FACT_TTL),
         // A splunkd without the endpoint is no cluster member: as good an

@@ -1,7 +1,8 @@
 //! splunkd's REST API, as far as this program needs it, through one
 //! client: export searches streamed back as JSON lines (what the engine's
 //! backfill and the CLI's `search` read), the credential store (API keys, the proxy password),
-//! server and cluster info, the installed apps.
+//! server and cluster info, the installed apps, the app's KV store
+//! collections.
 //!
 //! The command runs inside a search, so it authenticates with that search's
 //! session key (`Authorization: Splunk <key>`) against the `splunkd_uri`
@@ -16,10 +17,11 @@ pub mod client;
 pub mod error;
 mod export;
 pub mod info;
+pub mod kvstore;
 pub mod passwords;
 
 pub use crate::http::is_loopback;
-pub use client::{namespace, segment, Client, Reply, Target};
+pub use client::{namespace, segment, Client, Method, Reply, Target};
 pub use error::{first_message, SplunkError};
 
 /// splunkd's JSON listing envelope (`{"entry":[{"name":…,"content":{…}}]}`),

@@ -208,7 +208,7 @@ impl StateStore {
 }
 
 /// Decodes `json, checked_at, expires_at`; `Ok(None)` for wrong types.
-fn decode(row: &Row<'_>) -> rusqlite::Result<Option<CachedEntry>> {
+pub(super) fn decode(row: &Row<'_>) -> rusqlite::Result<Option<CachedEntry>> {
     let (ValueRef::Text(json), ValueRef::Integer(checked_at), ValueRef::Integer(expires_at)) =
         (row.get_ref(0)?, row.get_ref(1)?, row.get_ref(2)?)
     else {

@@ -57,6 +57,7 @@
 //! | `pending.rs` | the queue of lookups to retry |
 //! | `circuits.rs` | circuit records of unreachable services, and facts learnt from splunkd |
 //! | `sigma.rs` | the Sigma rules each stored process's creation matched |
+//! | `scan.rs` | whole-table reads in pages, for copying a tier to another |
 //! | `tests.rs` | tests across the tables |
 #![deny(missing_docs)]
 
@@ -69,6 +70,7 @@ mod pending;
 mod processes;
 mod provenance;
 mod quota;
+mod scan;
 mod schema;
 mod sigma;
 
@@ -87,6 +89,8 @@ pub use pending::PendingEntry;
 pub use processes::{cap_text, ProcessRow, StoredProcess};
 pub use provenance::{contradictions, Conflict, Writer};
 pub use quota::QuotaDecision;
+pub use scan::{CachedAnswer, ProcessPage};
+pub use sigma::MAX_STORED as MAX_SIGMA_STORED;
 
 /// `Result` with [`StateError`].
 pub type Result<T, E = StateError> = std::result::Result<T, E>;

@@ -126,7 +126,7 @@ fn guid_keys(guids: &[u128]) -> Vec<[u8; 16]> {
     keys
 }
 
-const COLUMNS: &str = "guid, parent_guid, image, command_line, parent_image, \
+pub(super) const COLUMNS: &str = "guid, parent_guid, image, command_line, parent_image, \
                        parent_command_line, host, time, md5, sha1, sha256, \
                        imphash, seen_at";
 
@@ -392,7 +392,7 @@ fn read_batches(
 }
 
 /// Decodes one row; `Ok(None)` when a column has a type we did not write.
-fn decode(row: &Row<'_>) -> rusqlite::Result<Option<StoredProcess>> {
+pub(super) fn decode(row: &Row<'_>) -> rusqlite::Result<Option<StoredProcess>> {
     let guid = match blob_guid(row.get_ref(0)?) {
         Some(Some(g)) => g,
         _ => return Ok(None),

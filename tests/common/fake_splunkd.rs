@@ -176,6 +176,18 @@ pub struct FakeSplunkd {
 impl FakeSplunkd {
     /// Serves the EventCode 1 rows of `table` on `127.0.0.1:<any port>`.
     pub fn start(table: &Table, mode: Mode) -> FakeSplunkd {
+        FakeSplunkd::start_with(table, mode, |_| None)
+    }
+
+    /// [`FakeSplunkd::start`] with more endpoints: `extra` answers first
+    /// (the KV store of [`super::fake_kvstore`], server info); what it
+    /// leaves (`None`) goes to the export as usual, so one server is the
+    /// whole splunkd of a test. [`Mode`] applies to the export only.
+    pub fn start_with(
+        table: &Table,
+        mode: Mode,
+        extra: impl Fn(&Request) -> Option<Response> + Send + Sync + 'static,
+    ) -> FakeSplunkd {
         let state = Arc::new(State {
             mode: Mutex::new(mode),
             key: Mutex::new(None),
@@ -183,7 +195,8 @@ impl FakeSplunkd {
             requests: Mutex::new(Vec::new()),
         });
         let handler_state = state.clone();
-        let server = FakeServer::start(move |req| handle(req, &handler_state));
+        let server =
+            FakeServer::start(move |req| extra(req).unwrap_or_else(|| handle(req, &handler_state)));
         FakeSplunkd { server, state }
     }
 

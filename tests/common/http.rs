@@ -118,6 +118,11 @@ impl Response {
         r
     }
 
+    /// The status it answers (0 when it answers none).
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
     /// Never answers; the connection stays open until the server is
     /// dropped.
     pub fn hang() -> Response {

@@ -7,6 +7,8 @@
 //!   when `../shared` is absent, failed when `CI` is set) and a self-made
 //!   generator so that some end-to-end tests always run.
 //! - [`creations`]: tables of process creations, listed or one chain.
+//! - [`fake_kvstore`]: splunkd's KV store, server info and cluster
+//!   members, on the same server as [`fake_splunkd`]'s export.
 //! - [`home`]: a temporary `$SPLUNK_HOME` (state, log, `state` CLI) and app
 //!   folder with a local conf.
 //! - [`serial`]: the process-wide lock tests take to run the binary alone.
@@ -17,6 +19,7 @@
 
 pub mod creations;
 pub mod datasets;
+pub mod fake_kvstore;
 pub mod fake_splunkd;
 pub mod home;
 pub mod http;
