@@ -5,7 +5,9 @@
 //! ```
 //!
 //! Prints the time to load and compile the 2,238 rules of `../shared/sigma`
-//! (best and median of three), and rows per second over
+//! (best and median of three, and the median CPU time), then the time to
+//! build the candidate tables of every EventCode (a search builds each on
+//! the first event of its code), and rows per second over
 //! `evtx_attack_samples.csv` (3,234 real Sysmon rows in Splunk's shape)
 //! evaluated `--passes` times (default 20), each pass as one search (a new
 //! `Scratch`: verdicts are remembered within a pass, by the fields the
@@ -16,7 +18,10 @@
 //! `--diverse ROWS` also evaluates ROWS events of `synth::diverse` (values
 //! rarely repeat: the engine's cold path), once as one search and once
 //! with remembered verdicts off, in this process: the loop to profile
-//! (`perf record`) when the command's `sigma-diverse` variant is slow.
+//! (`perf record`) when the command's `sigma-diverse` variant is slow. Its
+//! CPU time per row is printed beside the wall clock, which on a shared
+//! host mostly measures the other processes. `SIGMA_BENCH_TOP=1` lists the
+//! rules most often selected as candidates, and how often each matched.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -88,6 +93,62 @@ impl Fields for Synth<'_> {
     }
 }
 
+/// This thread's CPU time (user + system) in seconds, from
+/// `/proc/thread-self/stat` (USER_HZ ticks): on a shared host the wall
+/// clock mostly measures the other processes. 0 when unreadable.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/thread-self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<u64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    f.iter().sum::<u64>() as f64 / 100.0
+}
+
+/// Candidates per row; with `SIGMA_BENCH_TOP` set, also the rules most
+/// often selected and how often each then matched (what to look at when
+/// the full tests dominate a profile).
+fn candidate_stats(label: &str, rules: &RuleSet, rows: &[impl Fields]) {
+    let mut per_rule = vec![0usize; rules.len()];
+    let mut total = 0usize;
+    for r in rows {
+        for c in rules.candidate_ids(r) {
+            per_rule[c as usize] += 1;
+            total += 1;
+        }
+    }
+    println!(
+        "{label}: candidates per row: {:.1} on average",
+        total as f64 / rows.len().max(1) as f64
+    );
+    if std::env::var_os("SIGMA_BENCH_TOP").is_none() {
+        return;
+    }
+    let mut matched_per_rule = vec![0usize; rules.len()];
+    for r in rows {
+        let mut out = Vec::new();
+        rules.matches(r, &mut out);
+        for id in out {
+            matched_per_rule[id.0 as usize] += 1;
+        }
+    }
+    let mut v: Vec<_> = per_rule.iter().enumerate().collect();
+    v.sort_by_key(|(_, n)| std::cmp::Reverse(**n));
+    for (i, n) in v.iter().take(40) {
+        println!(
+            "{n:6} {:6} {}",
+            matched_per_rule[*i],
+            rules.rules()[*i].path.display()
+        );
+    }
+}
+
 /// Rows/s of the rule set over `n` diverse generated events.
 fn diverse(rules: &RuleSet, n: usize) {
     let mut g = sysmonenrich::synth::diverse::Generator::new(42, 200, 0.02);
@@ -105,28 +166,34 @@ fn diverse(rules: &RuleSet, n: usize) {
                 .position(|c| c == f)
         })
         .collect();
+    let rows: Vec<Synth> = events
+        .iter()
+        .map(|event| Synth {
+            event,
+            by_id: &by_id,
+        })
+        .collect();
+    candidate_stats("diverse", rules, &rows);
     for (label, mut scratch) in [
         ("one search", Scratch::default()),
         ("verdicts off", Scratch::forgetful()),
     ] {
         let mut out = Vec::new();
         let mut matched = 0usize;
-        let t = Instant::now();
-        for e in &events {
+        let (t, cpu) = (Instant::now(), cpu_seconds());
+        for row in &rows {
             out.clear();
-            let row = Synth {
-                event: e,
-                by_id: &by_id,
-            };
-            rules.matches_with(&row, &mut scratch, &mut out);
+            rules.matches_with(row, &mut scratch, &mut out);
             matched += usize::from(!out.is_empty());
         }
         let secs = t.elapsed().as_secs_f64();
+        let cpu = cpu_seconds() - cpu;
         let (hits, misses) = RuleSet::memo_counts(&scratch);
         println!(
-            "diverse ({label}): {n} rows in {secs:.2} s = {:.0} rows/s; {matched} rows with a match; \
-             {hits} of {} answered by a remembered verdict",
+            "diverse ({label}): {n} rows in {secs:.2} s = {:.0} rows/s, CPU {cpu:.2} s = {:.1} µs/row; \
+             {matched} rows with a match; {hits} of {} answered by a remembered verdict",
             n as f64 / secs,
+            cpu * 1e6 / n as f64,
             hits + misses
         );
     }
@@ -150,25 +217,39 @@ fn main() {
         .map(|d| shared.join("sigma").join(d))
         .collect();
     let mut times: Vec<Duration> = Vec::new();
+    let mut cpu = Vec::new();
     let mut report = None;
     for _ in 0..3 {
-        let t = Instant::now();
+        let (t, c) = (Instant::now(), cpu_seconds());
         let r = RuleSet::load(&dirs, &Filter::default());
         times.push(t.elapsed());
+        cpu.push(cpu_seconds() - c);
         report = Some(r);
     }
+    cpu.sort_by(f64::total_cmp);
     let Some(report) = report else { return };
     times.sort();
+    // The candidate tables are built per EventCode on first use; here all
+    // at once, so that the figure above is not mistaken for the whole cost.
+    let (t, c) = (Instant::now(), cpu_seconds());
+    let unindexed = report.rules.unindexed_count();
+    println!(
+        "candidate tables of every EventCode (built on first use): {:.0} ms, CPU {:.0} ms",
+        t.elapsed().as_secs_f64() * 1e3,
+        (cpu_seconds() - c) * 1e3
+    );
     if diverse_rows > 0 {
         diverse(&report.rules, diverse_rows);
     }
     println!(
-        "load+compile {} rules ({} skipped): best {:.0} ms, median {:.0} ms; {} rules without a literal",
+        "load+compile {} rules ({} skipped): best {:.0} ms, median {:.0} ms (CPU median {:.0} ms); \
+         {} rules without a literal",
         report.rules.len(),
         report.skipped.len(),
         times[0].as_secs_f64() * 1e3,
         times[1].as_secs_f64() * 1e3,
-        report.rules.unindexed_count()
+        cpu[1] * 1e3,
+        unindexed
     );
     let Some((columns, cells)) = load_csv(&shared.join("data/sysmon/evtx_attack_samples.csv"))
     else {
@@ -188,34 +269,7 @@ fn main() {
         })
         .collect();
     let rules = &report.rules;
-    let candidates: usize = rows.iter().map(|r| rules.candidate_count(r)).sum();
-    println!(
-        "candidates per row: {:.1} on average",
-        candidates as f64 / rows.len() as f64
-    );
-    if std::env::var_os("SIGMA_BENCH_TOP").is_some() {
-        let mut per_rule = vec![0usize; rules.len()];
-        let mut matched_per_rule = vec![0usize; rules.len()];
-        for r in &rows {
-            let mut out = Vec::new();
-            rules.matches(r, &mut out);
-            for id in out {
-                matched_per_rule[id.0 as usize] += 1;
-            }
-            for c in rules.candidate_ids(r) {
-                per_rule[c as usize] += 1;
-            }
-        }
-        let mut v: Vec<_> = per_rule.iter().enumerate().collect();
-        v.sort_by_key(|(_, n)| std::cmp::Reverse(**n));
-        for (i, n) in v.iter().take(40) {
-            println!(
-                "{n:6} {:6} {}",
-                matched_per_rule[*i],
-                rules.rules()[*i].path.display()
-            );
-        }
-    }
+    candidate_stats("evtx_attack_samples", rules, &rows);
     let mut out = Vec::new();
     let mut matched = 0usize;
     let mut remembered = (0, 0);

@@ -119,7 +119,7 @@ pub struct Scratch {
     text: Vec<String>,
     lower: Vec<String>,
     pub(super) candidates: Vec<u32>,
-    pub(super) hits: Vec<usize>,
+    pub(super) hits: super::index::Hits,
     memo: Vec<Option<bool>>,
     /// Every value of the event, unescaped and lower-cased, for keyword
     /// rules: filled once per event (`values_at` = its epoch), on first use.

@@ -28,6 +28,7 @@ use super::modifiers::FieldCond;
 use super::rule::{Rule, Selection};
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 type Need = Option<Vec<(usize, String)>>;
 
@@ -161,10 +162,19 @@ struct Bucket {
 
 /// The candidate tables, one per EventCode, plus one for events whose
 /// code no category maps to (only `service: sysmon` rules apply there).
+///
+/// A code's table is built on the first event of that code: the automata
+/// were most of the time to load SigmaHQ's rules, and a search over real
+/// captures sees a handful of the 29 codes. Built once, then shared
+/// read-only by every thread of the search.
 pub struct Index {
     by_code: HashMap<u32, usize>,
-    buckets: Vec<Bucket>,
+    /// Per table, the EventCode it serves (`None`: the other codes).
+    codes: Vec<Option<u32>>,
+    buckets: Vec<OnceLock<Bucket>>,
     other: usize,
+    /// Per rule, its literal sets (see [`rule_groups`]).
+    needs: Vec<Vec<Group>>,
     /// Per rule, how many literal sets it needs (0: always a candidate).
     sets: Vec<u8>,
 }
@@ -228,69 +238,76 @@ fn build_bucket(rules: &[Rule], needs: &[Vec<Group>], pick: impl Fn(&Rule) -> bo
 }
 
 impl Index {
-    /// Builds the tables for a rule set.
+    /// The tables for a rule set (each built on first use).
     pub fn build(rules: &[Rule]) -> Index {
         let needs: Vec<Vec<Group>> = rules.iter().map(rule_groups).collect();
         let sets = needs.iter().map(|g| g.len() as u8).collect();
         let mut by_code = HashMap::new();
-        let mut buckets = Vec::new();
+        let mut codes = Vec::new();
         for code in logsource::all_codes() {
-            by_code.insert(code, buckets.len());
-            buckets.push(build_bucket(rules, &needs, |r| {
-                r.scope.codes.is_none_or(|c| c.contains(&code))
-            }));
+            by_code.insert(code, codes.len());
+            codes.push(Some(code));
         }
-        let other = buckets.len();
-        buckets.push(build_bucket(rules, &needs, |r| r.scope.codes.is_none()));
+        let other = codes.len();
+        codes.push(None);
         Index {
             by_code,
-            buckets,
+            buckets: codes.iter().map(|_| OnceLock::new()).collect(),
+            codes,
             other,
+            needs,
             sets,
         }
     }
 
     /// Number of rules that are evaluated on every event of some code
-    /// (no literal to select them by), for reports.
-    pub fn always_count(&self) -> usize {
-        let mut all: Vec<u32> = self
-            .buckets
-            .iter()
-            .flat_map(|b| b.always.iter().copied())
+    /// (no literal to select them by), for reports. Builds every table.
+    pub fn always_count(&self, rules: &[Rule]) -> usize {
+        let mut all: Vec<u32> = (0..self.buckets.len())
+            .flat_map(|b| self.built(rules, b).always.iter().copied())
             .collect();
         all.sort_unstable();
         all.dedup();
         all.len()
     }
 
-    fn bucket(&self, code: Option<u32>) -> &Bucket {
+    fn built(&self, rules: &[Rule], b: usize) -> &Bucket {
+        self.buckets[b].get_or_init(|| match self.codes[b] {
+            Some(code) => build_bucket(rules, &self.needs, |r| {
+                r.scope.codes.map_or(true, |c| c.contains(&code))
+            }),
+            None => build_bucket(rules, &self.needs, |r| r.scope.codes.is_none()),
+        })
+    }
+
+    fn bucket(&self, rules: &[Rule], code: Option<u32>) -> &Bucket {
         let b = code
             .and_then(|c| self.by_code.get(&c))
             .copied()
             .unwrap_or(self.other);
-        &self.buckets[b]
+        self.built(rules, b)
     }
 
     /// How verdicts of events with this EventCode are remembered.
-    pub fn plan(&self, code: Option<u32>) -> &KeyPlan {
-        &self.bucket(code).plan
+    pub fn plan(&self, rules: &[Rule], code: Option<u32>) -> &KeyPlan {
+        &self.bucket(rules, code).plan
     }
 
     /// Appends the candidate rules for an event to `out`, sorted, without
     /// duplicates. Field values come from `ctx` (unescaped once, shared
-    /// with the full test); `hits` is a reused buffer.
+    /// with the full test); `hits` is reused from one event to the next.
     pub fn candidates<E: Fields>(
         &self,
+        rules: &[Rule],
         code: Option<u32>,
         ctx: &mut Ctx<'_, E>,
         out: &mut Vec<u32>,
-        hits: &mut Vec<usize>,
+        hits: &mut Hits,
     ) {
-        let bucket = self.bucket(code);
+        let bucket = self.bucket(rules, code);
         let start = out.len();
         out.extend_from_slice(&bucket.always);
-        let mut seen = std::mem::take(hits);
-        seen.clear();
+        hits.reset(self.sets.len());
         for scan in &bucket.scans {
             // Lower-cased the way the full test folds it (Unicode), so a
             // literal with non-ASCII letters (lower-cased too) is found.
@@ -299,30 +316,53 @@ impl Index {
                 continue;
             }
             for m in scan.automaton.find_overlapping_iter(hay) {
-                seen.extend(
-                    scan.rules[m.pattern().as_usize()]
-                        .iter()
-                        .map(|&p| p as usize),
-                );
+                for &p in &scan.rules[m.pattern().as_usize()] {
+                    hits.see(p);
+                }
             }
         }
         // A rule is a candidate once every one of its sets was seen.
-        seen.sort_unstable();
-        seen.dedup();
-        let mut i = 0;
-        while i < seen.len() {
-            let rule = seen[i] / MAX_GROUPS;
-            let mut j = i;
-            while j < seen.len() && seen[j] / MAX_GROUPS == rule {
-                j += 1;
+        for &rule in &hits.touched {
+            let mask = hits.masks[rule as usize];
+            if mask.count_ones() == u32::from(self.sets[rule as usize]) {
+                out.push(rule);
             }
-            if j - i == usize::from(self.sets[rule]) {
-                out.push(rule as u32);
-            }
-            i = j;
         }
-        *hits = seen;
         // Each rule was added once (`always` rules have no sets).
         out[start..].sort_unstable();
+    }
+}
+
+/// Which literal sets of which rules an event's scan has seen: one bit per
+/// set, per rule. A ubiquitous literal (`.exe` in `Image`) names hundreds
+/// of rules on every event; marking bits costs a store per name, where
+/// collecting the names and sorting them was a tenth of a cold evaluation.
+#[derive(Default)]
+pub struct Hits {
+    masks: Vec<u8>,
+    /// Rules with a bit set, each once, in the order first seen.
+    touched: Vec<u32>,
+}
+
+impl Hits {
+    /// Clears the previous event's bits (only those that were set).
+    fn reset(&mut self, rules: usize) {
+        for &r in &self.touched {
+            self.masks[r as usize] = 0;
+        }
+        self.touched.clear();
+        if self.masks.len() < rules {
+            self.masks.resize(rules, 0);
+        }
+    }
+
+    /// Marks set `packed % MAX_GROUPS` of rule `packed / MAX_GROUPS`.
+    fn see(&mut self, packed: u32) {
+        let rule = packed / MAX_GROUPS as u32;
+        let mask = &mut self.masks[rule as usize];
+        if *mask == 0 {
+            self.touched.push(rule);
+        }
+        *mask |= 1 << (packed % MAX_GROUPS as u32);
     }
 }

@@ -359,7 +359,7 @@ impl RuleSet {
     /// Rules evaluated on every event of their EventCodes because they
     /// have no literal to be selected by.
     pub fn unindexed_count(&self) -> usize {
-        self.index.always_count()
+        self.index.always_count(&self.rules)
     }
 
     /// How many rules the literal index selects for an event before the
@@ -381,6 +381,7 @@ impl RuleSet {
         let mut out = std::mem::take(&mut s.candidates);
         let mut hits = std::mem::take(&mut s.hits);
         self.index.candidates(
+            &self.rules,
             code,
             &mut Ctx::new(ev, &self.fields, s),
             &mut out,
@@ -405,7 +406,7 @@ impl RuleSet {
             return;
         }
         let code = ev.event_code();
-        let plan = self.index.plan(code);
+        let plan = self.index.plan(&self.rules, code);
         let mut key = std::mem::take(&mut s.verdicts.key);
         let keyed = !s.verdicts.off
             && plan.key(
