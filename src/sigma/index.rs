@@ -274,7 +274,7 @@ impl Index {
     fn built(&self, rules: &[Rule], b: usize) -> &Bucket {
         self.buckets[b].get_or_init(|| match self.codes[b] {
             Some(code) => build_bucket(rules, &self.needs, |r| {
-                r.scope.codes.map_or(true, |c| c.contains(&code))
+                r.scope.codes.is_none_or(|c| c.contains(&code))
             }),
             None => build_bucket(rules, &self.needs, |r| r.scope.codes.is_none()),
         })
