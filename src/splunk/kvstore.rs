@@ -204,7 +204,7 @@ impl KvStore {
     /// be a non-empty object (splunkd deletes everything without one).
     pub fn delete(&self, collection: &str, query: &Value) -> Result<(), SplunkError> {
         let what = format!("deleting from the KV store collection {collection}");
-        if !query.as_object().is_some_and(|o| !o.is_empty()) {
+        if query.as_object().is_none_or(|o| o.is_empty()) {
             return Err(SplunkError::Status {
                 what,
                 base: self.client.base().to_string(),

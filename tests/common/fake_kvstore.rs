@@ -342,7 +342,7 @@ fn data_call(
                 .get(collection)
                 .map(|c| {
                     c.values()
-                        .filter(|d| query.map_or(true, |q| matches(d, q)))
+                        .filter(|d| query.is_none_or(|q| matches(d, q)))
                         .skip(skip)
                         .take(if limit == 0 { usize::MAX } else { limit })
                         .cloned()
