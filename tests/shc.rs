@@ -180,7 +180,7 @@ fn lineage_learnt_on_one_member_completes_chains_on_another() {
 
     // Three members, one KV store: A learns, B reads.
     let kv = FakeKvStore::start(&full);
-    let (a, b) = (Home::new("shc_a."), Home::new("shc_b."));
+    let (a, b) = (Home::member("shc_a."), Home::member("shc_b."));
     run(&parents, &a, on.path(), &args, Some(kv.uri()));
     let stored = kv.docs(PROCESSES).len();
     assert!(stored > 0, "member A wrote no process document");
@@ -347,9 +347,9 @@ fn a_hash_looked_up_on_one_member_is_not_asked_again_on_the_others() {
     ];
     let kv = FakeKvStore::start(&full);
     let (a, b, c) = (
-        Home::new("shc_ra."),
-        Home::new("shc_rb."),
-        Home::new("shc_rc."),
+        Home::member("shc_ra."),
+        Home::member("shc_rb."),
+        Home::member("shc_rc."),
     );
 
     let on_a = run(&table, &a, on.path(), &args, Some(kv.uri()));
@@ -450,7 +450,7 @@ fn a_failing_kv_store_costs_at_most_its_budget_and_three_log_lines() {
     for mode in modes {
         let kv = FakeKvStore::start(&full);
         kv.set_mode(mode);
-        let home = Home::new("shc_fault.");
+        let home = Home::member("shc_fault.");
         let started = Instant::now();
         let out = run(&full, &home, on.path(), &args, Some(kv.uri()));
         let took = started.elapsed();

@@ -70,6 +70,29 @@ pub fn splunk_home() -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
+/// Whether the Splunk at `splunk_home` is set up as a search head cluster
+/// member: `[shclustering]` in `etc/system/local/server.conf` and not
+/// disabled (`splunk init shcluster-config` writes it there; Splunk's own
+/// default has it disabled). `[state] shared = auto` reads this file before
+/// asking splunkd anything, so a single search head (most of them) spends
+/// no request on the shared tier; an unreadable file counts as "not a
+/// member".
+pub fn shc_member_configured(splunk_home: &Path) -> bool {
+    let path = splunk_home
+        .join("etc")
+        .join("system")
+        .join("local")
+        .join("server.conf");
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return false;
+    };
+    let Ok(conf) = crate::config::conf::ConfFile::parse(&text) else {
+        return false;
+    };
+    conf.stanza("shclustering").is_some()
+        && !matches!(conf.get_bool("shclustering", "disabled"), Ok(Some(true)))
+}
+
 /// The app folder this binary runs from: `SYSMONENRICH_APP_DIR` if set, else
 /// the folder above `bin/` or `<platform>/bin/` when it holds `default/`.
 pub fn app_dir() -> Option<PathBuf> {
@@ -91,6 +114,27 @@ pub fn app_dir() -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_member_is_one_whose_local_server_conf_enables_shclustering() {
+        let home = tempfile::tempdir().unwrap();
+        assert!(!shc_member_configured(home.path()), "no server.conf");
+        let local = home.path().join("etc/system/local");
+        std::fs::create_dir_all(&local).unwrap();
+        let conf = local.join("server.conf");
+        for (text, member) in [
+            ("[general]\nserverName = sh1\n", false),
+            ("[shclustering]\ndisabled = true\n", false),
+            (
+                "[shclustering]\ndisabled = 0\nmgmt_uri = https://sh1:8089\n",
+                true,
+            ),
+            ("[shclustering]\nshcluster_label = shc1\n", true),
+        ] {
+            std::fs::write(&conf, text).unwrap();
+            assert_eq!(shc_member_configured(home.path()), member, "{text}");
+        }
+    }
 
     #[test]
     fn state_db_prefers_the_conf_then_splunk_home_then_a_persons_home() {

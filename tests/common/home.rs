@@ -25,6 +25,21 @@ impl Home {
         )
     }
 
+    /// A home set up as a search head cluster member, as `splunk init
+    /// shcluster-config` leaves `etc/system/local/server.conf`
+    /// (`[state] shared = auto` uses the KV store only on one).
+    pub fn member(prefix: &str) -> Home {
+        let home = Home::new(prefix);
+        let local = home.path().join("etc/system/local");
+        std::fs::create_dir_all(&local).expect("etc/system/local");
+        std::fs::write(
+            local.join("server.conf"),
+            "[shclustering]\ndisabled = 0\nshcluster_label = shc_test\n",
+        )
+        .expect("server.conf");
+        home
+    }
+
     pub fn path(&self) -> &Path {
         self.0.path()
     }

@@ -3,9 +3,11 @@
 //! `[state] shared = auto` uses the KV store when splunkd reports it
 //! `ready` and this search head is a cluster member (`shc_member`): on a
 //! single search head the local database already is all there is to
-//! share. `kvstore` drops the membership condition. The answer comes from
-//! the server info the quota share reads too, cached as a fact in the
-//! state database, so a search normally asks splunkd nothing for it.
+//! share. `kvstore` drops the membership condition. Membership is read
+//! first from this Splunk's own `server.conf` (`[shclustering]`), so a
+//! single search head asks splunkd nothing for the tier; a member then
+//! confirms it, with the KV store's status, from the server info the quota
+//! share reads too, cached as a fact in the state database.
 
 use super::tier::SharedTier;
 use crate::circuit::Breaker;
@@ -54,6 +56,12 @@ pub fn shared_tier(
         || si.session_key.is_empty()
         || splunkd.is_open()
         || conf.shared_budget.is_zero()
+    {
+        return None;
+    }
+    if conf.shared == SharedMode::Auto
+        && !crate::config::paths::splunk_home()
+            .is_some_and(|h| crate::config::paths::shc_member_configured(&h))
     {
         return None;
     }
