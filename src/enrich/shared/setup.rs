@@ -109,8 +109,14 @@ pub fn shared_tier(
             return None;
         }
     };
-    let writer = match reader.duplicate() {
-        Ok(c) => c,
+    // Its own client, not `duplicate()`: a pooled connection belongs to
+    // the runtime that opened it, and the reader's runtime only runs
+    // while the search's thread waits in a call, so the writer thread
+    // would wait on a connection nobody drives (found by the throughput
+    // bench against a keep-alive splunkd: "runtime dropped the dispatch
+    // task" after the whole budget).
+    let writer = match Client::new(&target) {
+        Ok(c) => c.with_session_key(&si.session_key),
         Err(e) => {
             log::info!("shared tier: {e}; this search uses the local state only");
             return None;
