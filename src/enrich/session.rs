@@ -147,6 +147,7 @@ pub fn connect(
             si,
             state.as_ref(),
             &splunkd,
+            options.reputation,
             warnings,
         );
     }

@@ -68,17 +68,8 @@ pub fn server_info_cached(
     splunkd: &crate::circuit::Breaker,
 ) -> (Result<KvStatus, SplunkError>, Option<String>) {
     let now = crate::circuit::now_secs();
-    let cached = state
-        .and_then(|s| s.fact(INFO_FACT, now).ok().flatten())
-        .and_then(|v| serde_json::from_str::<(Option<String>, Vec<String>)>(&v).ok());
-    if let Some((kv_store_status, server_roles)) = cached {
-        return (
-            Ok(KvStatus {
-                kv_store_status,
-                server_roles,
-            }),
-            None,
-        );
+    if let Some(info) = server_info_fact(state) {
+        return (Ok(info), None);
     }
     let asked = Client::new(target)
         .and_then(|c| super::kvstore::KvStore::new(c.with_session_key(session_key)).status());
@@ -91,6 +82,19 @@ pub fn server_info_cached(
         }
     }
     (asked, opened)
+}
+
+/// The server info cached by [`server_info_cached`], if still fresh; no
+/// request.
+pub fn server_info_fact(state: Option<&crate::state::StateStore>) -> Option<KvStatus> {
+    let now = crate::circuit::now_secs();
+    let (kv_store_status, server_roles) = state
+        .and_then(|s| s.fact(INFO_FACT, now).ok().flatten())
+        .and_then(|v| serde_json::from_str::<(Option<String>, Vec<String>)>(&v).ok())?;
+    Some(KvStatus {
+        kv_store_status,
+        server_roles,
+    })
 }
 
 /// The name of the cached count in the state database's facts.

@@ -42,11 +42,20 @@ pub fn decide(mode: SharedMode, info: &crate::splunk::kvstore::KvStatus) -> Deci
 
 /// The search's shared tier, or `None` (off, no splunkd, not a member,
 /// KV store not ready, or its circuit open: then one WARN in `warnings`).
+///
+/// `may_ask`: whether the search may ask splunkd for its server info when
+/// no cached answer is fresh. A search that looks hashes up talks to
+/// splunkd before its first reply anyway (keys, the quota share, which
+/// shares this answer); with `shared = auto`, a lineage-only search adds
+/// no splunkd call of its own and decides from the cached answer alone
+/// (TODO, issue 19: a lineage-only member whose cache is cold stays
+/// local until a reputation search refreshes it).
 pub fn shared_tier(
     settings: &Settings,
     si: &SearchInfo,
     state: Option<&Arc<StateStore>>,
     splunkd: &Breaker,
+    may_ask: bool,
     warnings: &mut Vec<String>,
 ) -> Option<Arc<SharedTier>> {
     let conf = &settings.state;
@@ -73,12 +82,17 @@ pub fn shared_tier(
         connect_timeout: connect,
         ..Target::new(&si.splunkd_uri)
     };
-    let (info, opened) = crate::splunk::info::server_info_cached(
-        &target,
-        &si.session_key,
-        state.map(|s| &**s),
-        splunkd,
-    );
+    let may_ask = may_ask || conf.shared == SharedMode::KvStore;
+    let (info, opened) = match crate::splunk::info::server_info_fact(state.map(|s| &**s)) {
+        Some(info) => (Ok(info), None),
+        None if may_ask => crate::splunk::info::server_info_cached(
+            &target,
+            &si.session_key,
+            state.map(|s| &**s),
+            splunkd,
+        ),
+        None => return None,
+    };
     if let Some(text) = opened {
         let text = format!("sysmonenrich: {text}");
         log::warn!("{text}");
@@ -117,8 +131,14 @@ pub fn shared_tier(
             return None;
         }
     };
-    let writer = match reader.duplicate() {
-        Ok(c) => c,
+    // Its own client, not `duplicate()`: a pooled connection belongs to
+    // the runtime that opened it, and the reader's runtime only runs
+    // while the search's thread waits in a call, so the writer thread
+    // would wait on a connection nobody drives (found by the throughput
+    // bench against a keep-alive splunkd: "runtime dropped the dispatch
+    // task" after the whole budget).
+    let writer = match Client::new(&target) {
+        Ok(c) => c.with_session_key(&si.session_key),
         Err(e) => {
             log::info!("shared tier: {e}; this search uses the local state only");
             return None;
