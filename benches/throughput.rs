@@ -46,9 +46,10 @@
 //! - `sigma-cold`: `sigma` with that memory off
 //!   (`SYSMONENRICH_SIGMA_MEMO=0`): every event evaluated in full, the
 //!   cost on a stream where nothing repeats.
-//! - `shared` / `shared-off`: `lineage` with `[state] shared = auto`
-//!   against a fake splunkd on 127.0.0.1 that reports a ready KV store
-//!   and a cluster member (a tiny keep-alive server in this bench), and
+//! - `shared` / `shared-off`: `lineage` with `[state] shared = kvstore`
+//!   (what `auto` becomes on a cluster member) against a fake splunkd on
+//!   127.0.0.1 that reports a ready KV store (a tiny keep-alive server in
+//!   this bench), and
 //!   the same search with `shared = off` against it. Process table warm
 //!   likewise (the warming run, which writes every creation to the KV
 //!   store, is timed and reported too). The ratio is issue 19's bar
@@ -491,14 +492,14 @@ fn sigma_app(dir: &Path) -> Option<PathBuf> {
     Some(app)
 }
 
-/// An app folder with `[state] shared = auto` (the fake splunkd says this
-/// is a cluster member with a ready KV store) or `off`.
+/// An app folder with `[state] shared = kvstore` (the fake splunkd says
+/// its KV store is ready; on a cluster member `auto` is the same) or `off`.
 fn shared_app(dir: &Path, on: bool) -> PathBuf {
     let app = dir.join(if on { "app-shared" } else { "app-shared-off" });
     std::fs::create_dir_all(app.join("local")).expect("app dir");
     std::fs::write(
         app.join("local/sysmonenrich.conf"),
-        format!("[state]\nshared = {}\n", if on { "auto" } else { "off" }),
+        format!("[state]\nshared = {}\n", if on { "kvstore" } else { "off" }),
     )
     .expect("write local/sysmonenrich.conf");
     app

@@ -171,9 +171,7 @@ fn lineage_learnt_on_one_member_completes_chains_on_another() {
         &format!("[state]\nshared = auto\nshared_budget = 10s\n{sigma}"),
     );
     let off = app_dir_with("shc_app_off.", &format!("[state]\nshared = off\n{sigma}"));
-    // Reputation from the local list only (no provider): a search that
-    // looks hashes up asks splunkd's server info, which decides `auto`.
-    let args = ["backfill=false", "providers=local"];
+    let args = ["backfill=false", "reputation=false"];
 
     // One search head: both searches against one state database.
     let single = Home::new("shc_single.");
@@ -425,7 +423,7 @@ fn a_failing_kv_store_costs_at_most_its_budget_and_three_log_lines() {
     let Some(full) = datasets::sysmon_dataset("evtx_attack_samples.csv") else {
         return;
     };
-    let args = ["backfill=false", "providers=local"];
+    let args = ["backfill=false", "reputation=false"];
     let off = app_dir_with("shc_fault_off.", "[state]\nshared = off\n");
     let on = app_dir_with("shc_fault_on.", "[state]\nshared = auto\n");
     let budget = Duration::from_secs(2);

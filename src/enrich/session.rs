@@ -147,7 +147,6 @@ pub fn connect(
             si,
             state.as_ref(),
             &splunkd,
-            options.reputation,
             warnings,
         );
     }

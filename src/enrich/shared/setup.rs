@@ -43,19 +43,14 @@ pub fn decide(mode: SharedMode, info: &crate::splunk::kvstore::KvStatus) -> Deci
 /// The search's shared tier, or `None` (off, no splunkd, not a member,
 /// KV store not ready, or its circuit open: then one WARN in `warnings`).
 ///
-/// `may_ask`: whether the search may ask splunkd for its server info when
-/// no cached answer is fresh. A search that looks hashes up talks to
-/// splunkd before its first reply anyway (keys, the quota share, which
-/// shares this answer); with `shared = auto`, a lineage-only search adds
-/// no splunkd call of its own and decides from the cached answer alone
-/// (TODO, issue 19: a lineage-only member whose cache is cold stays
-/// local until a reputation search refreshes it).
+/// With `shared = auto` only a search head whose `server.conf` makes it a
+/// cluster member gets this far (see the module docs), so a single search
+/// head never asks; a member asks once an hour (the cached server info).
 pub fn shared_tier(
     settings: &Settings,
     si: &SearchInfo,
     state: Option<&Arc<StateStore>>,
     splunkd: &Breaker,
-    may_ask: bool,
     warnings: &mut Vec<String>,
 ) -> Option<Arc<SharedTier>> {
     let conf = &settings.state;
@@ -82,17 +77,12 @@ pub fn shared_tier(
         connect_timeout: connect,
         ..Target::new(&si.splunkd_uri)
     };
-    let may_ask = may_ask || conf.shared == SharedMode::KvStore;
-    let (info, opened) = match crate::splunk::info::server_info_fact(state.map(|s| &**s)) {
-        Some(info) => (Ok(info), None),
-        None if may_ask => crate::splunk::info::server_info_cached(
-            &target,
-            &si.session_key,
-            state.map(|s| &**s),
-            splunkd,
-        ),
-        None => return None,
-    };
+    let (info, opened) = crate::splunk::info::server_info_cached(
+        &target,
+        &si.session_key,
+        state.map(|s| &**s),
+        splunkd,
+    );
     if let Some(text) = opened {
         let text = format!("sysmonenrich: {text}");
         log::warn!("{text}");
