@@ -8,7 +8,7 @@
 use crate::lineage::{
     basename, entry_name, guid_text, Chain, NameClass, Rules, SourceKind, SourceSet, StopReason,
 };
-use crate::protocol::multivalue::{push_joined_cell, push_mv_cell, push_value};
+use crate::protocol::multivalue::{push_joined_cell, push_mv_cell, push_value, Escape};
 use crate::protocol::records::push_escaped;
 use crate::sysmon::ProcessGuid;
 use std::ops::Range;
@@ -50,8 +50,10 @@ pub(super) struct Escaped {
 /// What a value holds that its cells must escape ([`scan`]): any of
 /// `,` `"` LF CR (the cell must be quoted) …
 const QUOTE_CELL: u8 = 1;
-/// … `"` (doubled inside a quoted cell).
+/// … `"` (doubled inside a quoted cell) …
 const DQUOTE: u8 = 2;
+/// … `$` (doubled inside a `$…$` value).
+const DOLLAR: u8 = 4;
 
 static CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
@@ -59,6 +61,7 @@ static CLASS: [u8; 256] = {
     t[b'\n' as usize] = QUOTE_CELL;
     t[b'\r' as usize] = QUOTE_CELL;
     t[b'"' as usize] = QUOTE_CELL | DQUOTE;
+    t[b'$' as usize] = DOLLAR;
     t
 };
 
@@ -186,7 +189,12 @@ fn escape_text(buf: &mut Vec<u8>, guid: ProcessGuid, head: &Head<'_>, cap: usize
         if mv {
             // `"` doubled too: the cells these go into are quoted whenever
             // a value holds one.
-            push_value(buf, v, mark, true);
+            let escape = if class & (DQUOTE | DOLLAR) == 0 {
+                Escape::Nothing
+            } else {
+                Escape::DollarAndQuote
+            };
+            push_value(buf, v, mark, escape);
         }
         (plain, at32(start..buf.len()))
     };
@@ -195,7 +203,7 @@ fn escape_text(buf: &mut Vec<u8>, guid: ProcessGuid, head: &Head<'_>, cap: usize
     let (command_line, command_line_mv) = span(head.command_line, true, b"");
     // `$GUID$`: the multivalue form; the plain one is its inside.
     let start = buf.len();
-    push_value(buf, &guid_text(guid), b"", false);
+    push_value(buf, &guid_text(guid), b"", Escape::Nothing);
     let guid_range = at32(start..buf.len());
     Escaped {
         guid,
