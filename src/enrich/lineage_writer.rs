@@ -537,6 +537,39 @@ mod tests {
         assert!(whole.len() > 8 << 20, "{}", whole.len());
     }
 
+    /// The `$…$` values skip the second search only when the scan found
+    /// nothing to double: a `$` alone (no `"`, the cell unquoted) is still
+    /// doubled, a clean value copied as is.
+    #[test]
+    fn multivalue_cells_double_a_lone_dollar_and_copy_clean_values() {
+        let mut chain = Chain::new(b"C:\\own.exe");
+        chain.push(
+            ProcessGuid::from_u128(2),
+            b"C:\\a$b.exe",
+            b"run $x",
+            SourceKind::Results,
+        );
+        chain.push(
+            ProcessGuid::from_u128(1),
+            b"C:\\clean.exe",
+            b"clean args",
+            SourceKind::State,
+        );
+        chain.set_stop(StopReason::ParentNotFound);
+        let mut out = Vec::new();
+        let cells = chain_cells(&chain, &mut ChainScratch::default(), 0, &mut out);
+        let text = String::from_utf8(out[cells].to_vec()).expect("UTF-8");
+        for want in [
+            "$C:\\a$$b.exe$",
+            "$run $$x$",
+            "$C:\\clean.exe$",
+            "$clean args$",
+        ] {
+            assert!(text.contains(want), "{want} not in {text}");
+        }
+        assert!(!text.contains("$run $x$"), "{text}");
+    }
+
     #[test]
     fn short_values_write_the_same_cells_whatever_the_cap() {
         assert_eq!(cells_of(100, 4096).0, cells_of(100, 0).0);
