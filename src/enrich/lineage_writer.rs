@@ -8,7 +8,7 @@
 use crate::lineage::{
     basename, entry_name, guid_text, Chain, NameClass, Rules, SourceKind, SourceSet, StopReason,
 };
-use crate::protocol::multivalue::{push_joined_cell, push_mv_cell, push_value};
+use crate::protocol::multivalue::{push_joined_cell, push_mv_cell, push_value, Escape};
 use crate::protocol::records::push_escaped;
 use crate::sysmon::ProcessGuid;
 use std::ops::Range;
@@ -50,8 +50,10 @@ pub(super) struct Escaped {
 /// What a value holds that its cells must escape ([`scan`]): any of
 /// `,` `"` LF CR (the cell must be quoted) …
 const QUOTE_CELL: u8 = 1;
-/// … `"` (doubled inside a quoted cell).
+/// … `"` (doubled inside a quoted cell) …
 const DQUOTE: u8 = 2;
+/// … `$` (doubled inside a `$…$` value).
+const DOLLAR: u8 = 4;
 
 static CLASS: [u8; 256] = {
     let mut t = [0u8; 256];
@@ -59,6 +61,7 @@ static CLASS: [u8; 256] = {
     t[b'\n' as usize] = QUOTE_CELL;
     t[b'\r' as usize] = QUOTE_CELL;
     t[b'"' as usize] = QUOTE_CELL | DQUOTE;
+    t[b'$' as usize] = DOLLAR;
     t
 };
 
@@ -186,7 +189,12 @@ fn escape_text(buf: &mut Vec<u8>, guid: ProcessGuid, head: &Head<'_>, cap: usize
         if mv {
             // `"` doubled too: the cells these go into are quoted whenever
             // a value holds one.
-            push_value(buf, v, mark, true);
+            let escape = if class & (DQUOTE | DOLLAR) == 0 {
+                Escape::Nothing
+            } else {
+                Escape::DollarAndQuote
+            };
+            push_value(buf, v, mark, escape);
         }
         (plain, at32(start..buf.len()))
     };
@@ -195,7 +203,7 @@ fn escape_text(buf: &mut Vec<u8>, guid: ProcessGuid, head: &Head<'_>, cap: usize
     let (command_line, command_line_mv) = span(head.command_line, true, b"");
     // `$GUID$`: the multivalue form; the plain one is its inside.
     let start = buf.len();
-    push_value(buf, &guid_text(guid), b"", false);
+    push_value(buf, &guid_text(guid), b"", Escape::Nothing);
     let guid_range = at32(start..buf.len());
     Escaped {
         guid,
@@ -527,6 +535,39 @@ mod tests {
         // Uncapped, the same chain writes its values whole.
         let (whole, _) = cells_of(1 << 20, 0);
         assert!(whole.len() > 8 << 20, "{}", whole.len());
+    }
+
+    /// The `$…$` values skip the second search only when the scan found
+    /// nothing to double: a `$` alone (no `"`, the cell unquoted) is still
+    /// doubled, a clean value copied as is.
+    #[test]
+    fn multivalue_cells_double_a_lone_dollar_and_copy_clean_values() {
+        let mut chain = Chain::new(b"C:\\own.exe");
+        chain.push(
+            ProcessGuid::from_u128(2),
+            b"C:\\a$b.exe",
+            b"run $x",
+            SourceKind::Results,
+        );
+        chain.push(
+            ProcessGuid::from_u128(1),
+            b"C:\\clean.exe",
+            b"clean args",
+            SourceKind::State,
+        );
+        chain.set_stop(StopReason::ParentNotFound);
+        let mut out = Vec::new();
+        let cells = chain_cells(&chain, &mut ChainScratch::default(), 0, &mut out);
+        let text = String::from_utf8(out[cells].to_vec()).expect("UTF-8");
+        for want in [
+            "$C:\\a$$b.exe$",
+            "$run $$x$",
+            "$C:\\clean.exe$",
+            "$clean args$",
+        ] {
+            assert!(text.contains(want), "{want} not in {text}");
+        }
+        assert!(!text.contains("$run $x$"), "{text}");
     }
 
     #[test]

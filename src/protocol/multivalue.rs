@@ -60,24 +60,36 @@ where
         if n > 0 {
             out.push(b';');
         }
-        push_value(out, v.as_ref(), b"", false);
+        push_value(out, v.as_ref(), b"", Escape::Dollar);
     }
 }
 
-/// Appends one value of a `__mv_` cell: `$`, the value with `$` doubled,
-/// `suffix` (text known to need no escaping, such as a cut mark), `$`.
-/// With `in_quotes`, `"` is doubled too, in the same pass: the value goes
-/// into a cell the caller quotes (lineage escapes each ancestor once this
-/// way and copies the result into many cells).
+/// What [`push_value`] must double in a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Escape {
+    /// Nothing: the caller knows the value holds neither `$` nor `"`
+    /// (lineage scans each value once for all of its cells).
+    Nothing,
+    /// `$`: the `__mv_` encoding proper.
+    Dollar,
+    /// `$` and `"`, in one pass: the value goes into a cell the caller
+    /// quotes (lineage escapes each ancestor once this way and copies the
+    /// result into many cells).
+    DollarAndQuote,
+}
+
+/// Appends one value of a `__mv_` cell: `$`, the value (`escape` says
+/// what to double), `suffix` (text known to need no escaping, such as a
+/// cut mark), `$`.
 #[inline]
-pub fn push_value(out: &mut Vec<u8>, value: &[u8], suffix: &[u8], in_quotes: bool) {
+pub fn push_value(out: &mut Vec<u8>, value: &[u8], suffix: &[u8], escape: Escape) {
     out.push(b'$');
     let mut rest = value;
     loop {
-        let hit = if in_quotes {
-            memchr::memchr2(b'$', b'"', rest)
-        } else {
-            memchr::memchr(b'$', rest)
+        let hit = match escape {
+            Escape::Nothing => None,
+            Escape::Dollar => memchr::memchr(b'$', rest),
+            Escape::DollarAndQuote => memchr::memchr2(b'$', b'"', rest),
         };
         let Some(i) = hit else { break };
         out.extend_from_slice(&rest[..=i]);
@@ -178,10 +190,15 @@ mod tests {
     #[test]
     fn values_escaped_for_a_quoted_cell() {
         let mut out = Vec::new();
-        push_value(&mut out, b"C:\\a \"$b\".exe", b"[cut]", true);
+        push_value(
+            &mut out,
+            b"C:\\a \"$b\".exe",
+            b"[cut]",
+            Escape::DollarAndQuote,
+        );
         assert_eq!(out, b"$C:\\a \"\"$$b\"\".exe[cut]$");
         let mut out = Vec::new();
-        push_value(&mut out, b"\"$", b"", false);
+        push_value(&mut out, b"\"$", b"", Escape::Dollar);
         assert_eq!(out, b"$\"$$$");
     }
 
