@@ -151,7 +151,7 @@ pub fn connect(
         );
     }
     if options.reputation {
-        connected.reputation = reputation_with(
+        connected.reputation = reputation(
             config,
             options,
             si,
@@ -219,20 +219,9 @@ fn or<'a>(s: &'a str, default: &'a str) -> &'a str {
     }
 }
 
-/// The reputation service of one search: shared store, local list, keys.
+/// The reputation service of one search: shared store (with the cache's
+/// shared tier behind the local one when given), local list, keys.
 pub fn reputation(
-    config: &Setup,
-    options: &Options,
-    si: &SearchInfo,
-    state: Option<Arc<StateStore>>,
-    splunkd: &Breaker,
-    warnings: &mut Vec<String>,
-) -> Option<Service> {
-    reputation_with(config, options, si, state, splunkd, warnings, None)
-}
-
-/// [`reputation`] with the cache's shared tier behind the local one.
-pub fn reputation_with(
     config: &Setup,
     options: &Options,
     si: &SearchInfo,
