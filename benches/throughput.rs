@@ -413,22 +413,31 @@ impl FakeHashlookup {
     }
 }
 
+/// The next request head on a keep-alive connection (bytes after it stay
+/// in `buf` for the body); `None` when the client closed it.
+fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>, chunk: &mut [u8]) -> Option<String> {
+    let end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        match stream.read(chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    buf.drain(..end);
+    Some(head)
+}
+
 /// One connection: requests (GET, no body) until the client closes it.
 fn serve_lookups(mut stream: TcpStream, counter: &AtomicUsize) {
     let mut buf: Vec<u8> = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
-        let end = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            match stream.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
+        let Some(head) = read_head(&mut stream, &mut buf, &mut chunk) else {
+            return;
         };
-        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-        buf.drain(..end);
         counter.fetch_add(1, Ordering::SeqCst);
         let target = head.split_whitespace().nth(1).unwrap_or("");
         let mut parts = target.trim_start_matches('/').split('/');
@@ -542,17 +551,9 @@ fn serve_kv(
     let mut buf: Vec<u8> = Vec::new();
     let mut chunk = [0u8; 65536];
     loop {
-        let end = loop {
-            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            match stream.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
+        let Some(head) = read_head(&mut stream, &mut buf, &mut chunk) else {
+            return;
         };
-        let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-        buf.drain(..end);
         let length: usize = head
             .lines()
             .find_map(|l| {
