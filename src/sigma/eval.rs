@@ -129,6 +129,8 @@ pub struct Scratch {
     values_lower: Vec<String>,
     /// Verdicts remembered across events (see `memo.rs`).
     pub(super) verdicts: super::memo::Memo,
+    /// Field scans remembered across events (see `scan_memo.rs`).
+    pub(super) scans: super::scan_memo::ScanMemo,
 }
 
 impl Scratch {
@@ -138,6 +140,7 @@ impl Scratch {
     pub fn forgetful() -> Scratch {
         let mut s = Scratch::default();
         s.verdicts.off = true;
+        s.scans.off = true;
         s
     }
 
@@ -186,6 +189,11 @@ impl<'a, E: Fields> Ctx<'a, E> {
     /// [`Scratch::next_event`].
     pub fn new(ev: &'a E, names: &'a [String], s: &'a mut Scratch) -> Self {
         Ctx { ev, names, s }
+    }
+
+    /// The field's value as the event holds it (`""` when absent).
+    pub fn raw(&self, field: usize) -> &'a str {
+        self.ev.get_field(field, &self.names[field]).unwrap_or("")
     }
 
     /// The field's unescaped value (`""` when absent).

@@ -380,15 +380,18 @@ impl RuleSet {
         s.next_event(self.fields.len());
         let mut out = std::mem::take(&mut s.candidates);
         let mut hits = std::mem::take(&mut s.hits);
+        let mut scans = std::mem::take(&mut s.scans);
         self.index.candidates(
             &self.rules,
             code,
             &mut Ctx::new(ev, &self.fields, s),
             &mut out,
             &mut hits,
+            &mut scans,
         );
         s.candidates = out;
         s.hits = hits;
+        s.scans = scans;
     }
 
     /// Appends the rules matching an event to `out` in [`RuleId`] order

@@ -18,6 +18,7 @@
 //! | `eval.rs` | one rule on one event, Splunk's semantics (absent = empty, entities) |
 //! | `index.rs` | literal automata that pick the few candidate rules per event |
 //! | `memo.rs` | verdicts remembered by the fields the rules read |
+//! | `scan_memo.rs` | each field's literal scan remembered by its value |
 //! | `load.rs` | files and directories → [`RuleSet`] + [`LoadReport`] |
 //! | `walk.rs` | the bounded walk of a rule folder (loader and install) |
 //! | `sets.rs` | installed sets: versioned folders behind one pointer |
@@ -38,6 +39,7 @@ mod memo;
 mod modifiers;
 mod pattern;
 mod rule;
+mod scan_memo;
 pub mod sets;
 mod timestamp;
 mod walk;

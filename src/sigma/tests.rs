@@ -1024,3 +1024,69 @@ fn windash_on_more_dashes_and_its_bound() {
     )
     .contains("6 dashes"));
 }
+
+/// Rules over one category each, with their own ids (one `Builder`).
+fn rules_of(rules: &[(&str, &str)]) -> RuleSet {
+    let mut b = Builder::default();
+    for (n, (category, detection)) in rules.iter().enumerate() {
+        let text = rule_text(category, detection).replace(
+            "00000000-0000-0000-0000-000000000001",
+            &format!("00000000-0000-0000-0000-0000000001{n:02}"),
+        );
+        b.add(
+            PathBuf::from(format!("r{n}.yml")),
+            &text,
+            &Filter::default(),
+        );
+    }
+    assert!(b.skipped.is_empty(), "skipped: {:?}", b.skipped);
+    b.finish()
+}
+
+#[test]
+fn remembered_scans_give_what_a_full_scan_gives() {
+    // One rule per table on the same field: a value's scan in the table of
+    // EventCode 1 must not answer for EventCode 7's.
+    let rules = rules_of(&[
+        (
+            "process_creation",
+            "    selection:\n        Image|endswith: '\\whoami.exe'\n        CommandLine|contains: '/all'\n    condition: selection\n",
+        ),
+        (
+            "image_load",
+            "    selection:\n        Image|contains: '\\temp\\'\n    condition: selection\n",
+        ),
+    ]);
+    let image = "C:\\Users\\a\\AppData\\Local\\Temp\\whoami.exe";
+    let events = [
+        event("1", &[("Image", image), ("CommandLine", "whoami /all")]),
+        // Same Image, another command line: the verdict is not remembered
+        // (CommandLine is read), the Image scan is.
+        event("1", &[("Image", image), ("CommandLine", "whoami /user")]),
+        event(
+            "1",
+            &[("Image", image), ("CommandLine", "whoami /ALL /fo csv")],
+        ),
+        event("7", &[("Image", image), ("ImageLoaded", "x.dll")]),
+        event(
+            "7",
+            &[("Image", "C:\\Windows\\x.exe"), ("ImageLoaded", "y.dll")],
+        ),
+        event(
+            "1",
+            &[("Image", "C:\\Windows\\x.exe"), ("CommandLine", "/all")],
+        ),
+    ];
+    let expected = [true, false, true, true, false, false];
+    for mut s in [super::Scratch::default(), super::Scratch::forgetful()] {
+        let got: Vec<bool> = events
+            .iter()
+            .map(|e| {
+                let mut out = Vec::new();
+                rules.matches_with(e, &mut s, &mut out);
+                !out.is_empty()
+            })
+            .collect();
+        assert_eq!(got, expected);
+    }
+}
