@@ -5,7 +5,8 @@
 //! ```
 //!
 //! Prints the time to load and compile the 2,238 rules of `../shared/sigma`
-//! (best and median of three, and the median CPU time), then the time to
+//! (best and median of five, with the process CPU time, on the compile
+//! threads and on one thread, alternately), then the time to
 //! build the candidate tables of every EventCode (a search builds each on
 //! the first event of its code), and rows per second over
 //! `evtx_attack_samples.csv` (3,234 real Sysmon rows in Splunk's shape)
@@ -97,7 +98,16 @@ impl Fields for Synth<'_> {
 /// `/proc/thread-self/stat` (USER_HZ ticks): on a shared host the wall
 /// clock mostly measures the other processes. 0 when unreadable.
 fn cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/thread-self/stat") else {
+    cpu_seconds_of("/proc/thread-self/stat")
+}
+
+/// The whole process's CPU time (rule loading compiles on several threads).
+fn process_cpu_seconds() -> f64 {
+    cpu_seconds_of("/proc/self/stat")
+}
+
+fn cpu_seconds_of(path: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(path) else {
         return 0.0;
     };
     // Fields after the command name (which may hold spaces) in parentheses.
@@ -216,19 +226,31 @@ fn main() {
         .iter()
         .map(|d| shared.join("sigma").join(d))
         .collect();
-    let mut times: Vec<Duration> = Vec::new();
-    let mut cpu = Vec::new();
+    // Loading compiles on up to 4 threads (`compile_threads` in load.rs);
+    // `SYSMONENRICH_SIGMA_LOAD_THREADS=1` is the one-thread load, measured
+    // alternately in the same run for comparison.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+    let mut runs: [(Vec<Duration>, Vec<f64>); 2] = Default::default();
     let mut report = None;
-    for _ in 0..3 {
-        let (t, c) = (Instant::now(), cpu_seconds());
+    for round in 0..10 {
+        let one = round % 2 == 1;
+        if one {
+            std::env::set_var("SYSMONENRICH_SIGMA_LOAD_THREADS", "1");
+        } else {
+            std::env::remove_var("SYSMONENRICH_SIGMA_LOAD_THREADS");
+        }
+        let (t, c) = (Instant::now(), process_cpu_seconds());
         let r = RuleSet::load(&dirs, &Filter::default());
-        times.push(t.elapsed());
-        cpu.push(cpu_seconds() - c);
+        runs[usize::from(one)].0.push(t.elapsed());
+        runs[usize::from(one)].1.push(process_cpu_seconds() - c);
         report = Some(r);
     }
-    cpu.sort_by(f64::total_cmp);
+    std::env::remove_var("SYSMONENRICH_SIGMA_LOAD_THREADS");
+    for (times, cpu) in &mut runs {
+        times.sort();
+        cpu.sort_by(f64::total_cmp);
+    }
     let Some(report) = report else { return };
-    times.sort();
     // The candidate tables are built per EventCode on first use; here all
     // at once, so that the figure above is not mistaken for the whole cost.
     let (t, c) = (Instant::now(), cpu_seconds());
@@ -241,16 +263,22 @@ fn main() {
     if diverse_rows > 0 {
         diverse(&report.rules, diverse_rows);
     }
-    println!(
-        "load+compile {} rules ({} skipped): best {:.0} ms, median {:.0} ms (CPU median {:.0} ms); \
-         {} rules without a literal",
-        report.rules.len(),
-        report.skipped.len(),
-        times[0].as_secs_f64() * 1e3,
-        times[1].as_secs_f64() * 1e3,
-        cpu[1] * 1e3,
-        unindexed
-    );
+    for ((times, cpu), label) in runs
+        .iter()
+        .zip([format!("{threads} threads"), "1 thread".into()])
+    {
+        println!(
+            "load+compile {} rules ({} skipped), {label}: best {:.0} ms, median {:.0} ms \
+             (process CPU median {:.0} ms) of {}",
+            report.rules.len(),
+            report.skipped.len(),
+            times[0].as_secs_f64() * 1e3,
+            times[times.len() / 2].as_secs_f64() * 1e3,
+            cpu[cpu.len() / 2] * 1e3,
+            times.len()
+        );
+    }
+    println!("{unindexed} rules without a literal");
     let Some((columns, cells)) = load_csv(&shared.join("data/sysmon/evtx_attack_samples.csv"))
     else {
         println!("skipping rows/s: evtx_attack_samples.csv unreadable");

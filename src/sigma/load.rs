@@ -6,6 +6,7 @@
 //! its reason, a rule outside the configured level/status/ids is
 //! *filtered*. The command logs the report once and runs with what loaded.
 
+use super::compile_pool::{compile_threads, Compiled, Item, Pool};
 use super::eval::{Ctx, Fields, Scratch};
 use super::index::Index;
 use super::rule::{self, Level, Rule};
@@ -180,16 +181,17 @@ pub struct Builder {
 impl Builder {
     /// Compiles one rule file's text; a rule that cannot run is recorded
     /// in `skipped`.
+    #[cfg(test)]
     pub fn add(&mut self, path: PathBuf, source: &str, filter: &Filter) {
-        let fields = &mut self.fields;
-        let field_ids = &mut self.field_ids;
-        let mut intern = |name: &str| {
-            *field_ids.entry(name.to_owned()).or_insert_with(|| {
-                fields.push(name.to_owned());
-                fields.len() - 1
-            })
-        };
-        match rule::compile(path.clone(), source, &mut intern) {
+        let compiled = Compiled::new(path, source);
+        self.admit(compiled, filter);
+    }
+
+    /// Keeps a compiled rule (its fields numbered in the set's table) or
+    /// records why not.
+    fn admit(&mut self, c: Compiled, filter: &Filter) {
+        let path = c.path;
+        match c.rule {
             Err(reason) => self.skipped.push(Skipped { path, reason }),
             Ok(r) if !filter.keeps(&r) => self.filtered += 1,
             Ok(r) if !self.ids.insert(r.id.clone()) => self.skipped.push(Skipped {
@@ -205,12 +207,22 @@ impl Builder {
                     ),
                 })
             }
-            Ok(r) => {
+            Ok(mut r) => {
+                let ids: Vec<usize> = c.fields.iter().map(|f| self.intern(f)).collect();
+                rule::renumber_fields(&mut r, &ids);
                 self.memory += r.memory;
-                self.fingerprints.push(fingerprint(&r.id, source));
+                self.fingerprints.push(c.fingerprint);
                 self.rules.push(r);
             }
         }
+    }
+
+    fn intern(&mut self, name: &str) -> usize {
+        let fields = &mut self.fields;
+        *self.field_ids.entry(name.to_owned()).or_insert_with(|| {
+            fields.push(name.to_owned());
+            fields.len() - 1
+        })
     }
 
     /// The compiled set.
@@ -238,7 +250,7 @@ fn budget_bytes(filter: &Filter) -> usize {
 /// A rule's identity across searches and builds: its `id`, the whole text
 /// of its file (any change to detection, scope or metadata is another
 /// rule) and the engine's [`SEMANTICS`].
-fn fingerprint(id: &str, source: &str) -> u64 {
+pub(super) fn fingerprint(id: &str, source: &str) -> u64 {
     crate::digest::of_bytes([SEMANTICS, id.as_bytes(), source.as_bytes()])
 }
 
@@ -250,6 +262,15 @@ impl RuleSet {
     pub fn load(paths: &[PathBuf], filter: &Filter) -> LoadReport {
         let mut problems = Vec::new();
         let mut b = Builder::default();
+        let mut pool = Pool::start(compile_threads());
+        let admit = |b: &mut Builder, items: Vec<Item>| {
+            for item in items {
+                match item {
+                    Item::Compiled(c) => b.admit(*c, filter),
+                    Item::Skipped(s) => b.skipped.push(s),
+                }
+            }
+        };
         let mut sets = Vec::new();
         // Held until every file is read: an install cannot remove a set
         // while this load reads it.
@@ -278,23 +299,13 @@ impl RuleSet {
                 });
                 continue;
             }
-            let refused =
-                walk::walk(
-                    &root,
-                    Links::Follow,
-                    &LIMITS,
-                    is_rule_file,
-                    |f| match String::from_utf8(f.bytes) {
-                        Ok(text) => b.add(f.path, &text, filter),
-                        Err(_) => b.skipped.push(Skipped {
-                            path: f.path,
-                            reason: "not UTF-8 text".into(),
-                        }),
-                    },
-                );
+            let refused = walk::walk(&root, Links::Follow, &LIMITS, is_rule_file, |f| {
+                pool.submit(f.path, f.bytes);
+                admit(&mut b, pool.ready());
+            });
             for r in refused {
                 match r.kind {
-                    walk::Kind::File | walk::Kind::Dir => b.skipped.push(Skipped {
+                    walk::Kind::File | walk::Kind::Dir => pool.skip(Skipped {
                         path: r.path,
                         reason: r.reason,
                     }),
@@ -305,6 +316,7 @@ impl RuleSet {
                 }
             }
         }
+        admit(&mut b, pool.finish());
         drop(locks);
         let (skipped, filtered) = (std::mem::take(&mut b.skipped), b.filtered);
         LoadReport {

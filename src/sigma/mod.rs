@@ -20,6 +20,7 @@
 //! | `memo.rs` | verdicts remembered by the fields the rules read |
 //! | `scan_memo.rs` | each field's literal scan remembered by its value |
 //! | `load.rs` | files and directories → [`RuleSet`] + [`LoadReport`] |
+//! | `compile_pool.rs` | rule files compiled on worker threads, admitted in walk order |
 //! | `walk.rs` | the bounded walk of a rule folder (loader and install) |
 //! | `sets.rs` | installed sets: versioned folders behind one pointer |
 //!
@@ -30,6 +31,7 @@
 //! compares against.
 
 mod budget;
+mod compile_pool;
 mod condition;
 mod eval;
 mod index;

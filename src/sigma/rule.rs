@@ -7,7 +7,7 @@
 use super::budget::Cost;
 use super::condition::{self, Cond};
 use super::logsource::{self, Scope};
-use super::modifiers::{self, FieldCond, Scalar};
+use super::modifiers::{self, FieldCond, Matcher, Scalar};
 use std::fmt;
 use std::path::PathBuf;
 use yaml_rust2::Yaml;
@@ -186,6 +186,22 @@ const MAX_SELECTIONS: usize = 1_024;
 
 /// Compiles the YAML text of one rule file. `intern` gives field names
 /// their index in the rule set.
+/// Renumbers the fields a rule names: field `i` of the numbering it was
+/// compiled with becomes `ids[i]` (see `load.rs`: rules compiled on
+/// several threads number their fields alone, then join the set's table).
+pub fn renumber_fields(rule: &mut Rule, ids: &[usize]) {
+    for fc in rule.selections.iter_mut().flatten().flatten() {
+        if let Some(f) = &mut fc.field {
+            *f = ids[*f];
+        }
+        for m in fc.values.iter_mut().flatten() {
+            if let Matcher::FieldRef { field, .. } = m {
+                *field = ids[*field];
+            }
+        }
+    }
+}
+
 pub fn compile(
     path: PathBuf,
     source: &str,
