@@ -15,6 +15,9 @@
 //!   refusing writes (403), failing (503) or sending garbage: every row
 //!   back within the budget + 2 s of the same search without the tier, at
 //!   most 3 log lines about the shared tier.
+//! - (d) retention: process documents past `[state] process_retention` and
+//!   expired answers are deleted from the KV store, once an hour per
+//!   member rather than on every search.
 
 mod common;
 
@@ -559,4 +562,91 @@ fn purge_by_search_or_user_deletes_their_process_documents() {
     let before = kv.requests().len();
     assert_eq!(purge_processes_by(&store, None, None).unwrap(), 0);
     assert_eq!(kv.requests().len(), before);
+}
+
+#[test]
+fn retention_deletes_old_process_documents_and_expired_answers_from_the_kv_store() {
+    use serde_json::json;
+    let _serial = serial();
+    let Some(full) = datasets::sysmon_dataset("evtx_attack_samples.csv") else {
+        return;
+    };
+    let app = app_dir_with(
+        "shc_retention.",
+        "[state]\nshared = auto\nshared_budget = 10s\nprocess_retention = 30d\n",
+    );
+    let kv = FakeKvStore::start(&full);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let process = |k: u32, seen_at: i64| {
+        json!({"_key": format!("{{00000000-0000-0000-0000-{k:012}}}"), "seen_at": seen_at,
+               "writer_sid": "old", "writer_user": "u"})
+    };
+    let answer = |hash: &str, expires: i64| {
+        json!({"_key": hash, "hash": hash, "verdict": "clean", "checked": expires - 3600,
+               "expires": expires})
+    };
+    kv.insert(
+        PROCESSES,
+        vec![
+            process(1, now - 31 * 86_400), // past the 30 days
+            process(2, now - 86_400),
+        ],
+    );
+    kv.insert(
+        REPUTATION,
+        vec![
+            answer(&"a".repeat(64), now - 60), // expired a minute ago
+            answer(&"b".repeat(64), now + 86_400),
+        ],
+    );
+    let home = Home::member("shc_retention_a.");
+    run(
+        &full,
+        &home,
+        app.path(),
+        &["backfill=false", "reputation=false"],
+        Some(kv.uri()),
+    );
+    let keys = |collection: &str| -> HashSet<String> {
+        kv.docs(collection)
+            .iter()
+            .map(|d| d["_key"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let processes = keys(PROCESSES);
+    assert!(
+        !processes.contains("{00000000-0000-0000-0000-000000000001}"),
+        "a process document past [state] process_retention is still there"
+    );
+    assert!(processes.contains("{00000000-0000-0000-0000-000000000002}"));
+    let answers = keys(REPUTATION);
+    assert!(
+        !answers.contains(&"a".repeat(64)),
+        "an expired answer is still there"
+    );
+    assert!(answers.contains(&"b".repeat(64)));
+    // Once an hour per member, not per search: a second search sends no
+    // delete.
+    let deletes = |kv: &FakeKvStore| {
+        kv.requests()
+            .iter()
+            .filter(|r| r.method == "DELETE")
+            .count()
+    };
+    let before = deletes(&kv);
+    run(
+        &full,
+        &home,
+        app.path(),
+        &["backfill=false", "reputation=false"],
+        Some(kv.uri()),
+    );
+    assert_eq!(
+        deletes(&kv),
+        before,
+        "housekeeping ran again within its period"
+    );
 }
