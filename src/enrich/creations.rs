@@ -84,6 +84,7 @@ impl Creations {
     }
 
     /// Creation `i` (panics when out of range, like slice indexing).
+    #[inline]
     pub fn get(&self, i: usize) -> ProcessRef<'_> {
         let item = &self.items[i];
         let t = |k: usize| {
