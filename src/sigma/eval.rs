@@ -199,15 +199,28 @@ impl<'a, E: Fields> Ctx<'a, E> {
     /// The field's unescaped value (`""` when absent).
     pub fn text(&mut self, field: usize) -> &str {
         if self.s.text_at[field] != self.s.epoch {
-            let buf = &mut self.s.text[field];
-            buf.clear();
-            unescape_into(
-                self.ev.get_field(field, &self.names[field]).unwrap_or(""),
-                buf,
-            );
-            self.s.text_at[field] = self.s.epoch;
+            let raw = self.raw(field);
+            self.set_text(field, raw);
         }
         &self.s.text[field]
+    }
+
+    fn set_text(&mut self, field: usize, raw: &str) {
+        let buf = &mut self.s.text[field];
+        buf.clear();
+        unescape_into(raw, buf);
+        self.s.text_at[field] = self.s.epoch;
+    }
+
+    /// [`Ctx::lower`] for a field whose raw value the caller has just read
+    /// with [`Ctx::raw`] (the candidate scan, for its memory): the value is
+    /// not fetched from the row a second time.
+    pub fn lower_from_raw(&mut self, field: usize, raw: &str) -> &str {
+        debug_assert_eq!(raw, self.raw(field));
+        if self.s.text_at[field] != self.s.epoch {
+            self.set_text(field, raw);
+        }
+        self.lower(field)
     }
 
     /// The field's unescaped value, lower-cased (Unicode).

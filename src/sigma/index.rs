@@ -338,7 +338,7 @@ impl Index {
             }
             // Lower-cased the way the full test folds it (Unicode), so a
             // literal with non-ASCII letters (lower-cased too) is found.
-            let hay = ctx.lower(scan.field);
+            let hay = ctx.lower_from_raw(scan.field, raw);
             hits.found.clear();
             for m in scan.automaton.find_overlapping_iter(hay) {
                 for &p in &scan.rules[m.pattern().as_usize()] {
