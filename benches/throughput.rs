@@ -98,6 +98,8 @@ struct Args {
     /// Write getinfo (with these args) + the stream to this file and stop:
     /// the input for a profiler run (`valgrind --tool=callgrind`).
     save: Option<(PathBuf, String)>,
+    /// `--save-diverse`: save the diverse stream instead.
+    save_diverse: bool,
     /// Another `sysmonenrich` binary to run every command variant with too.
     baseline: Option<PathBuf>,
 }
@@ -117,6 +119,7 @@ fn parse_args() -> Args {
         ],
         pad: 1195,
         save: None,
+        save_diverse: false,
         baseline: None,
     };
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -130,9 +133,10 @@ fn parse_args() -> Args {
             "--variants" => a.variants = value.split(',').map(String::from).collect(),
             "--pad" => a.pad = value.parse().expect("--pad N"),
             "--baseline" => a.baseline = Some(PathBuf::from(value)),
-            "--save" => {
+            "--save" | "--save-diverse" => {
                 let args = argv.get(i + 2).cloned().unwrap_or_default();
                 a.save = Some((PathBuf::from(value), args));
+                a.save_diverse = argv[i] == "--save-diverse";
                 i += 1;
             }
             _ => {
@@ -674,7 +678,7 @@ fn main() {
     );
     let stream_diverse = dir.path().join("stream-diverse.bin");
     let mut diverse_bytes = 0;
-    if args.variants.iter().any(|v| v.ends_with("-diverse")) {
+    if args.save_diverse || args.variants.iter().any(|v| v.ends_with("-diverse")) {
         let t = Instant::now();
         diverse_bytes = write_stream(&stream_diverse, args.rows, args.chunk, true);
         eprintln!(
@@ -688,7 +692,12 @@ fn main() {
         let list: Vec<&str> = command_args.split_whitespace().collect();
         let mut out = File::create(path).expect("create --save file");
         out.write_all(&getinfo(&list)).expect("write getinfo");
-        std::io::copy(&mut File::open(&stream).expect("stream"), &mut out).expect("copy");
+        let source = if args.save_diverse {
+            &stream_diverse
+        } else {
+            &stream
+        };
+        std::io::copy(&mut File::open(source).expect("stream"), &mut out).expect("copy");
         eprintln!("saved to {}", path.display());
         return;
     }

@@ -69,10 +69,15 @@ pub fn unescape(s: &str) -> Cow<'_, str> {
 /// lines) is common and a copy per value showed in cold profiles.
 fn unescape_into(s: &str, out: &mut String) {
     let mut rest = s;
-    while let Some(at) = rest.find('&') {
+    while let Some(at) = memchr::memchr(b'&', rest.as_bytes()) {
         out.push_str(&rest[..at]);
         rest = &rest[at..];
-        let end = rest[1..].find(';').map(|e| e + 1).filter(|&e| e <= 10);
+        // An entity's name is at most 9 bytes (`&#x10FFFF;`).
+        let end = rest.as_bytes()[1..]
+            .iter()
+            .take(10)
+            .position(|&b| b == b';')
+            .map(|e| e + 1);
         let decoded = end.and_then(|e| entity(&rest[1..e]));
         match (end, decoded) {
             (Some(e), Some(c)) => {
@@ -127,6 +132,13 @@ pub struct Scratch {
     values_len: usize,
     values_text: Vec<String>,
     values_lower: Vec<String>,
+    /// One value that a keyword automaton cannot search as the row holds
+    /// it, unescaped and lower-cased.
+    keyword_text: String,
+    keyword_lower: String,
+    /// Every value for keyword automata, joined (`joined_at`: its epoch).
+    joined_at: u32,
+    joined: String,
     /// Verdicts remembered across events (see `memo.rs`).
     pub(super) verdicts: super::memo::Memo,
     /// Field scans remembered across events (see `scan_memo.rs`).
@@ -157,10 +169,17 @@ impl Scratch {
             self.text_at.fill(0);
             self.lower_at.fill(0);
             self.values_at = 0;
+            self.joined_at = 0;
             self.epoch = 1;
         }
         self.candidates.clear();
     }
+}
+
+/// Whether a value reads the same unescaped and, for ASCII case folding,
+/// lower-cased: ASCII without an entity.
+fn is_clean(v: &str) -> bool {
+    v.is_ascii() && memchr::memchr(b'&', v.as_bytes()).is_none()
 }
 
 /// `buf` = `text` lower-cased as the patterns are (Unicode; ASCII without
@@ -270,6 +289,34 @@ impl<'a, E: Fields> Ctx<'a, E> {
         let Some(field) = fc.field else {
             return self.keywords(fc);
         };
+        if let Some(set) = fc.any_of.get(&fc.values) {
+            let value = if set.cased {
+                self.text(field)
+            } else {
+                self.lower(field)
+            };
+            return set.is_match(value);
+        }
+        if fc
+            .values
+            .iter()
+            .flatten()
+            .all(|m| matches!(m, Matcher::Cidr { .. }))
+        {
+            // Networks (Microsoft's ranges run to dozens): read the address once.
+            let Some(ip) = ip_bits(self.text(field)) else {
+                return false;
+            };
+            let inside = |alts: &Vec<Matcher>| {
+                alts.iter()
+                    .any(|m| matches!(m, Matcher::Cidr { net, bits } if ip & mask(*bits) == *net))
+            };
+            return if fc.all {
+                fc.values.iter().all(inside)
+            } else {
+                fc.values.iter().any(inside)
+            };
+        }
         let one = |ctx: &mut Self, alts: &[Matcher]| alts.iter().any(|m| ctx.test(field, m));
         if fc.all {
             fc.values.iter().all(|alts| one(self, alts))
@@ -302,7 +349,53 @@ impl<'a, E: Fields> Ctx<'a, E> {
         }
     }
 
+    /// Every value of the event, each as a case-insensitive keyword
+    /// automaton can search it (see `any_of.rs`), joined by NUL bytes: one
+    /// search per event instead of one per value, which cost more in call
+    /// overhead than in scanning. No literal holds a NUL
+    /// ([`AnyOf::joinable`](super::any_of::AnyOf::joinable)), so no match
+    /// spans two values. Built once per event, on first use.
+    fn joined_values(&mut self) -> &str {
+        let s = &mut *self.s;
+        if s.joined_at != s.epoch {
+            s.joined_at = s.epoch;
+            s.joined.clear();
+            for v in self.ev.values() {
+                if is_clean(v) {
+                    s.joined.push_str(v);
+                } else {
+                    s.keyword_text.clear();
+                    unescape_into(v, &mut s.keyword_text);
+                    lower_into(&s.keyword_text, &mut s.keyword_lower);
+                    s.joined.push_str(&s.keyword_lower);
+                }
+                s.joined.push('\0');
+            }
+        }
+        &s.joined
+    }
+
     fn keywords(&mut self, fc: &FieldCond) -> bool {
+        if let Some(set) = fc.any_of.get(&fc.values) {
+            if !set.cased && set.joinable() {
+                return set.is_match(self.joined_values());
+            }
+            // See `any_of.rs`: a clean value is searched as the row holds it.
+            let (text, lower) = (&mut self.s.keyword_text, &mut self.s.keyword_lower);
+            return self.ev.values().any(|v| {
+                if is_clean(v) {
+                    return set.is_match(v);
+                }
+                text.clear();
+                unescape_into(v, text);
+                if set.cased {
+                    set.is_match(text)
+                } else {
+                    lower_into(text, lower);
+                    set.is_match(lower)
+                }
+            });
+        }
         self.load_values();
         let s = &*self.s;
         let (texts, lowers) = (

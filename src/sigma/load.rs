@@ -423,7 +423,7 @@ impl RuleSet {
         let code = ev.event_code();
         let plan = self.index.plan(&self.rules, code);
         let mut key = std::mem::take(&mut s.verdicts.key);
-        let keyed = !s.verdicts.off
+        let keyed = s.verdicts.admit(code)
             && plan.key(
                 code,
                 |f| ev.get_field(f, &self.fields[f]).unwrap_or(""),

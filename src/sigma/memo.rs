@@ -17,6 +17,7 @@
 //! starts again empty (a scheduled search over a stream with no repeats
 //! pays only the key building, about 2% of an evaluation).
 
+use super::gate::Gate;
 use super::modifiers::Matcher;
 use super::rule::Rule;
 use std::collections::HashMap;
@@ -144,9 +145,24 @@ pub struct Memo {
     pub misses: u64,
     /// Never remember (see [`super::Scratch::forgetful`]).
     pub off: bool,
+    /// Per EventCode, whether remembering pays (`gate.rs`), and the code
+    /// of the current event.
+    gates: HashMap<u32, Gate, foldhash::fast::RandomState>,
+    code: u32,
 }
 
 impl Memo {
+    /// Whether to key (look up and remember) this event of EventCode
+    /// `code`: never when off, and not while the code's verdicts keep
+    /// missing (see `gate.rs`).
+    pub fn admit(&mut self, code: Option<u32>) -> bool {
+        if self.off {
+            return false;
+        }
+        self.code = code.unwrap_or(u32::MAX);
+        self.gates.entry(self.code).or_default().open()
+    }
+
     /// The remembered verdict (rule numbers, sorted) of the current key.
     pub fn get(&mut self) -> Option<&[u32]> {
         use std::hash::BuildHasher;
@@ -156,6 +172,9 @@ impl Memo {
             let key = &self.keys[e.key as usize..(e.key + e.key_len) as usize];
             (key == self.key.as_slice()).then_some(e)
         });
+        if let Some(gate) = self.gates.get_mut(&self.code) {
+            gate.record(found.is_some());
+        }
         match found {
             Some(e) => {
                 self.hits += 1;

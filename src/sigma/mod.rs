@@ -9,7 +9,10 @@
 //! |---|---|
 //! | `rule.rs` | YAML → metadata, logsource scope, selections, condition |
 //! | `pattern.rs` | Sigma strings: wildcards, escaping, string tests |
+//! | `any_of.rs` | an item's many string alternatives in one automaton |
 //! | `modifiers.rs` | `Field|mod|mod: values` → matchers |
+//! | `regex_literals.rs` | literals every match of a regex contains, for the index |
+//! | `regex_trim.rs` | a regex cut to what decides `is_match` |
 //! | `budget.rs` | what one rule and the whole set may cost to compile |
 //! | `timestamp.rs` | time modifiers: a part of `_time`/`UtcTime` |
 //! | `condition.rs` | `sel and not 1 of filter_*` → a tree |
@@ -18,6 +21,7 @@
 //! | `eval.rs` | one rule on one event, Splunk's semantics (absent = empty, entities) |
 //! | `index.rs` | literal automata that pick the few candidate rules per event |
 //! | `memo.rs` | verdicts remembered by the fields the rules read |
+//! | `gate.rs` | per kind of lookup, whether remembering pays |
 //! | `scan_memo.rs` | each field's literal scan remembered by its value |
 //! | `load.rs` | files and directories → [`RuleSet`] + [`LoadReport`] |
 //! | `compile_pool.rs` | rule files compiled on worker threads, admitted in walk order |
@@ -30,16 +34,20 @@
 //! Splunk reading wins, because that is what a user of `| sysmonenrich`
 //! compares against.
 
+mod any_of;
 mod budget;
 mod compile_pool;
 mod condition;
 mod eval;
+mod gate;
 mod index;
 mod load;
 mod logsource;
 mod memo;
 mod modifiers;
 mod pattern;
+mod regex_literals;
+mod regex_trim;
 mod rule;
 mod scan_memo;
 pub mod sets;

@@ -94,6 +94,8 @@ pub struct FieldCond {
     /// Per value, the literals one of which any match must contain
     /// (lower-cased), or `None` when the value has no such literal.
     pub literals: Vec<Option<Vec<String>>>,
+    /// Many plain string alternatives tested in one pass (`any_of.rs`).
+    pub any_of: super::any_of::Lazy,
 }
 
 enum Val {
@@ -349,6 +351,7 @@ pub fn build(
         all,
         negated,
         literals: Vec::new(),
+        any_of: Default::default(),
     };
     for v in values {
         let text = match v {
@@ -371,7 +374,10 @@ pub fn build(
                     format!("(?{re_flags}){text}")
                 };
                 let re = compile_regex(&pat, cost)?;
-                (vec![Matcher::Regex(re)], regex_literals(&pat))
+                (
+                    vec![Matcher::Regex(re)],
+                    super::regex_literals::necessary(&pat),
+                )
             }
             Some("cidr") => {
                 cost.string(0)?;
@@ -427,43 +433,8 @@ pub fn build(
         // candidate index nothing to look for.
         cond.literals.push(if negated { None } else { lits });
     }
+    cond.any_of = super::any_of::Lazy::new(&cond.values, all, cond.field.is_none());
     Ok(cond)
-}
-
-/// Literals one of which every match of a regex contains, lower-cased,
-/// so a regex-only rule can enter the candidate index instead of running
-/// on every event of its category. Prefixes or suffixes of the matches,
-/// whichever set is more selective; `None` when the regex can match
-/// without a literal of at least three ASCII bytes (non-ASCII literals are
-/// left out because Unicode lower-casing of the event value need not keep
-/// them as substrings).
-fn regex_literals(pat: &str) -> Option<Vec<String>> {
-    use regex_syntax::hir::literal::{ExtractKind, Extractor};
-    let hir = regex_syntax::parse(pat).ok()?;
-    let set = |kind| -> Option<Vec<String>> {
-        let seq = Extractor::new().kind(kind).extract(&hir);
-        let mut out = Vec::new();
-        for lit in seq.literals()? {
-            let text = std::str::from_utf8(lit.as_bytes()).ok()?;
-            if text.len() < 3 || !text.is_ascii() {
-                return None;
-            }
-            out.push(text.to_ascii_lowercase());
-        }
-        out.sort_unstable();
-        out.dedup();
-        (!out.is_empty()).then_some(out)
-    };
-    let score = |v: &Vec<String>| {
-        (
-            v.iter().map(String::len).min().unwrap_or(0).min(12),
-            usize::MAX - v.len(),
-        )
-    };
-    match (set(ExtractKind::Prefix), set(ExtractKind::Suffix)) {
-        (Some(a), Some(b)) => Some(if score(&b) > score(&a) { b } else { a }),
-        (a, b) => a.or(b),
-    }
 }
 
 /// Compiles a rule regex within what the rule's budget has left, and
@@ -472,7 +443,7 @@ fn compile_regex(pat: &str, cost: &mut Cost) -> Result<regex_automata::meta::Reg
     use regex_automata::meta::Regex;
     use regex_automata::nfa::thompson::WhichCaptures;
     let limit = cost.regex_limit();
-    let re = Regex::builder()
+    let builder = Regex::builder()
         .configure(
             Regex::config()
                 // Only `is_match` is asked: no capture groups kept.
@@ -481,12 +452,17 @@ fn compile_regex(pat: &str, cost: &mut Cost) -> Result<regex_automata::meta::Reg
                 .onepass_size_limit(Some(limit))
                 .hybrid_cache_capacity(budget::REGEX_CACHE),
         )
-        .build(pat)
-        .map_err(|e| match e.size_limit() {
-            // Past what the rule had left rather than the per-regex bound.
-            Some(_) if limit < budget::MAX_REGEX_MEMORY => cost.over(),
-            _ => regex_reason(&e),
-        })?;
+        .clone();
+    let built = match regex_syntax::parse(pat) {
+        Ok(hir) => builder.build_from_hir(&super::regex_trim::for_is_match(hir)),
+        // The builder reports the same syntax error, with its reason.
+        Err(_) => builder.build(pat),
+    };
+    let re = built.map_err(|e| match e.size_limit() {
+        // Past what the rule had left rather than the per-regex bound.
+        Some(_) if limit < budget::MAX_REGEX_MEMORY => cost.over(),
+        _ => regex_reason(&e),
+    })?;
     cost.regex(re.memory_usage())?;
     Ok(re)
 }

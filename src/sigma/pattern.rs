@@ -187,15 +187,19 @@ impl StrPat {
                 StrPat::Contains(Box::new(memchr::memmem::Finder::new(&fold(l)).into_owned()))
             }
             _ if ps.contains(&&Piece::One) => {
-                let mut re = String::from("^(?s:");
-                for p in &ps {
+                // A star at an end is an unanchored end: `*a?b*` searches
+                // for `a.b` rather than running `^.*a.b.*$` over the value.
+                let (lead, trail) = (ps[0] == &Piece::Star, ps[ps.len() - 1] == &Piece::Star);
+                let inner = &ps[usize::from(lead)..ps.len() - usize::from(trail)];
+                let mut re = String::from(if lead { "(?s:" } else { "^(?s:" });
+                for p in inner {
                     match p {
                         Piece::Lit(l) => re.push_str(&regex::escape(&fold(l))),
                         Piece::One => re.push('.'),
                         Piece::Star => re.push_str(".*"),
                     }
                 }
-                re.push_str(")$");
+                re.push_str(if trail { ")" } else { ")$" });
                 let re = regex::RegexBuilder::new(&re)
                     .size_limit(GLOB_REGEX_LIMIT)
                     .build()

@@ -15,6 +15,7 @@
 //! [`SCAN_MEMO_BYTES`] is reached; values longer than [`MAX_VALUE`] are
 //! scanned every time and never stored.
 
+use super::gate::Gate;
 use std::collections::HashMap;
 
 /// Bytes of values and results remembered per search and thread at most.
@@ -49,6 +50,10 @@ pub struct ScanMemo {
     bytes: usize,
     /// Never remember (see [`super::Scratch::forgetful`]).
     pub off: bool,
+    /// Per slot, whether remembering pays (`gate.rs`); `skip`: the last
+    /// [`ScanMemo::get`] did not look up, so its `put` keeps nothing.
+    gates: HashMap<u64, Gate, foldhash::fast::RandomState>,
+    skip: bool,
 }
 
 impl ScanMemo {
@@ -56,22 +61,34 @@ impl ScanMemo {
     /// or `None`; remembers the lookup for a following [`ScanMemo::put`].
     pub fn get(&mut self, slot: u64, value: &str) -> Option<&[u32]> {
         use std::hash::BuildHasher;
+        self.skip = true;
         if self.off || value.len() > MAX_VALUE {
             return None;
         }
+        let gate = self.gates.entry(slot).or_default();
+        if !gate.open() {
+            return None;
+        }
+        self.skip = false;
         self.hash = self.state.hash_one((slot, value.as_bytes()));
-        let &i = self.map.get(&self.hash)?;
-        let e = self.entries[i as usize];
-        let stored = &self.values[e.value as usize..(e.value + e.value_len) as usize];
-        (e.slot == slot && stored == value.as_bytes())
-            .then(|| &self.ids[e.ids as usize..(e.ids + e.ids_len) as usize])
+        let found = self
+            .map
+            .get(&self.hash)
+            .map(|&i| self.entries[i as usize])
+            .filter(|e| {
+                e.slot == slot
+                    && &self.values[e.value as usize..(e.value + e.value_len) as usize]
+                        == value.as_bytes()
+            });
+        gate.record(found.is_some());
+        found.map(|e| &self.ids[e.ids as usize..(e.ids + e.ids_len) as usize])
     }
 
     /// Remembers `ids` for `value` in `slot`, after a
     /// [`ScanMemo::get`] of the same pair that missed.
     pub fn put(&mut self, slot: u64, value: &str, ids: &[u32]) {
         use std::collections::hash_map::Entry as Slot;
-        if self.off || value.len() > MAX_VALUE {
+        if self.skip || value.len() > MAX_VALUE {
             return;
         }
         let size = value.len() + ids.len() * 4 + ENTRY_OVERHEAD;
@@ -132,16 +149,37 @@ mod tests {
         assert!(m.get(1, &long).is_none());
         m.put(1, &long, &[1]);
         assert!(m.get(1, &long).is_none());
+        // Each value is asked twice, so remembering pays (`gate.rs`).
         for i in 0..20_000u32 {
             let v = format!("{i:01000}");
             if m.get(7, &v).is_none() {
                 m.put(7, &v, &[i]);
             }
+            assert_eq!(m.get(7, &v), Some(&[i][..]));
             assert!(m.bytes() <= SCAN_MEMO_BYTES);
         }
         // The newest value survives the restart.
         let v = format!("{:01000}", 19_999);
         assert_eq!(m.get(7, &v), Some(&[19_999][..]));
+    }
+
+    #[test]
+    fn a_field_whose_values_never_repeat_is_not_remembered() {
+        use crate::sigma::gate::{PROBE, WINDOW};
+        let mut m = ScanMemo::default();
+        let looked_up = |m: &mut ScanMemo, v: &str| {
+            let missed = m.get(3, v).is_none();
+            m.put(3, v, &[1]);
+            missed && !m.skip
+        };
+        let n = WINDOW * 3;
+        let lookups = (0..n)
+            .filter(|i| looked_up(&mut m, &format!("hash {i}")))
+            .count();
+        assert_eq!(lookups as u32, WINDOW + (n - WINDOW) / PROBE);
+        // Another slot is not affected.
+        assert!(m.get(4, "x").is_none());
+        assert!(!m.skip);
     }
 
     #[test]

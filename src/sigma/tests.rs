@@ -823,13 +823,16 @@ fn memory_of_verdicts_is_bounded() {
     let mut s = super::Scratch::default();
     // Keys of ~4 KiB: the bound is reached after ~4,000 distinct events,
     // and answers stay right past it.
+    // Each event comes twice, so remembering pays and stays on (`gate.rs`).
     let long = "y".repeat(4096);
     for i in 0..6_000 {
         let cl = format!("{long}{i}{}", if i % 2 == 0 { "x" } else { "" });
-        assert_eq!(
-            ids(&rules, &mut s, &[("CommandLine", &cl)]).len(),
-            1 - i % 2
-        );
+        for _ in 0..2 {
+            assert_eq!(
+                ids(&rules, &mut s, &[("CommandLine", &cl)]).len(),
+                1 - i % 2
+            );
+        }
         assert!(s.verdicts.bytes() <= super::memo::MEMO_BYTES);
     }
     // A key over the limit is evaluated and not remembered.
@@ -838,7 +841,39 @@ fn memory_of_verdicts_is_bounded() {
         assert_eq!(ids(&rules, &mut s, &[("CommandLine", &huge)]).len(), 1);
     }
     let (hits, misses) = RuleSet::memo_counts(&s);
-    assert_eq!((hits, misses), (0, 6_000));
+    assert_eq!((hits, misses), (6_000, 6_000));
+}
+
+#[test]
+fn verdicts_that_never_repeat_stop_being_looked_up_and_answers_stay() {
+    use super::gate::{PROBE, WINDOW};
+    let rules = compile(
+        "process_creation",
+        "    selection:\n        CommandLine|contains: 'x'\n    condition: selection\n",
+    );
+    let mut s = super::Scratch::default();
+    let events = 5_000u32;
+    for i in 0..events {
+        let cl = format!("run {i}{}", if i % 3 == 0 { "x" } else { "" });
+        let want = usize::from(i % 3 == 0);
+        assert_eq!(ids(&rules, &mut s, &[("CommandLine", &cl)]).len(), want);
+    }
+    // A window of lookups, then one event in PROBE.
+    let (hits, misses) = RuleSet::memo_counts(&s);
+    assert_eq!(hits, 0);
+    assert_eq!(misses, u64::from(WINDOW + (events - WINDOW) / PROBE));
+    // When events start to repeat, the probes find them and it reopens.
+    for round in 0..WINDOW * PROBE * 2 {
+        let cl = format!("again {}x", round % 100);
+        assert_eq!(ids(&rules, &mut s, &[("CommandLine", &cl)]).len(), 1);
+    }
+    let (hits_after, misses_after) = RuleSet::memo_counts(&s);
+    let looked_up = hits_after + misses_after - misses;
+    assert!(hits_after > 0);
+    assert!(
+        looked_up > u64::from(WINDOW * 2),
+        "reopened: every event is looked up again ({looked_up})"
+    );
 }
 
 #[test]
