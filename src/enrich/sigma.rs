@@ -62,6 +62,8 @@ pub struct SigmaRun {
     value_columns: Vec<usize>,
     /// The rule set's field number → column of the header.
     field_columns: Vec<Option<usize>>,
+    /// The columns of `EventCode` and `EventType`, asked of every row.
+    code_columns: [Option<usize>; 2],
     /// The header `columns` was built for.
     header: Option<Header>,
     /// Creation matches by process.
@@ -97,6 +99,7 @@ impl SigmaRun {
             columns: HashMap::new(),
             value_columns: Vec::new(),
             field_columns: Vec::new(),
+            code_columns: [None; 2],
             header: None,
             creations: HashMap::new(),
             matched: Vec::new(),
@@ -135,6 +138,7 @@ impl SigmaRun {
             return;
         };
         let rules = &*self.rules;
+        let code_columns = self.code_columns;
         let (columns, value_columns, field_columns) = (
             &self.columns,
             &self.value_columns[..],
@@ -146,6 +150,7 @@ impl SigmaRun {
                 columns,
                 value_columns,
                 field_columns,
+                code_columns,
             };
             rules.matches_with(&row, scratch, out);
         });
@@ -191,6 +196,10 @@ impl SigmaRun {
             .iter()
             .map(|n| self.columns.get(n.as_str()).copied())
             .collect();
+        self.code_columns = [
+            self.columns.get("EventCode").copied(),
+            self.columns.get("EventType").copied(),
+        ];
         self.header = Some(header.clone());
     }
 
@@ -214,6 +223,7 @@ impl SigmaRun {
                     columns: &self.columns,
                     value_columns: &self.value_columns,
                     field_columns: &self.field_columns,
+                    code_columns: self.code_columns,
                 };
                 self.rules
                     .matches_with(&row, &mut self.scratch, &mut self.buf);
@@ -507,25 +517,40 @@ struct RowFields<'a, 'r> {
     columns: &'a HashMap<Box<str>, usize>,
     value_columns: &'a [usize],
     field_columns: &'a [Option<usize>],
+    code_columns: [Option<usize>; 2],
+}
+
+impl RowFields<'_, '_> {
+    fn column(&self, i: Option<usize>) -> Option<&str> {
+        self.reader.field_text(i?)
+    }
 }
 
 impl Fields for RowFields<'_, '_> {
     fn get(&self, name: &str) -> Option<&str> {
         let i = *self.columns.get(name)?;
-        std::str::from_utf8(self.reader.field(i)?).ok()
+        self.reader.field_text(i)
     }
 
     fn get_field(&self, id: usize, name: &str) -> Option<&str> {
         match self.field_columns.get(id) {
-            Some(&Some(i)) => std::str::from_utf8(self.reader.field(i)?).ok(),
+            Some(&Some(i)) => self.reader.field_text(i),
             Some(None) => None,
             None => self.get(name),
         }
     }
 
+    fn event_code(&self) -> Option<u32> {
+        self.column(self.code_columns[0])?.trim().parse().ok()
+    }
+
+    fn event_type(&self) -> Option<&str> {
+        self.column(self.code_columns[1])
+    }
+
     fn values(&self) -> impl Iterator<Item = &str> {
         self.value_columns
             .iter()
-            .filter_map(|&i| std::str::from_utf8(self.reader.field(i)?).ok())
+            .filter_map(|&i| self.reader.field_text(i))
     }
 }

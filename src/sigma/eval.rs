@@ -40,6 +40,13 @@ pub trait Fields {
     fn event_code(&self) -> Option<u32> {
         self.get("EventCode")?.trim().parse().ok()
     }
+
+    /// The registry events' `EventType` (`SetValue`, `CreateKey`…), which
+    /// some categories filter on. Asked of every event: a view that knows
+    /// its column answers without hashing the name.
+    fn event_type(&self) -> Option<&str> {
+        self.get("EventType")
+    }
 }
 
 impl<S: std::hash::BuildHasher> Fields for std::collections::HashMap<String, String, S> {
@@ -256,7 +263,7 @@ impl<'a, E: Fields> Ctx<'a, E> {
     /// the EventCode was checked by the caller).
     pub fn rule(&mut self, rule: &Rule) -> bool {
         if let Some(types) = rule.scope.event_types {
-            let t = self.ev.get("EventType").unwrap_or("").trim();
+            let t = self.ev.event_type().unwrap_or("").trim();
             if !types.iter().any(|x| x.eq_ignore_ascii_case(t)) {
                 return false;
             }

@@ -172,7 +172,9 @@ struct Bucket {
 /// captures sees a handful of the 29 codes. Built once, then shared
 /// read-only by every thread of the search.
 pub struct Index {
-    by_code: HashMap<u32, usize>,
+    /// Per EventCode (Sysmon's are 1–255), its table; looked up for every
+    /// event, so an array rather than a hashed map.
+    by_code: Vec<Option<usize>>,
     /// Per table, the EventCode it serves (`None`: the other codes).
     codes: Vec<Option<u32>>,
     buckets: Vec<OnceLock<Bucket>>,
@@ -259,10 +261,14 @@ impl Index {
     pub fn build(rules: &[Rule]) -> Index {
         let needs: Vec<Vec<Group>> = rules.iter().map(rule_groups).collect();
         let sets = needs.iter().map(|g| g.len() as u8).collect();
-        let mut by_code = HashMap::new();
+        let mut by_code = Vec::new();
         let mut codes = Vec::new();
         for code in logsource::all_codes() {
-            by_code.insert(code, codes.len());
+            let at = code as usize;
+            if by_code.len() <= at {
+                by_code.resize(at + 1, None);
+            }
+            by_code[at] = Some(codes.len());
             codes.push(Some(code));
         }
         let other = codes.len();
@@ -299,8 +305,12 @@ impl Index {
 
     fn bucket(&self, rules: &[Rule], code: Option<u32>) -> &Bucket {
         let b = code
-            .and_then(|c| self.by_code.get(&c))
-            .copied()
+            .and_then(|c| {
+                self.by_code
+                    .get(usize::try_from(c).ok()?)
+                    .copied()
+                    .flatten()
+            })
             .unwrap_or(self.other);
         self.built(rules, b)
     }

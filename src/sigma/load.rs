@@ -427,7 +427,7 @@ impl RuleSet {
             && plan.key(
                 code,
                 |f| ev.get_field(f, &self.fields[f]).unwrap_or(""),
-                || ev.get("EventType").unwrap_or(""),
+                || ev.event_type().unwrap_or(""),
                 &mut key,
             );
         s.verdicts.key = key;
