@@ -637,6 +637,37 @@ fn cached_app(dir: &Path, url: &str) -> PathBuf {
 }
 
 /// One variant's result: medians over its runs.
+/// One variant with one binary, set up once and run every round.
+struct Job {
+    name: String,
+    variant: String,
+    exe: PathBuf,
+    envs: Vec<(&'static str, PathBuf)>,
+    stream: PathBuf,
+    body_bytes: u64,
+    home: PathBuf,
+    gi: Vec<u8>,
+    runs: Vec<Measurement>,
+}
+
+impl Job {
+    fn command(&self, me: &Path, pad: usize) -> Command {
+        if self.variant == "passthrough" || self.variant == "wide" {
+            let mut c = Command::new(me);
+            c.arg("--child-passthrough");
+            if self.variant == "wide" {
+                c.arg("--child-pad").arg(pad.to_string());
+            }
+            return c;
+        }
+        let mut c = Command::new(&self.exe);
+        for (k, v) in &self.envs {
+            c.env(k, v);
+        }
+        c
+    }
+}
+
 struct Outcome {
     variant: String,
     rows_per_s: f64,
@@ -720,6 +751,12 @@ fn main() {
             plan.push((format!("{variant}@base"), variant, base));
         }
     }
+    // Every job is set up and warmed first; then the measured runs go
+    // round by round, one run of each job per round, so that a job's runs
+    // sit beside the others' in time: on a shared machine whose speed
+    // drifts from minute to minute, comparing variants measured minutes
+    // apart compared the minutes. Ratios are also taken per round.
+    let mut jobs: Vec<Job> = Vec::new();
     for (name, full_variant, exe) in plan {
         let (variant, stream, body_bytes) = match full_variant.strip_suffix("-diverse") {
             Some(v) => (v, &stream_diverse, diverse_bytes),
@@ -760,34 +797,30 @@ fn main() {
         } else {
             None
         };
-        let make = || {
-            if variant == "passthrough" || variant == "wide" {
-                let mut c = Command::new(&me);
-                c.arg("--child-passthrough");
-                if variant == "wide" {
-                    c.arg("--child-pad").arg(args.pad.to_string());
-                }
-                c
-            } else {
-                let mut c = Command::new(exe);
-                if let (true, Some((_, app))) = (variant == "cached", &hashlookup) {
-                    c.env("SYSMONENRICH_APP_DIR", app);
-                }
-                if let Some(app) = &sigma_app {
-                    c.env("SYSMONENRICH_APP_DIR", app);
-                }
-                if variant == "sigma-cold" {
-                    c.env("SYSMONENRICH_SIGMA_MEMO", "0");
-                }
-                if let Some(app) = &shared_app {
-                    c.env("SYSMONENRICH_APP_DIR", app);
-                }
-                c
-            }
-        };
+        let mut envs: Vec<(&str, PathBuf)> = Vec::new();
+        if let (true, Some((_, app))) = (variant == "cached", &hashlookup) {
+            envs.push(("SYSMONENRICH_APP_DIR", app.clone()));
+        }
+        if let Some(app) = sigma_app.or(shared_app) {
+            envs.push(("SYSMONENRICH_APP_DIR", app));
+        }
+        if variant == "sigma-cold" {
+            envs.push(("SYSMONENRICH_SIGMA_MEMO", "0".into()));
+        }
         let gi = match &kv {
             Some(kv) if variant.starts_with("shared") => getinfo_at(&command_args, &kv.url),
             _ => getinfo(&command_args),
+        };
+        let job = Job {
+            name,
+            variant: variant.to_string(),
+            exe: exe.to_path_buf(),
+            envs,
+            stream: stream.clone(),
+            body_bytes,
+            home,
+            gi,
+            runs: Vec::new(),
         };
         if [
             "lineage",
@@ -802,11 +835,12 @@ fn main() {
         {
             // Warm the persistent state (process table, caches) once.
             let t = Instant::now();
-            run_once(make(), stream, &gi, &home);
+            run_once(job.command(&me, args.pad), &job.stream, &job.gi, &job.home);
             if variant.starts_with("shared") {
                 let note = format!(
-                    "{name}: the warming run (empty local table) took {:.2}s; the fake KV store \
+                    "{}: the warming run (empty local table) took {:.2}s; the fake KV store \
                      holds {} documents after it",
+                    job.name,
                     t.elapsed().as_secs_f64(),
                     kv.as_ref().map_or(0, |k| k.docs())
                 );
@@ -814,53 +848,63 @@ fn main() {
                 notes.push(note);
             }
         }
-        let requests_before = hashlookup.as_ref().map_or(0, |(f, _)| f.count());
-        let mut secs = Vec::new();
-        let mut cpus = Vec::new();
-        let mut peak = 0;
-        let mut out_bytes = 0;
-        let mut digest = None;
-        for _ in 0..args.runs.max(1) {
-            let m = run_once(make(), stream, &gi, &home);
+        jobs.push(job);
+    }
+    let requests_before = hashlookup.as_ref().map_or(0, |(f, _)| f.count());
+    for _ in 0..args.runs.max(1) {
+        for job in &mut jobs {
+            let m = run_once(job.command(&me, args.pad), &job.stream, &job.gi, &job.home);
             eprintln!(
-                "{name}: {:.2}s, cpu {:.2}s, peak {} MB, {:.1} MB out, digest {:016x}",
+                "{}: {:.2}s, cpu {:.2}s, peak {} MB, {:.1} MB out, digest {:016x}",
+                job.name,
                 m.seconds,
                 m.cpu,
                 m.peak_kb / 1024,
                 m.out_bytes as f64 / 1e6,
                 m.digest
             );
-            secs.push(m.seconds);
-            cpus.push(m.cpu);
-            peak = peak.max(m.peak_kb);
-            out_bytes = m.out_bytes;
             assert!(
-                digest.is_none_or(|d| d == m.digest),
-                "{name}: two runs wrote different output"
+                job.runs.first().is_none_or(|d| d.digest == m.digest),
+                "{}: two runs wrote different output",
+                job.name
             );
-            digest = Some(m.digest);
+            job.runs.push(m);
         }
-        if let (true, Some((fake, _))) = (variant == "cached", &hashlookup) {
-            let during = fake.count() - requests_before;
-            let note = format!(
-                "{name}: the fake hashlookup saw {requests_before} requests before and \
-                 {during} during the {} measured runs (must be 0)",
-                args.runs.max(1)
-            );
-            eprintln!("{note}");
-            notes.push(note);
-        }
-        let s = median(secs);
+    }
+    if let Some((fake, _)) = &hashlookup {
+        let during = fake.count() - requests_before;
+        let note = format!(
+            "cached: the fake hashlookup saw {requests_before} requests before and \
+             {during} during the {} measured rounds (must be 0)",
+            args.runs.max(1)
+        );
+        eprintln!("{note}");
+        notes.push(note);
+    }
+    for job in &jobs {
+        let s = median(job.runs.iter().map(|m| m.seconds).collect());
+        let last = job.runs.last().expect("at least one run");
         results.push(Outcome {
-            variant: name,
+            variant: job.name.clone(),
             rows_per_s: args.rows as f64 / s,
-            mb_per_s: body_bytes as f64 / 1e6 / s,
-            cpu: median(cpus),
-            peak_kb: peak,
-            out_bytes,
-            digest: digest.unwrap_or(0),
+            mb_per_s: job.body_bytes as f64 / 1e6 / s,
+            cpu: median(job.runs.iter().map(|m| m.cpu).collect()),
+            peak_kb: job.runs.iter().map(|m| m.peak_kb).max().unwrap_or(0),
+            out_bytes: last.out_bytes,
+            digest: last.digest,
         });
     }
+    // Per round, the ratio of a variant to the one it is compared with.
+    let per_round = |with: &str, without: &str| -> Option<(f64, f64)> {
+        let (w, o) = (
+            jobs.iter().find(|j| j.name == with)?,
+            jobs.iter().find(|j| j.name == without)?,
+        );
+        let pairs = w.runs.iter().zip(&o.runs);
+        let speed = median(pairs.clone().map(|(w, o)| o.seconds / w.seconds).collect());
+        let cpu = median(pairs.map(|(w, o)| w.cpu / o.cpu).collect());
+        Some((speed, cpu))
+    };
     let find = |name: &str| results.iter().find(|r| r.variant == name);
     let base = find("passthrough").map_or(f64::NAN, |r| r.rows_per_s);
     let largest_chunk_mb = body_bytes as f64 / 1e6 / (args.rows as f64 / args.chunk as f64).ceil();
@@ -921,12 +965,17 @@ fn main() {
         ("lineage-diverse", "sigma-diverse"),
         ("lineage-diverse", "sigma-cold-diverse"),
     ] {
-        if let (Some(l), Some(r)) = (find(without), find(with)) {
+        if let (Some(l), Some(r), Some((speed, cpu))) =
+            (find(without), find(with), per_round(with, without))
+        {
             println!(
                 "\n{with}: {:.0}% of the throughput of the same search without rules \
-                 ({without}), {:.2}x its CPU time",
+                 ({without}), {:.2}x its CPU time (medians); per round, medians of the \
+                 ratios: {:.0}% and {:.2}x",
                 100.0 * r.rows_per_s / l.rows_per_s,
-                r.cpu / l.cpu
+                r.cpu / l.cpu,
+                100.0 * speed,
+                cpu
             );
         }
     }
