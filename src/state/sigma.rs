@@ -84,8 +84,14 @@ impl StateStore {
                         all.push(f);
                     }
                 }
-                put.execute(params![key, encode(&all)])?;
                 recorded += 1;
+                // A search over a window an earlier one saw (scheduled
+                // searches overlap) finds what is stored: nothing to write.
+                let encoded = encode(&all);
+                if old.as_deref() == Some(encoded.as_str()) {
+                    continue;
+                }
+                put.execute(params![key, encoded])?;
             }
             Ok(recorded)
         })
