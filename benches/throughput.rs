@@ -636,7 +636,6 @@ fn cached_app(dir: &Path, url: &str) -> PathBuf {
     app
 }
 
-/// One variant's result: medians over its runs.
 /// One variant with one binary, set up once and run every round.
 struct Job {
     name: String,
@@ -668,6 +667,7 @@ impl Job {
     }
 }
 
+/// One variant's result: medians over its runs.
 struct Outcome {
     variant: String,
     rows_per_s: f64,

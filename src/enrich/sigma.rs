@@ -63,7 +63,7 @@ pub struct SigmaRun {
     /// The rule set's field number → column of the header.
     field_columns: Vec<Option<usize>>,
     /// The columns of `EventCode` and `EventType`, asked of every row.
-    code_columns: [Option<usize>; 2],
+    code_columns: CodeColumns,
     /// The header `columns` was built for.
     header: Option<Header>,
     /// Creation matches by process.
@@ -99,7 +99,7 @@ impl SigmaRun {
             columns: HashMap::new(),
             value_columns: Vec::new(),
             field_columns: Vec::new(),
-            code_columns: [None; 2],
+            code_columns: CodeColumns::default(),
             header: None,
             creations: HashMap::new(),
             matched: Vec::new(),
@@ -196,10 +196,10 @@ impl SigmaRun {
             .iter()
             .map(|n| self.columns.get(n.as_str()).copied())
             .collect();
-        self.code_columns = [
-            self.columns.get("EventCode").copied(),
-            self.columns.get("EventType").copied(),
-        ];
+        self.code_columns = CodeColumns {
+            code: self.columns.get("EventCode").copied(),
+            kind: self.columns.get("EventType").copied(),
+        };
         self.header = Some(header.clone());
     }
 
@@ -517,13 +517,14 @@ struct RowFields<'a, 'r> {
     columns: &'a HashMap<Box<str>, usize>,
     value_columns: &'a [usize],
     field_columns: &'a [Option<usize>],
-    code_columns: [Option<usize>; 2],
+    code_columns: CodeColumns,
 }
 
-impl RowFields<'_, '_> {
-    fn column(&self, i: Option<usize>) -> Option<&str> {
-        self.reader.field_text(i?)
-    }
+/// Where a header holds `EventCode` and `EventType`.
+#[derive(Clone, Copy, Default)]
+struct CodeColumns {
+    code: Option<usize>,
+    kind: Option<usize>,
 }
 
 impl Fields for RowFields<'_, '_> {
@@ -540,12 +541,12 @@ impl Fields for RowFields<'_, '_> {
         }
     }
 
-    fn event_code(&self) -> Option<u32> {
-        self.column(self.code_columns[0])?.trim().parse().ok()
+    fn event_code_text(&self) -> Option<&str> {
+        self.reader.field_text(self.code_columns.code?)
     }
 
     fn event_type(&self) -> Option<&str> {
-        self.column(self.code_columns[1])
+        self.reader.field_text(self.code_columns.kind?)
     }
 
     fn values(&self) -> impl Iterator<Item = &str> {

@@ -38,12 +38,18 @@ pub trait Fields {
 
     /// Sysmon's EventID: decides which rules apply.
     fn event_code(&self) -> Option<u32> {
-        self.get("EventCode")?.trim().parse().ok()
+        self.event_code_text()?.trim().parse().ok()
+    }
+
+    /// The `EventCode` field as text. Asked of every event, like
+    /// [`Fields::event_type`]: a view that knows its column answers without
+    /// hashing the name.
+    fn event_code_text(&self) -> Option<&str> {
+        self.get("EventCode")
     }
 
     /// The registry events' `EventType` (`SetValue`, `CreateKey`…), which
-    /// some categories filter on. Asked of every event: a view that knows
-    /// its column answers without hashing the name.
+    /// some categories filter on.
     fn event_type(&self) -> Option<&str> {
         self.get("EventType")
     }
@@ -130,6 +136,11 @@ pub struct Scratch {
     lower_at: Vec<u32>,
     text: Vec<String>,
     lower: Vec<String>,
+    /// The field's value read as an address (for `cidr`), per field:
+    /// Microsoft's ranges run to dozens of networks per item, and several
+    /// rules test the same `DestinationIp`.
+    ip_at: Vec<u32>,
+    ip: Vec<Option<u128>>,
     pub(super) candidates: Vec<u32>,
     pub(super) hits: super::index::Hits,
     memo: Vec<Option<bool>>,
@@ -170,11 +181,14 @@ impl Scratch {
             self.lower_at.resize(fields, 0);
             self.text.resize_with(fields, String::new);
             self.lower.resize_with(fields, String::new);
+            self.ip_at.resize(fields, 0);
+            self.ip.resize(fields, None);
         }
         self.epoch = self.epoch.wrapping_add(1);
         if self.epoch == 0 {
             self.text_at.fill(0);
             self.lower_at.fill(0);
+            self.ip_at.fill(0);
             self.values_at = 0;
             self.joined_at = 0;
             self.epoch = 1;
@@ -183,10 +197,28 @@ impl Scratch {
     }
 }
 
-/// Whether a value reads the same unescaped and, for ASCII case folding,
-/// lower-cased: ASCII without an entity.
-fn is_clean(v: &str) -> bool {
-    v.is_ascii() && memchr::memchr(b'&', v.as_bytes()).is_none()
+/// Calls `f` with `v` as a keyword automaton searches it (see `any_of.rs`):
+/// unescaped, and lower-cased unless `cased`. A value that is ASCII with no
+/// entity reads the same either way for an automaton that folds ASCII case
+/// itself, so it is passed as the row holds it, without a copy; any other
+/// is made in `text` (and `lower`).
+fn keyword_form<R>(
+    v: &str,
+    cased: bool,
+    text: &mut String,
+    lower: &mut String,
+    f: impl FnOnce(&str) -> R,
+) -> R {
+    if v.is_ascii() && memchr::memchr(b'&', v.as_bytes()).is_none() {
+        return f(v);
+    }
+    text.clear();
+    unescape_into(v, text);
+    if cased {
+        return f(text);
+    }
+    lower_into(text, lower);
+    f(lower)
 }
 
 /// `buf` = `text` lower-cased as the patterns are (Unicode; ASCII without
@@ -249,6 +281,16 @@ impl<'a, E: Fields> Ctx<'a, E> {
         self.lower(field)
     }
 
+    /// The field's value as an address ([`ip_bits`]), read once per event.
+    fn ip(&mut self, field: usize) -> Option<u128> {
+        if self.s.ip_at[field] != self.s.epoch {
+            let ip = ip_bits(self.text(field));
+            self.s.ip[field] = ip;
+            self.s.ip_at[field] = self.s.epoch;
+        }
+        self.s.ip[field]
+    }
+
     /// The field's unescaped value, lower-cased (Unicode).
     pub fn lower(&mut self, field: usize) -> &str {
         if self.s.lower_at[field] != self.s.epoch {
@@ -304,26 +346,6 @@ impl<'a, E: Fields> Ctx<'a, E> {
             };
             return set.is_match(value);
         }
-        if fc
-            .values
-            .iter()
-            .flatten()
-            .all(|m| matches!(m, Matcher::Cidr { .. }))
-        {
-            // Networks (Microsoft's ranges run to dozens): read the address once.
-            let Some(ip) = ip_bits(self.text(field)) else {
-                return false;
-            };
-            let inside = |alts: &Vec<Matcher>| {
-                alts.iter()
-                    .any(|m| matches!(m, Matcher::Cidr { net, bits } if ip & mask(*bits) == *net))
-            };
-            return if fc.all {
-                fc.values.iter().all(inside)
-            } else {
-                fc.values.iter().any(inside)
-            };
-        }
         let one = |ctx: &mut Self, alts: &[Matcher]| alts.iter().any(|m| ctx.test(field, m));
         if fc.all {
             fc.values.iter().all(|alts| one(self, alts))
@@ -368,14 +390,8 @@ impl<'a, E: Fields> Ctx<'a, E> {
             s.joined_at = s.epoch;
             s.joined.clear();
             for v in self.ev.values() {
-                if is_clean(v) {
-                    s.joined.push_str(v);
-                } else {
-                    s.keyword_text.clear();
-                    unescape_into(v, &mut s.keyword_text);
-                    lower_into(&s.keyword_text, &mut s.keyword_lower);
-                    s.joined.push_str(&s.keyword_lower);
-                }
+                let (text, lower) = (&mut s.keyword_text, &mut s.keyword_lower);
+                keyword_form(v, false, text, lower, |t| s.joined.push_str(t));
                 s.joined.push('\0');
             }
         }
@@ -387,21 +403,11 @@ impl<'a, E: Fields> Ctx<'a, E> {
             if !set.cased && set.joinable() {
                 return set.is_match(self.joined_values());
             }
-            // See `any_of.rs`: a clean value is searched as the row holds it.
             let (text, lower) = (&mut self.s.keyword_text, &mut self.s.keyword_lower);
-            return self.ev.values().any(|v| {
-                if is_clean(v) {
-                    return set.is_match(v);
-                }
-                text.clear();
-                unescape_into(v, text);
-                if set.cased {
-                    set.is_match(text)
-                } else {
-                    lower_into(text, lower);
-                    set.is_match(lower)
-                }
-            });
+            return self
+                .ev
+                .values()
+                .any(|v| keyword_form(v, set.cased, text, lower, |t| set.is_match(t)));
         }
         self.load_values();
         let s = &*self.s;
@@ -425,6 +431,7 @@ impl<'a, E: Fields> Ctx<'a, E> {
     fn test(&mut self, field: usize, m: &Matcher) -> bool {
         match m {
             Matcher::Str { pat, cased: false } => pat.is_match(self.lower(field)),
+            Matcher::Cidr { net, bits } => self.ip(field).is_some_and(|a| a & mask(*bits) == *net),
             Matcher::FieldRef {
                 field: other,
                 cased,

@@ -33,20 +33,29 @@ use std::sync::OnceLock;
 
 type Need = Option<Vec<(usize, String)>>;
 
-/// Which of two necessary sets to keep for an AND: the one whose shortest
-/// literal is longest (fewer false candidates), then the smaller one.
+/// How selective a set of literals is for the candidate index, higher
+/// being better: its shortest literal's length (a long literal rarely
+/// occurs by chance; past 12 bytes that gains nothing more), then fewer
+/// literals.
+pub(super) fn selectivity<'a>(lits: impl ExactSizeIterator<Item = &'a str>) -> (usize, usize) {
+    let count = lits.len();
+    let shortest = lits.map(str::len).min().unwrap_or(0).min(12);
+    (shortest, usize::MAX - count)
+}
+
+fn group_selectivity(g: &[(usize, String)]) -> (usize, usize) {
+    selectivity(g.iter().map(|(_, l)| l.as_str()))
+}
+
+/// Which of two necessary sets to keep for an AND: the more selective.
 fn better(a: Need, b: Need) -> Need {
     match (a, b) {
         (None, x) | (x, None) => x,
-        (Some(a), Some(b)) => {
-            let score = |v: &Vec<(usize, String)>| {
-                (
-                    v.iter().map(|(_, l)| l.len()).min().unwrap_or(0).min(12),
-                    usize::MAX - v.len(),
-                )
-            };
-            Some(if score(&b) > score(&a) { b } else { a })
-        }
+        (Some(a), Some(b)) => Some(if group_selectivity(&b) > group_selectivity(&a) {
+            b
+        } else {
+            a
+        }),
     }
 }
 
@@ -136,11 +145,8 @@ pub fn rule_groups(rule: &Rule) -> Vec<Group> {
     }
     all.sort_unstable();
     all.dedup();
-    // Most selective first: longest shortest literal, then fewest literals.
-    all.sort_by_key(|g| {
-        let shortest = g.iter().map(|(_, l)| l.len()).min().unwrap_or(0).min(12);
-        (std::cmp::Reverse(shortest), g.len())
-    });
+    // Most selective first.
+    all.sort_by_key(|g| std::cmp::Reverse(group_selectivity(g)));
     all.truncate(MAX_GROUPS);
     all
 }

@@ -443,16 +443,15 @@ fn compile_regex(pat: &str, cost: &mut Cost) -> Result<regex_automata::meta::Reg
     use regex_automata::meta::Regex;
     use regex_automata::nfa::thompson::WhichCaptures;
     let limit = cost.regex_limit();
-    let builder = Regex::builder()
-        .configure(
-            Regex::config()
-                // Only `is_match` is asked: no capture groups kept.
-                .which_captures(WhichCaptures::None)
-                .nfa_size_limit(Some(limit))
-                .onepass_size_limit(Some(limit))
-                .hybrid_cache_capacity(budget::REGEX_CACHE),
-        )
-        .clone();
+    let mut builder = Regex::builder();
+    builder.configure(
+        Regex::config()
+            // Only `is_match` is asked: no capture groups kept.
+            .which_captures(WhichCaptures::None)
+            .nfa_size_limit(Some(limit))
+            .onepass_size_limit(Some(limit))
+            .hybrid_cache_capacity(budget::REGEX_CACHE),
+    );
     let built = match regex_syntax::parse(pat) {
         Ok(hir) => builder.build_from_hir(&super::regex_trim::for_is_match(hir)),
         // The builder reports the same syntax error, with its reason.

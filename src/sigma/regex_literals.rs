@@ -58,15 +58,9 @@ fn usable(set: &Set) -> bool {
     !set.is_empty() && set.iter().all(|l| l.len() >= MIN_LEN)
 }
 
-/// The more selective of two sets: the one whose shortest literal is
-/// longest (up to 12 bytes), then the smaller one.
+/// The more selective of two sets (the index's measure).
 fn better(a: Option<Set>, b: Option<Set>) -> Option<Set> {
-    let score = |v: &Set| {
-        (
-            v.iter().map(String::len).min().unwrap_or(0).min(12),
-            usize::MAX - v.len(),
-        )
-    };
+    let score = |v: &Set| super::index::selectivity(v.iter().map(String::as_str));
     match (a, b) {
         (None, x) | (x, None) => x,
         (Some(a), Some(b)) => Some(if score(&b) > score(&a) { b } else { a }),
