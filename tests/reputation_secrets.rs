@@ -56,7 +56,12 @@ fn secrets_never_leave_the_engine() {
     let lines = logger();
     let hashes: Vec<String> = (0..7).map(fake::sha256).collect();
     let behaviour = hashes.clone();
-    // VirusTotal accepts the key but fails in every way but one.
+    // VirusTotal accepts the key but fails in every way but one. Its two
+    // answers that reach it (the 429 and the verdict) come late on purpose:
+    // an answer closes the circuit's count, so were they first, the four
+    // broken replies would not be "in a row" and the run would depend on
+    // which of eight concurrent requests the scheduler served first.
+    let late = Duration::from_millis(400);
     let vt = FakeServer::start(move |r| {
         let i = behaviour
             .iter()
@@ -66,13 +71,15 @@ fn secrets_never_leave_the_engine() {
             0 => Response::json(
                 429,
                 r#"{"error":{"code":"QuotaExceededError","message":"m"}}"#,
-            ),
+            )
+            .delayed(late),
             1 => Response::json(500, "internal error"),
             2 => Response::garbage(),
             3 => Response::json(200, "{not json"),
             4 => Response::hang(),
             5 => Response::close(),
-            _ => Response::json(200, fake::vt_file(r.last_segment(), 12, 50, "trojan.z")),
+            _ => Response::json(200, fake::vt_file(r.last_segment(), 12, 50, "trojan.z"))
+                .delayed(late),
         }
     });
     // MalwareBazaar refuses the key (403 auth_key_required).
