@@ -185,11 +185,17 @@ impl Creations {
             .map(|_| self.get(i))
     }
 
-    /// The creations that may enter the persistent table, in order.
-    pub fn trusted(&self) -> impl Iterator<Item = ProcessRef<'_>> + '_ {
-        (0..self.items.len())
-            .filter(|&i| self.items[i].trusted)
-            .map(|i| self.get(i))
+    /// The index, GUID and parent GUID of each creation that may enter
+    /// the persistent table, in order: what deciding about a creation
+    /// needs before its text and hashes are read.
+    pub fn trusted_guids(
+        &self,
+    ) -> impl Iterator<Item = (usize, ProcessGuid, Option<ProcessGuid>)> + '_ {
+        self.items
+            .iter()
+            .enumerate()
+            .filter(|(_, item)| item.trusted)
+            .map(|(i, item)| (i, item.guid, item.parent_guid))
     }
 }
 
@@ -211,9 +217,11 @@ mod tests {
         assert_eq!(c.get(1), info.as_ref());
         assert_eq!(c.iter().count(), 2);
         c.distrust(0);
-        assert_eq!(c.trusted().count(), 1);
+        assert_eq!(c.trusted_guids().count(), 1);
         assert!(c.get_trusted(0).is_none() && c.get_trusted(2).is_none());
         assert_eq!(c.get_trusted(1), Some(info.as_ref()));
+        let guids: Vec<_> = c.trusted_guids().collect();
+        assert_eq!(guids, [(1, info.guid, info.parent_guid)]);
         c.set_parent_text(1, b"p.exe", b"p /x");
         assert_eq!(c.get(1).parent_image, b"p.exe");
         assert_eq!(c.get(1).parent_command_line, b"p /x");

@@ -235,30 +235,32 @@ impl Job {
         let cap = self.settings.command_line_max_bytes;
         // A process is not its own parent: such a row comes from a wrong
         // field mapping, and stored it turned whole chains into cycles.
-        // Gathered once: each creation is read from the batch once, not
-        // once per pass below (callgrind: the writer thread's cost).
-        let eligible: Vec<ProcessRef<'_>> = batch
-            .trusted()
-            .filter(|p| p.parent_guid != Some(p.guid))
-            .collect();
-        let guids: Vec<u128> = eligible.iter().map(|p| p.guid.as_u128()).collect();
+        // Indices and GUIDs only: a whole creation (its hashes are most of
+        // its bytes) is read from the batch where it is needed, for the
+        // digest of a known process or the row of a new one.
+        let mut eligible: Vec<usize> = Vec::with_capacity(batch.len());
+        let mut guids: Vec<u128> = Vec::with_capacity(batch.len());
+        for (i, guid, parent) in batch.trusted_guids() {
+            if parent != Some(guid) {
+                eligible.push(i);
+                guids.push(guid.as_u128());
+            }
+        }
         let known = state.known_processes(&guids, seen_at)?;
         let mut suspects: Vec<u128> = Vec::new();
-        let fresh: Vec<ProcessRow<'_>> = eligible
-            .iter()
-            .filter(|p| match known.get(&p.guid.as_u128()) {
-                None => true,
+        let mut fresh: Vec<ProcessRow<'_>> = Vec::new();
+        for (&i, g) in eligible.iter().zip(&guids) {
+            match known.get(g) {
+                None => fresh.push(capped(to_row(&batch.get(i), seen_at), cap)),
                 // Written before digests existed: not compared.
-                Some(None) => false,
+                Some(None) => {}
                 Some(Some(d)) => {
-                    if digest(p, cap) != *d {
-                        suspects.push(p.guid.as_u128());
+                    if digest(&batch.get(i), cap) != *d {
+                        suspects.push(*g);
                     }
-                    false
                 }
-            })
-            .map(|p| capped(to_row(p, seen_at), cap))
-            .collect();
+            }
+        }
         state.put_process_rows_by(fresh.iter().cloned(), Some(writer))?;
         self.store_sigma(state, batch)?;
         self.share(batch, &fresh);
@@ -268,12 +270,12 @@ impl Job {
         let stored = state.get_processes(&suspects)?;
         let mut conflicts = Vec::new();
         let mut seen = HashSet::new();
-        for p in &eligible {
-            let g = p.guid.as_u128();
-            let Ok(i) = stored.binary_search_by_key(&g, |s| s.guid) else {
+        for (&i, &g) in eligible.iter().zip(&guids) {
+            let Ok(k) = stored.binary_search_by_key(&g, |s| s.guid) else {
                 continue;
             };
-            let fields = contradictions(&stored[i], &capped(to_row(p, seen_at), cap));
+            let p = batch.get(i);
+            let fields = contradictions(&stored[k], &capped(to_row(&p, seen_at), cap));
             if !fields.is_empty() && seen.insert(g) {
                 conflicts.push(Conflict {
                     guid: g,
