@@ -19,7 +19,7 @@
 
 use super::columns::{self, NO_SIGMA};
 use super::sigma_pool::Pool;
-use crate::lineage::{Engine, ProcessInfo};
+use crate::lineage::{Engine, GuidMap, ProcessInfo};
 use crate::protocol::multivalue::{push_joined_cell, push_mv_cell};
 use crate::protocol::records::{Header, RowReader};
 use crate::sigma::{Fields, Level, RuleId, RuleSet, Scratch};
@@ -67,13 +67,13 @@ pub struct SigmaRun {
     /// The header `columns` was built for.
     header: Option<Header>,
     /// Creation matches by process.
-    creations: HashMap<ProcessGuid, Creation>,
+    creations: GuidMap<Creation>,
     /// Matches of the chunk's rows, flat, and each row's range.
     matched: Vec<RuleId>,
     rows: Vec<(Range<u32>, Walk)>,
     /// `lineage_sigma` cells (plain and `__mv_`) rendered once per chunk
     /// for each walk start: every row of a process shares them.
-    lineage_cells: HashMap<ProcessGuid, (Range<usize>, Range<usize>)>,
+    lineage_cells: GuidMap<(Range<usize>, Range<usize>)>,
     lineage_bytes: Vec<u8>,
     /// Scratch: the engine's buffers, kept from one event to the next.
     buf: Vec<RuleId>,
@@ -101,10 +101,10 @@ impl SigmaRun {
             field_columns: Vec::new(),
             code_columns: CodeColumns::default(),
             header: None,
-            creations: HashMap::new(),
+            creations: GuidMap::default(),
             matched: Vec::new(),
             rows: Vec::new(),
-            lineage_cells: HashMap::new(),
+            lineage_cells: GuidMap::default(),
             lineage_bytes: Vec::new(),
             buf: Vec::new(),
             scratch: new_scratch(),
@@ -468,7 +468,7 @@ impl SigmaRun {
 /// `<image>: <title>` for every rule matched by the creation of the
 /// processes along the walk, nearest first.
 fn lineage_sigma(
-    creations: &HashMap<ProcessGuid, Creation>,
+    creations: &GuidMap<Creation>,
     rules: &RuleSet,
     engine: Option<&Engine>,
     walk: Walk,

@@ -326,8 +326,8 @@ impl Index {
         &self.bucket(rules, code).plan
     }
 
-    /// Appends the candidate rules for an event to `out`, sorted, without
-    /// duplicates. Field values come from `ctx` (unescaped once, shared
+    /// Appends the candidate rules for an event to `out`, in no particular
+    /// order, without duplicates. Field values come from `ctx` (unescaped once, shared
     /// with the full test); `hits` is reused from one event to the next;
     /// `memo` remembers each field's scan by its raw value.
     pub fn candidates<E: Fields>(
@@ -340,7 +340,6 @@ impl Index {
         memo: &mut ScanMemo,
     ) {
         let bucket = self.bucket(rules, code);
-        let start = out.len();
         out.extend_from_slice(&bucket.always);
         hits.reset(self.sets.len());
         for scan in &bucket.scans {
@@ -355,15 +354,12 @@ impl Index {
             // Lower-cased the way the full test folds it (Unicode), so a
             // literal with non-ASCII letters (lower-cased too) is found.
             let hay = ctx.lower_from_raw(scan.field, raw);
-            hits.found.clear();
+            hits.begin_scan(self.sets.len() * MAX_GROUPS);
             for m in scan.automaton.find_overlapping_iter(hay) {
                 for &p in &scan.rules[m.pattern().as_usize()] {
-                    hits.see(p);
-                    hits.found.push(p);
+                    hits.see_found(p);
                 }
             }
-            hits.found.sort_unstable();
-            hits.found.dedup();
             memo.put(scan.slot, raw, &hits.found);
         }
         // A rule is a candidate once every one of its sets was seen.
@@ -373,8 +369,9 @@ impl Index {
                 out.push(rule);
             }
         }
-        // Each rule was added once (`always` rules have no sets).
-        out[start..].sort_unstable();
+        // Each rule was added once (`always` rules have no sets). Left
+        // unsorted: the caller sorts the few that match, not the hundreds
+        // that are candidates.
     }
 }
 
@@ -387,8 +384,14 @@ pub struct Hits {
     masks: Vec<u8>,
     /// Rules with a bit set, each once, in the order first seen.
     touched: Vec<u32>,
-    /// The sets one field's scan found (what `ScanMemo` keeps).
+    /// The sets one field's scan found, each once, in the order found
+    /// (what `ScanMemo` keeps).
     found: Vec<u32>,
+    /// By packed set: the number of the last scan that found it. A
+    /// ubiquitous literal occurs many times in a value and names hundreds
+    /// of sets; this keeps each once without sorting them.
+    stamps: Vec<u32>,
+    scan: u32,
 }
 
 impl Hits {
@@ -400,6 +403,31 @@ impl Hits {
         self.touched.clear();
         if self.masks.len() < rules {
             self.masks.resize(rules, 0);
+        }
+    }
+
+    /// Starts one field's scan (`packed` sets in all).
+    fn begin_scan(&mut self, packed: usize) {
+        self.found.clear();
+        if self.stamps.len() < packed {
+            self.stamps.resize(packed, 0);
+        }
+        self.scan = self.scan.wrapping_add(1);
+        if self.scan == 0 {
+            // Wrapped: stamps of 4 billion scans ago would look current.
+            self.stamps.fill(0);
+            self.scan = 1;
+        }
+    }
+
+    /// [`Hits::see`] for a set the current scan found, recorded in
+    /// `found` the first time this scan finds it.
+    fn see_found(&mut self, packed: u32) {
+        let stamp = &mut self.stamps[packed as usize];
+        if *stamp != self.scan {
+            *stamp = self.scan;
+            self.found.push(packed);
+            self.see(packed);
         }
     }
 

@@ -384,6 +384,7 @@ impl RuleSet {
     pub fn candidate_ids(&self, ev: &impl Fields) -> Vec<u32> {
         let mut s = Scratch::default();
         self.select(ev, ev.event_code(), &mut s);
+        s.candidates.sort_unstable();
         s.candidates
     }
 
@@ -457,6 +458,9 @@ impl RuleSet {
             }
         }
         s.candidates = candidates;
+        // Candidates come in no particular order; the rules that matched
+        // are given in `RuleId` order.
+        out[start..].sort_unstable();
         if keyed {
             let remembered = out[start..]
                 .iter()

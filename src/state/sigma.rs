@@ -173,6 +173,32 @@ mod tests {
         assert!(s.process_sigma(&[9]).unwrap().is_empty());
     }
 
+    /// A call with many rows, one GUID twice among them, keeps every
+    /// match.
+    #[test]
+    fn many_rows_and_a_guid_twice_in_one_call() {
+        let s = StateStore::open_in_memory().unwrap();
+        let n = 600;
+        for g in 1..=n {
+            process(&s, g, g as i64 * 10);
+        }
+        let fps: Vec<[u64; 1]> = (1..=n).map(|g| [g as u64]).collect();
+        let mut rows: Vec<(u128, i64, &[u64])> = (1..=n)
+            .map(|g| (g, g as i64 * 10, &fps[g as usize - 1][..]))
+            .collect();
+        rows.push((5, 50, &[0xee]));
+        // Unknown, and a contradicting creation, among them.
+        rows.push((n + 1, 1, &[1]));
+        rows.push((6, 61, &[2]));
+        assert_eq!(s.put_process_sigma(&rows).unwrap(), n as usize + 1);
+        let guids: Vec<u128> = (1..=n + 1).collect();
+        let got = s.process_sigma(&guids).unwrap();
+        assert_eq!(got.len(), n as usize);
+        assert_eq!(got[&5], [0xee, 5]);
+        assert_eq!(got[&6], [6]);
+        assert_eq!(got[&n], [n as u64]);
+    }
+
     #[test]
     fn matches_of_another_creation_or_an_unknown_process_are_refused() {
         let s = StateStore::open_in_memory().unwrap();
