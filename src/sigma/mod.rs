@@ -20,6 +20,7 @@
 //! | `logsource.rs` | category → Sysmon EventCodes |
 //! | `eval.rs` | one rule on one event, Splunk's semantics (absent = empty, entities) |
 //! | `index.rs` | literal automata that pick the few candidate rules per event |
+//! | `keyed.rs` | the index's hash lists: a prefix and a map of keys, not an automaton |
 //! | `memo.rs` | verdicts remembered by the fields the rules read |
 //! | `gate.rs` | per kind of lookup, whether remembering pays |
 //! | `scan_memo.rs` | each field's literal scan remembered by its value |
@@ -41,6 +42,7 @@ mod condition;
 mod eval;
 mod gate;
 mod index;
+mod keyed;
 mod load;
 mod logsource;
 mod memo;
