@@ -106,7 +106,7 @@ fn plain(m: &Matcher) -> Option<(&str, u8, bool)> {
         StrPat::Exact(t) => (t.as_str(), EXACT),
         StrPat::Prefix(t) => (t.as_str(), PREFIX),
         StrPat::Suffix(t) => (t.as_str(), SUFFIX),
-        StrPat::Contains(f) => (std::str::from_utf8(f.needle()).ok()?, CONTAINS),
+        StrPat::Contains(n) => (n.text(), CONTAINS),
         StrPat::Any | StrPat::Glob(_) => return None,
     };
     (!text.is_empty()).then_some((text, kind, *cased))

@@ -12,6 +12,8 @@
 //! prefix, a suffix or a substring test; only values with wildcards in the
 //! middle need the general glob matcher.
 
+use std::sync::OnceLock;
+
 /// One element of a parsed Sigma string.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Piece {
@@ -96,14 +98,51 @@ pub enum StrPat {
     Prefix(String),
     /// The value ends with the text.
     Suffix(String),
-    /// The value contains the text (searcher built once).
-    Contains(Box<memchr::memmem::Finder<'static>>),
+    /// The value contains the text (searcher built on first use).
+    Contains(Box<Needle>),
     /// Any non-empty value (`*`, `contains: ''`): the specification and
     /// Splunk's `Field=*` both need a value, and in Splunk an empty field
     /// and an absent one are the same.
     Any,
     /// Wildcards in the middle: the general matcher.
     Glob(Box<Glob>),
+}
+
+/// A `contains` text and its substring searcher, built the first time a
+/// value is tested. Most are never tested: an item's alternatives go into
+/// one automaton from eight on (`any_of.rs`), and a rule is tested only
+/// when the index names it, so building every searcher at load (17,000
+/// for SigmaHQ's rules, 4,432 for one driver rule) was a twentieth of
+/// loading.
+#[derive(Debug)]
+pub struct Needle {
+    text: Box<str>,
+    finder: OnceLock<memchr::memmem::Finder<'static>>,
+}
+
+impl Needle {
+    fn new(text: String) -> Needle {
+        Needle {
+            text: text.into_boxed_str(),
+            finder: OnceLock::new(),
+        }
+    }
+
+    /// The text searched for.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    fn finder(&self) -> &memchr::memmem::Finder<'static> {
+        self.finder
+            .get_or_init(|| memchr::memmem::Finder::new(self.text.as_bytes()).into_owned())
+    }
+}
+
+impl Clone for Needle {
+    fn clone(&self) -> Needle {
+        Needle::new(self.text.to_string())
+    }
 }
 
 /// A pattern with wildcards inside, matched in time linear in the value.
@@ -184,7 +223,7 @@ impl StrPat {
             [Piece::Lit(l), Piece::Star] => StrPat::Prefix(fold(l)),
             [Piece::Star, Piece::Lit(l)] => StrPat::Suffix(fold(l)),
             [Piece::Star, Piece::Lit(l), Piece::Star] => {
-                StrPat::Contains(Box::new(memchr::memmem::Finder::new(&fold(l)).into_owned()))
+                StrPat::Contains(Box::new(Needle::new(fold(l))))
             }
             _ if ps.contains(&&Piece::One) => {
                 // A star at an end is an unanchored end: `*a?b*` searches
@@ -241,7 +280,7 @@ impl StrPat {
             StrPat::Exact(t) => value == t,
             StrPat::Prefix(t) => value.starts_with(t.as_str()),
             StrPat::Suffix(t) => value.ends_with(t.as_str()),
-            StrPat::Contains(f) => f.find(value.as_bytes()).is_some(),
+            StrPat::Contains(n) => n.finder().find(value.as_bytes()).is_some(),
             StrPat::Any => !value.is_empty(),
             StrPat::Glob(g) => g.is_match(value),
         }

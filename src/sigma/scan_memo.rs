@@ -52,7 +52,9 @@ pub struct ScanMemo {
     pub off: bool,
     /// Per slot, whether remembering pays (`gate.rs`); `skip`: the last
     /// [`ScanMemo::get`] did not look up, so its `put` keeps nothing.
-    gates: HashMap<u64, Gate, foldhash::fast::RandomState>,
+    /// Indexed by table, then field (a slot's two halves): asked on every
+    /// scan, so arrays rather than a hashed map.
+    gates: Vec<Vec<Gate>>,
     skip: bool,
 }
 
@@ -65,7 +67,15 @@ impl ScanMemo {
         if self.off || value.len() > MAX_VALUE {
             return None;
         }
-        let gate = self.gates.entry(slot).or_default();
+        let (table, field) = ((slot >> 32) as usize, slot as u32 as usize);
+        if self.gates.len() <= table {
+            self.gates.resize_with(table + 1, Vec::new);
+        }
+        let fields = &mut self.gates[table];
+        if fields.len() <= field {
+            fields.resize(field + 1, Gate::default());
+        }
+        let gate = &mut fields[field];
         if !gate.open() {
             return None;
         }
