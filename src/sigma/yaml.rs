@@ -56,7 +56,7 @@ pub fn load(source: &str) -> Result<Vec<Yaml>, String> {
             Event::Scalar(text, style, _, tag) => {
                 let as_text = style != TScalarStyle::Plain
                     || tag.is_some_and(|t| t.suffix == "str" || !t.handle.starts_with("tag:"));
-                if as_text {
+                if as_text || surely_text(&text) {
                     Yaml::String(text)
                 } else {
                     Yaml::from_str(&text)
@@ -99,6 +99,21 @@ pub fn load(source: &str) -> Result<Vec<Yaml>, String> {
     }
 }
 
+/// Whether [`Yaml::from_str`] would read this plain scalar as a string:
+/// what it reads otherwise (null, booleans, integers, reals) holds a
+/// digit, starts with `.`, `+` or `-` (`.inf`, `-.nan`), or is one of a
+/// few words. Most plain scalars of a rule (keys, `windows`, `high`) are
+/// words: kept as they are, without `from_str`'s tries and copy.
+fn surely_text(text: &str) -> bool {
+    !text.is_empty()
+        && !text.starts_with(['.', '+', '-', '~'])
+        && !text.bytes().any(|b| b.is_ascii_digit())
+        && !matches!(
+            text,
+            "null" | "true" | "True" | "TRUE" | "false" | "False" | "FALSE"
+        )
+}
+
 fn describe(key: &Yaml) -> String {
     match key {
         Yaml::String(s) => format!("`{}`", s.chars().take(60).collect::<String>()),
@@ -116,6 +131,57 @@ mod tests {
         let ours = load(src).unwrap();
         let theirs = yaml_rust2::YamlLoader::load_from_str(src).unwrap();
         assert_eq!(ours, theirs);
+    }
+
+    #[test]
+    fn plain_words_read_as_from_str_reads_them() {
+        for text in [
+            "",
+            "~",
+            "null",
+            "Null",
+            "true",
+            "True",
+            "TRUE",
+            "false",
+            "no",
+            "yes",
+            "0x1f",
+            "0o17",
+            "+12",
+            "-3",
+            "12",
+            "1.5",
+            "1e3",
+            ".inf",
+            "-.Inf",
+            "+.INF",
+            ".nan",
+            ".NaN",
+            "inf",
+            "nan",
+            "NaN",
+            "infinity",
+            "selection",
+            "high",
+            "windows",
+            "x1",
+            "a-b",
+            "C:\\x",
+            "é",
+            "-",
+            ".",
+            "+",
+            "_",
+        ] {
+            let ours = if surely_text(text) {
+                Yaml::String(text.to_string())
+            } else {
+                Yaml::from_str(text)
+            };
+            assert_eq!(ours, Yaml::from_str(text), "{text:?}");
+        }
+        assert!(surely_text("selection") && !surely_text("null") && !surely_text("1"));
     }
 
     #[test]
