@@ -200,6 +200,14 @@ fi
 
 # ---- the Windows build ------------------------------------------------------
 
+# Read whole before testing (a pipe into `grep -q` may end rustc early,
+# which `pipefail` would count as a failure).
+win_rustc_knows_target() {
+    local targets
+    targets=$("$WIN_RUSTC" --print target-list 2>/dev/null) || return 1
+    grep -qx "$WIN_TARGET" <<<"$targets"
+}
+
 ensure_windows_tools() {
     local missing=()
     [ -x "$WIN_RUSTC" ] || missing+=(rustc-web)
@@ -208,6 +216,18 @@ ensure_windows_tools() {
     need x86_64-w64-mingw32-gcc || missing+=(gcc-mingw-w64-x86-64)
     if [ ${#missing[@]} -gt 0 ]; then
         apt_install "${missing[@]}"
+    fi
+    # bookworm's own rustc-web (1.85) does not know the target; the
+    # security suite's (1.96) does. A machine whose package lists predate
+    # it installs the old one without complaint (seen on a fresh VM), so
+    # the lists are refreshed and the three packages upgraded together.
+    if ! win_rustc_knows_target; then
+        log "$("$WIN_RUSTC" --version 2>/dev/null) does not know $WIN_TARGET: apt-get update, then upgrade rustc-web cargo-web rust-web-src"
+        DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null &&
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -q rustc-web cargo-web rust-web-src >/dev/null ||
+            die "cannot upgrade rustc-web"
+        win_rustc_knows_target ||
+            die "$("$WIN_RUSTC" --version) does not know $WIN_TARGET (it needs rustc-web 1.96 from bookworm-security)"
     fi
 }
 
