@@ -906,7 +906,7 @@ fn main() {
         Some((speed, cpu))
     };
     let find = |name: &str| results.iter().find(|r| r.variant == name);
-    let base = find("passthrough").map_or(f64::NAN, |r| r.rows_per_s);
+    let base = find("passthrough").map(|r| r.rows_per_s);
     let largest_chunk_mb = body_bytes as f64 / 1e6 / (args.rows as f64 / args.chunk as f64).ceil();
     println!(
         "\n{} rows, {} rows/chunk, largest chunk ≈ {:.1} MB, median of {} runs\n",
@@ -915,14 +915,18 @@ fn main() {
     println!("| variant | rows/s | MB/s | CPU s | peak RSS MB | vs passthrough | output digest |");
     println!("|---|---:|---:|---:|---:|---:|---|");
     for r in &results {
+        // Blank when passthrough was not among the variants.
+        let share = base.map_or(String::new(), |b| {
+            format!("{:.0}%", 100.0 * r.rows_per_s / b)
+        });
         println!(
-            "| {} | {:.0} | {:.1} | {:.2} | {:.0} | {:.0}% | {:016x} |",
+            "| {} | {:.0} | {:.1} | {:.2} | {:.0} | {} | {:016x} |",
             r.variant,
             r.rows_per_s,
             r.mb_per_s,
             r.cpu,
             r.peak_kb as f64 / 1024.0,
-            100.0 * r.rows_per_s / base,
+            share,
             r.digest
         );
     }

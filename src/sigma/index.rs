@@ -244,45 +244,33 @@ fn build_bucket(
         // 20,000 diverse events).
         let texts: Vec<&str> = lits.iter().map(|(l, _)| *l).collect();
         let (families, rest) = keyed::split(&texts);
-        let mut ids: Vec<Option<Vec<u32>>> = lits.into_iter().map(|(_, r)| Some(r)).collect();
-        let mut take = |i: usize| ids[i].take().unwrap_or_default();
+        let mut take = |i: usize| std::mem::take(&mut lits[i].1);
         let families: Vec<(Family, Vec<Vec<u32>>)> = families
             .into_iter()
             .map(|(f, members)| (f, members.into_iter().map(&mut take).collect()))
             .collect();
-        let rest_ids: Vec<Vec<u32>> = rest.iter().map(|&i| take(i)).collect();
-        let automaton = if rest.is_empty() {
-            None
-        } else {
-            let built = AhoCorasickBuilder::new()
+        let mut rest_ids: Vec<Vec<u32>> = rest.iter().map(|&i| take(i)).collect();
+        let built = (!rest.is_empty()).then(|| {
+            AhoCorasickBuilder::new()
                 .match_kind(MatchKind::Standard)
                 .prefilter(false)
-                .build(rest.iter().map(|&i| texts[i]));
-            match built {
-                Ok(a) => Some(a),
-                Err(_) => {
-                    // Past the automaton's limits the rules still run,
-                    // unselected.
-                    bucket.always.extend(
-                        rest_ids
-                            .into_iter()
-                            .flatten()
-                            .map(|p| p / MAX_GROUPS as u32),
-                    );
-                    if families.is_empty() {
-                        continue;
-                    }
-                    bucket.scans.push(FieldScan {
-                        field,
-                        slot: ((table as u64) << 32) | field as u64,
-                        automaton: None,
-                        rules: Vec::new(),
-                        families,
-                    });
-                    continue;
-                }
+                .build(rest.iter().map(|&i| texts[i]))
+        });
+        let automaton = match built {
+            None => None,
+            Some(Ok(a)) => Some(a),
+            Some(Err(_)) => {
+                // Past the automaton's limits the rules still run,
+                // unselected.
+                bucket
+                    .always
+                    .extend(rest_ids.drain(..).flatten().map(|p| p / MAX_GROUPS as u32));
+                None
             }
         };
+        if automaton.is_none() && families.is_empty() {
+            continue;
+        }
         bucket.scans.push(FieldScan {
             field,
             slot: ((table as u64) << 32) | field as u64,

@@ -28,7 +28,6 @@ const MIN_KEY: usize = 16;
 /// One family: its prefix, its key length and its keys.
 pub(super) struct Family {
     prefix: Finder<'static>,
-    prefix_len: usize,
     key_len: usize,
     /// Key → member number (position in the list given to [`split`]'s
     /// caller's family).
@@ -71,7 +70,6 @@ pub(super) fn split(lits: &[&str]) -> (Vec<(Family, Vec<usize>)>, Vec<usize>) {
             .collect();
         let family = Family {
             prefix: Finder::new(prefix.as_bytes()).into_owned(),
-            prefix_len: prefix.len(),
             key_len,
             keys,
         };
@@ -86,7 +84,7 @@ impl Family {
     /// in `hay`.
     pub(super) fn find(&self, hay: &[u8], mut hit: impl FnMut(u32)) {
         for at in self.prefix.find_iter(hay) {
-            let start = at + self.prefix_len;
+            let start = at + self.prefix.needle().len();
             if let Some(&m) = hay
                 .get(start..start + self.key_len)
                 .and_then(|key| self.keys.get(key))

@@ -114,7 +114,7 @@ pub enum StrPat {
 /// when the index names it, so building every searcher at load (17,000
 /// for SigmaHQ's rules, 4,432 for one driver rule) was a twentieth of
 /// loading.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Needle {
     text: Box<str>,
     finder: OnceLock<memchr::memmem::Finder<'static>>,
@@ -136,12 +136,6 @@ impl Needle {
     fn finder(&self) -> &memchr::memmem::Finder<'static> {
         self.finder
             .get_or_init(|| memchr::memmem::Finder::new(self.text.as_bytes()).into_owned())
-    }
-}
-
-impl Clone for Needle {
-    fn clone(&self) -> Needle {
-        Needle::new(self.text.to_string())
     }
 }
 
