@@ -132,6 +132,7 @@ impl Fields for RowView<'_> {
             .iter()
             .filter(|(n, _)| *n != "_raw" && !n.starts_with("__mv_"))
             .filter_map(|(_, &i)| std::str::from_utf8(self.rec.get(i)?).ok())
+            .filter(|v| !v.is_empty())
     }
 }
 

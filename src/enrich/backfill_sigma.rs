@@ -87,5 +87,6 @@ impl Fields for JsonRow<'_> {
             .iter()
             .filter(|(k, _)| !k.starts_with('_'))
             .map(|(k, _)| text(self.0, k))
+            .filter(|v| !v.is_empty())
     }
 }

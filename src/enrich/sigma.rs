@@ -552,6 +552,7 @@ impl Fields for RowFields<'_, '_> {
     fn values(&self) -> impl Iterator<Item = &str> {
         self.value_columns
             .iter()
+            .filter(|&&i| self.reader.has_value(i))
             .filter_map(|&i| self.reader.field_text(i))
     }
 }

@@ -33,7 +33,9 @@ pub trait Fields {
         self.get(name)
     }
 
-    /// Every field value of the event, for keyword selections.
+    /// Every non-empty field value of the event, for keyword selections
+    /// (an empty field is an absent one, as in Splunk: it has no value to
+    /// search).
     fn values(&self) -> impl Iterator<Item = &str>;
 
     /// Sysmon's EventID: decides which rules apply.
@@ -61,7 +63,9 @@ impl<S: std::hash::BuildHasher> Fields for std::collections::HashMap<String, Str
     }
 
     fn values(&self) -> impl Iterator<Item = &str> {
-        std::collections::HashMap::values(self).map(String::as_str)
+        std::collections::HashMap::values(self)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 }
 
@@ -275,10 +279,30 @@ impl<'a, E: Fields> Ctx<'a, E> {
     /// not fetched from the row a second time.
     pub fn lower_from_raw(&mut self, field: usize, raw: &str) -> &str {
         debug_assert_eq!(raw, self.raw(field));
+        if self.s.lower_at[field] != self.s.epoch {
+            self.set_lower(field, raw);
+        }
+        &self.s.lower[field]
+    }
+
+    /// Fills the lower-cased value of `field` (raw value `raw`). Most
+    /// values are ASCII without an entity: those are lower-cased straight
+    /// from the row, and their unescaped text, which most fields tested
+    /// case-insensitively never need, is left to be made on demand.
+    fn set_lower(&mut self, field: usize, raw: &str) {
         if self.s.text_at[field] != self.s.epoch {
+            if raw.is_ascii() && memchr::memchr(b'&', raw.as_bytes()).is_none() {
+                let buf = &mut self.s.lower[field];
+                buf.clear();
+                buf.push_str(raw);
+                buf.make_ascii_lowercase();
+                self.s.lower_at[field] = self.s.epoch;
+                return;
+            }
             self.set_text(field, raw);
         }
-        self.lower(field)
+        lower_into(&self.s.text[field], &mut self.s.lower[field]);
+        self.s.lower_at[field] = self.s.epoch;
     }
 
     /// The field's value as an address ([`ip_bits`]), read once per event.
@@ -294,9 +318,8 @@ impl<'a, E: Fields> Ctx<'a, E> {
     /// The field's unescaped value, lower-cased (Unicode).
     pub fn lower(&mut self, field: usize) -> &str {
         if self.s.lower_at[field] != self.s.epoch {
-            self.text(field);
-            lower_into(&self.s.text[field], &mut self.s.lower[field]);
-            self.s.lower_at[field] = self.s.epoch;
+            let raw = self.raw(field);
+            self.set_lower(field, raw);
         }
         &self.s.lower[field]
     }
@@ -378,8 +401,8 @@ impl<'a, E: Fields> Ctx<'a, E> {
         }
     }
 
-    /// Every value of the event, each as a case-insensitive keyword
-    /// automaton can search it (see `any_of.rs`), joined by NUL bytes: one
+    /// Every value of the event, unescaped and lower-cased, joined by NUL
+    /// bytes: one
     /// search per event instead of one per value, which cost more in call
     /// overhead than in scanning. No literal holds a NUL
     /// ([`AnyOf::joinable`](super::any_of::AnyOf::joinable)), so no match
@@ -394,6 +417,9 @@ impl<'a, E: Fields> Ctx<'a, E> {
                 keyword_form(v, false, text, lower, |t| s.joined.push_str(t));
                 s.joined.push('\0');
             }
+            // Lower-cased whole (ASCII values were pushed as they are), so
+            // that the automaton need not fold case (see `any_of.rs`).
+            s.joined.make_ascii_lowercase();
         }
         &s.joined
     }

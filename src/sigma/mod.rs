@@ -56,6 +56,7 @@ pub mod sets;
 mod timestamp;
 mod walk;
 mod yaml;
+mod yaml_subset;
 
 pub use budget::DEFAULT_SET_MEMORY_MB;
 pub use eval::{unescape, Fields, Scratch};

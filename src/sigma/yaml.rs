@@ -24,8 +24,17 @@ struct Open {
     key: Option<Yaml>,
 }
 
-/// Parses every document of `source`.
+/// Parses every document of `source`: most rule files by the line reader
+/// of `yaml_subset.rs`, any other with yaml-rust2's events.
 pub fn load(source: &str) -> Result<Vec<Yaml>, String> {
+    match super::yaml_subset::load(source) {
+        Some(doc) => Ok(vec![doc]),
+        None => load_events(source),
+    }
+}
+
+/// Parses every document of `source` from yaml-rust2's events.
+pub fn load_events(source: &str) -> Result<Vec<Yaml>, String> {
     let mut parser = Parser::new_from_str(source);
     let mut docs = Vec::new();
     let mut stack: Vec<Open> = Vec::new();
@@ -56,11 +65,7 @@ pub fn load(source: &str) -> Result<Vec<Yaml>, String> {
             Event::Scalar(text, style, _, tag) => {
                 let as_text = style != TScalarStyle::Plain
                     || tag.is_some_and(|t| t.suffix == "str" || !t.handle.starts_with("tag:"));
-                if as_text || surely_text(&text) {
-                    Yaml::String(text)
-                } else {
-                    Yaml::from_str(&text)
-                }
+                scalar(text, as_text)
             }
             Event::Alias(_) => {
                 return Err(format!(
@@ -96,6 +101,16 @@ pub fn load(source: &str) -> Result<Vec<Yaml>, String> {
             },
             Some(_) => return Err("broken YAML: a value outside a map or list".into()),
         }
+    }
+}
+
+/// A scalar's node: a string when it is quoted, tagged as text or
+/// `as_text` for any other reason, else read as YAML reads a plain scalar.
+pub(super) fn scalar(text: String, as_text: bool) -> Yaml {
+    if as_text || surely_text(&text) {
+        Yaml::String(text)
+    } else {
+        Yaml::from_str(&text)
     }
 }
 
