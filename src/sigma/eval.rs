@@ -402,9 +402,8 @@ impl<'a, E: Fields> Ctx<'a, E> {
     }
 
     /// Every value of the event, unescaped and lower-cased, joined by NUL
-    /// bytes: one
-    /// search per event instead of one per value, which cost more in call
-    /// overhead than in scanning. No literal holds a NUL
+    /// bytes: one search per event instead of one per value, which cost
+    /// more in call overhead than in scanning. No literal holds a NUL
     /// ([`AnyOf::joinable`](super::any_of::AnyOf::joinable)), so no match
     /// spans two values. Built once per event, on first use.
     fn joined_values(&mut self) -> &str {
