@@ -61,8 +61,6 @@ pub mod logging;
 pub mod platform;
 pub mod protocol;
 pub mod reputation;
-#[cfg(test)]
-mod shared_data;
 pub mod sigma;
 pub mod splunk;
 pub mod state;

@@ -575,7 +575,25 @@ mod reference {
     ];
 
     fn data_dir() -> Option<PathBuf> {
-        crate::shared_data::dir("data/sysmon")
+        let dir = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/data/sysmon"
+        ));
+        if dir.is_dir() {
+            Some(dir.to_path_buf())
+        } else {
+            // CI's run has ../shared: a skip there would pass unseen.
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{} is absent and CI is set: the CI run must have it",
+                dir.display()
+            );
+            eprintln!(
+                "skipped: {} is absent (the shared datasets are not checked out)",
+                dir.display()
+            );
+            None
+        }
     }
 
     /// The columns lineage needs from one CSV row.

@@ -480,9 +480,17 @@ mod tests {
     /// texts, 77,000 of them read by the subset, no disagreement.)
     #[test]
     fn agrees_with_yaml_rust2_on_sigmahq() {
-        let Some(root) = crate::shared_data::dir("sigma") else {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/sigma");
+        if !root.exists() {
+            // CI's run has ../shared: a skip there would pass unseen.
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{} is absent and CI is set: the CI run must have it",
+                root.display()
+            );
+            eprintln!("skipped: {} is absent", root.display());
             return;
-        };
+        }
         let (mut total, mut read) = (0, 0);
         let mut m = Mutator(0x1234_5678_9abc_def1);
         let mut stack = vec![root];
